@@ -1,0 +1,48 @@
+# Kestrel: `make run` builds and boots the default image, `make test` runs
+# every test (boot tests included), `make bench` prints the benchmarks.
+# Everything the targets need is installed by scripts/deps.sh.
+
+ARCH    ?= amd64
+VERSION ?= 0.1.0-dev
+OUT     ?= $(CURDIR)/out
+DEF     ?= images/$(ARCH).yaml
+GO      ?= go
+export GOFLAGS := -buildvcs=false
+export GOCACHE ?= $(CURDIR)/.cache/go-build
+
+IMAGE := $(OUT)/kestrel-$(VERSION)-$(ARCH).img
+
+.PHONY: all deps image run test test-short test-all bench k8s-test-bins clean
+
+all: image
+
+deps:
+	bash scripts/deps.sh
+
+image: deps
+	$(GO) run ./cmd/kestrel-build image -def $(DEF) -out $(OUT) -version $(VERSION)
+
+run: image
+	bash scripts/run-qemu.sh $(IMAGE)
+
+k8s-test-bins:
+	bash scripts/k8s-test-bins.sh
+
+# The default suite: unit tests, the controller against a real
+# kube-apiserver, and the x86_64 boot tests.
+test: deps k8s-test-bins
+	$(GO) test -timeout 80m ./...
+
+# Host-only tests (no qemu boots, no apiserver builds).
+test-short:
+	$(GO) test -short ./...
+
+# Everything, including the slow tests behind the `slow` build tag.
+test-all: deps k8s-test-bins
+	$(GO) test -tags slow -timeout 180m ./...
+
+bench: deps k8s-test-bins
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/... ./pkg/... 2>&1 | tee $(OUT)/bench.txt
+
+clean:
+	rm -rf $(OUT)

@@ -1,0 +1,105 @@
+// Package boottest holds the tests that build real Kestrel images with the
+// real builder and boot them in qemu (software emulation). They share one
+// image build per `go test` run and one harness (test/vm).
+//
+// They need qemu, OVMF and the builder's host tools (scripts/deps.sh). When
+// those are missing they fail under CI (CI=true) and skip elsewhere, naming
+// what is missing. -short skips them.
+package boottest
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// repoRoot is two levels up from this package.
+func repoRoot() string {
+	wd, _ := os.Getwd()
+	return filepath.Clean(filepath.Join(wd, "..", ".."))
+}
+
+// Image is what the builder wrote for one arch, read from its JSON manifest.
+type Image struct {
+	Dir      string
+	Disk     string
+	Kernel   string
+	Initrd   string
+	Rootfs   string
+	Baseline string // minimal-init initramfs for the boot-time baseline
+	Manifest map[string]any
+}
+
+var (
+	buildOnce sync.Once
+	built     *Image
+	buildErr  error
+)
+
+// needTools skips (or fails under CI) when the host lacks the boot tools.
+func needTools(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boot tests are skipped with -short")
+	}
+	var missing []string
+	for _, tool := range []string{"qemu-system-x86_64", "qemu-img", "mksquashfs", "mkfs.ext4", "apt-get"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if _, err := os.Stat("/usr/share/OVMF/OVMF_CODE_4M.fd"); err != nil {
+		missing = append(missing, "ovmf")
+	}
+	if len(missing) > 0 {
+		msg := fmt.Sprintf("missing %v: run scripts/deps.sh", missing)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+}
+
+// buildImage builds the default amd64 image once per test binary with the
+// same command `make image` runs.
+func buildImage(t testing.TB) *Image {
+	t.Helper()
+	needTools(t)
+	buildOnce.Do(func() {
+		root := repoRoot()
+		out := filepath.Join(root, "out", "test")
+		cmd := exec.Command("make", "-C", root, "image", "VERSION=0.0.0-test", "OUT="+out)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			buildErr = fmt.Errorf("make image: %w", err)
+			return
+		}
+		built, buildErr = readManifest(out, "0.0.0-test", "amd64")
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return built
+}
+
+func readManifest(dir, version, arch string) (*Image, error) {
+	path := filepath.Join(dir, fmt.Sprintf("kestrel-%s-%s.json", version, arch))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("builder manifest: %w", err)
+	}
+	img := &Image{Dir: dir, Manifest: map[string]any{}}
+	if err := json.Unmarshal(b, &img.Manifest); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	img.Disk = filepath.Join(dir, fmt.Sprintf("kestrel-%s-%s.img", version, arch))
+	img.Kernel = filepath.Join(dir, fmt.Sprintf("kestrel-%s-%s.vmlinuz", version, arch))
+	img.Initrd = filepath.Join(dir, fmt.Sprintf("kestrel-%s-%s.initrd", version, arch))
+	img.Rootfs = filepath.Join(dir, fmt.Sprintf("kestrel-%s-%s.squashfs", version, arch))
+	img.Baseline = filepath.Join(dir, fmt.Sprintf("baseline-%s.initrd", arch))
+	return img, nil
+}

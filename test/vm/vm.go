@@ -1,0 +1,365 @@
+// Package vm is the one qemu harness every boot test and benchmark uses: it
+// boots a Kestrel disk image (or a bare kernel + initramfs) under software
+// emulation, records the serial console, lets a test wait for console
+// output, run shell commands on the console shell, and send ACPI power
+// events through the qemu monitor.
+//
+// Limits: one serial console (ttyS0 / ttyAMA0) carried over qemu's stdio;
+// commands are run through the shell that Kestrel spawns on the console, so
+// the image must have the console shell enabled. KVM hangs on the machines
+// this runs on, so every machine uses `-accel tcg -smp 1`.
+//
+// Written here rather than taken from u-root's old pkg/qemu (gone from
+// u-root v0.16; its successor hugelgupf/vmtest pulls in its own initramfs
+// tooling) because all we need is a process, a pipe and a line buffer.
+package vm
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Arch selects the qemu binary and firmware.
+type Arch string
+
+const (
+	AMD64 Arch = "amd64"
+	ARM64 Arch = "arm64"
+)
+
+// Config describes one machine.
+type Config struct {
+	Arch Arch
+	// Disk is the raw image to boot through UEFI firmware. It is used as the
+	// backing file of a qcow2 overlay in Dir, so the image itself is never
+	// written; reuse the same Dir to boot the same disk again (a "reboot").
+	Disk string
+	// DiskSize is the virtual size of the overlay (e.g. "3G"); larger than
+	// the image to exercise growing the state partition. Empty: image size.
+	DiskSize string
+	// Kernel and Initrd boot directly (no firmware, no disk) when set.
+	Kernel, Initrd, Append string
+	// ExtraDrives are attached as further virtio disks (e.g. a NoCloud disk).
+	ExtraDrives []string
+	// HostFwd forwards a loopback TCP port to a guest port ("tcp::2222-:22").
+	HostFwd []string
+	// Memory in MiB; 0 means 768.
+	Memory int
+	// Dir holds the overlay disk, firmware variables and console log.
+	Dir string
+	// Log, when set, receives a copy of the console as it arrives.
+	Log io.Writer
+}
+
+// VM is a running qemu.
+type VM struct {
+	cfg     Config
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	monitor string
+
+	mu      sync.Mutex
+	console bytes.Buffer
+	cursor  int // Expect/Run consume console output from here on
+	changed chan struct{}
+	done    chan struct{}
+	exitErr error
+	seq     int
+}
+
+// Start boots the machine described by cfg.
+func Start(cfg Config) (*VM, error) {
+	if cfg.Memory == 0 {
+		cfg.Memory = 768
+	}
+	if cfg.Arch == "" {
+		cfg.Arch = AMD64
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("vm dir: %w", err)
+	}
+	args, err := qemuArgs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	v := &VM{cfg: cfg, changed: make(chan struct{}, 1), done: make(chan struct{}), monitor: filepath.Join(cfg.Dir, "monitor.sock")}
+	args = append(args, "-monitor", "unix:"+v.monitor+",server=on,wait=off")
+	v.cmd = exec.Command(qemuBinary(cfg.Arch), args...)
+	if v.stdin, err = v.cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	out, err := v.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	v.cmd.Stderr = v.cmd.Stdout
+	if err := v.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", v.cmd.Path, err)
+	}
+	go v.pump(out)
+	return v, nil
+}
+
+func qemuBinary(a Arch) string {
+	if a == ARM64 {
+		return "qemu-system-aarch64"
+	}
+	return "qemu-system-x86_64"
+}
+
+func qemuArgs(cfg Config) ([]string, error) {
+	args := []string{"-accel", "tcg", "-smp", "1", "-nodefaults", "-display", "none",
+		"-serial", "stdio", "-no-reboot", "-m", strconv.Itoa(cfg.Memory)}
+	switch cfg.Arch {
+	case AMD64:
+		args = append(args, "-M", "q35")
+	case ARM64:
+		args = append(args, "-M", "virt", "-cpu", "cortex-a72")
+	default:
+		return nil, fmt.Errorf("unknown arch %q", cfg.Arch)
+	}
+	netdev := "user,id=net0"
+	for _, f := range cfg.HostFwd {
+		netdev += ",hostfwd=" + f
+	}
+	args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0")
+
+	if cfg.Kernel != "" {
+		args = append(args, "-kernel", cfg.Kernel, "-initrd", cfg.Initrd, "-append", cfg.Append)
+	} else {
+		code, vars, err := firmware(cfg.Arch)
+		if err != nil {
+			return nil, err
+		}
+		// A private copy of the variable store: firmware may write it, and
+		// AAVMF crashes on a read-only one.
+		varsCopy := filepath.Join(cfg.Dir, "efivars.fd")
+		if _, err := os.Stat(varsCopy); err != nil {
+			if err := copyFile(vars, varsCopy); err != nil {
+				return nil, err
+			}
+		}
+		disk, err := overlay(cfg)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
+			"-drive", "if=pflash,format=raw,unit=1,file="+varsCopy,
+			"-drive", "if=virtio,format=qcow2,file="+disk)
+		if cfg.Arch == ARM64 {
+			args = append(args, "-boot", "menu=on,splash-time=0")
+		}
+	}
+	for _, d := range cfg.ExtraDrives {
+		args = append(args, "-drive", "if=virtio,format=raw,readonly=on,file="+d)
+	}
+	return args, nil
+}
+
+func firmware(a Arch) (code, vars string, err error) {
+	candidates := map[Arch][2]string{
+		AMD64: {"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"},
+		ARM64: {"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"},
+	}[a]
+	for _, f := range candidates {
+		if _, err := os.Stat(f); err != nil {
+			return "", "", fmt.Errorf("firmware for %s: %w (scripts/deps.sh installs it)", a, err)
+		}
+	}
+	return candidates[0], candidates[1], nil
+}
+
+// overlay creates (once per Dir) a qcow2 overlay over the raw image, so
+// several boots of one test share a disk and the image stays pristine.
+func overlay(cfg Config) (string, error) {
+	disk := filepath.Join(cfg.Dir, "disk.qcow2")
+	if _, err := os.Stat(disk); err == nil {
+		return disk, nil
+	}
+	abs, err := filepath.Abs(cfg.Disk)
+	if err != nil {
+		return "", err
+	}
+	args := []string{"create", "-q", "-f", "qcow2", "-b", abs, "-F", "raw", disk}
+	if cfg.DiskSize != "" {
+		args = append(args, cfg.DiskSize)
+	}
+	if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("qemu-img %v: %w: %s", args, err, out)
+	}
+	return disk, nil
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
+}
+
+func (v *VM) pump(r io.Reader) {
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			chunk := bytes.ReplaceAll(buf[:n], []byte("\r"), nil)
+			v.mu.Lock()
+			v.console.Write(chunk)
+			v.mu.Unlock()
+			if v.cfg.Log != nil {
+				v.cfg.Log.Write(chunk)
+			}
+			select {
+			case v.changed <- struct{}{}:
+			default:
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	v.exitErr = v.cmd.Wait()
+	close(v.done)
+}
+
+// Console returns everything the machine printed so far.
+func (v *VM) Console() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.console.String()
+}
+
+// Expect waits until re matches console output after the cursor, moves the
+// cursor past the match and returns the submatches.
+func (v *VM) Expect(re *regexp.Regexp, timeout time.Duration) ([]string, error) {
+	deadline := time.After(timeout)
+	for {
+		v.mu.Lock()
+		rest := v.console.String()[v.cursor:]
+		if loc := re.FindStringSubmatchIndex(rest); loc != nil {
+			m := re.FindStringSubmatch(rest)
+			v.cursor += loc[1]
+			v.mu.Unlock()
+			return m, nil
+		}
+		v.mu.Unlock()
+		select {
+		case <-v.changed:
+		case <-v.done:
+			// One last look: the match may have arrived with the exit.
+			v.mu.Lock()
+			rest := v.console.String()[v.cursor:]
+			v.mu.Unlock()
+			if m := re.FindStringSubmatch(rest); m != nil {
+				return m, nil
+			}
+			return nil, fmt.Errorf("qemu exited (%v) before %q appeared", v.exitErr, re)
+		case <-deadline:
+			return nil, fmt.Errorf("%q did not appear within %s", re, timeout)
+		}
+	}
+}
+
+// Run types a command into the console shell and returns its output and
+// exit status. Markers are built with shell arithmetic so the echoed command
+// line can never match them.
+func (v *VM) Run(command string, timeout time.Duration) (string, int, error) {
+	v.seq++
+	n := 100000 + v.seq
+	line := fmt.Sprintf("echo @@B$((%d+1))@@; %s; echo @@E$((%d+1))=$?@@\n", n-1, command, n-1)
+	if _, err := io.WriteString(v.stdin, line); err != nil {
+		return "", -1, fmt.Errorf("write console: %w", err)
+	}
+	begin := regexp.MustCompile(fmt.Sprintf(`@@B%d@@\n`, n))
+	if _, err := v.Expect(begin, timeout); err != nil {
+		return "", -1, fmt.Errorf("run %q: %w", command, err)
+	}
+	end := regexp.MustCompile(fmt.Sprintf(`(?s)^(.*?)@@E%d=(\d+)@@`, n))
+	m, err := v.Expect(end, timeout)
+	if err != nil {
+		return "", -1, fmt.Errorf("run %q: %w", command, err)
+	}
+	rc, _ := strconv.Atoi(m[2])
+	return m[1], rc, nil
+}
+
+// MustRun is Run for commands that must succeed.
+func (v *VM) MustRun(command string, timeout time.Duration) (string, error) {
+	out, rc, err := v.Run(command, timeout)
+	if err != nil {
+		return out, err
+	}
+	if rc != 0 {
+		return out, fmt.Errorf("%q exited %d: %s", command, rc, out)
+	}
+	return out, nil
+}
+
+// Send types raw text into the console.
+func (v *VM) Send(s string) error {
+	_, err := io.WriteString(v.stdin, s)
+	return err
+}
+
+// Monitor sends one command to the qemu human monitor (e.g.
+// "system_powerdown" for the ACPI power button).
+func (v *VM) Monitor(command string) error {
+	c, err := net.DialTimeout("unix", v.monitor, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("qemu monitor: %w", err)
+	}
+	defer c.Close()
+	_, err = io.WriteString(c, command+"\n")
+	time.Sleep(200 * time.Millisecond) // let qemu read it before we hang up
+	return err
+}
+
+// Wait waits for qemu to exit and returns its exit code.
+func (v *VM) Wait(timeout time.Duration) (int, error) {
+	select {
+	case <-v.done:
+	case <-time.After(timeout):
+		return -1, fmt.Errorf("qemu still running after %s", timeout)
+	}
+	var ee *exec.ExitError
+	if errors.As(v.exitErr, &ee) {
+		return ee.ExitCode(), nil
+	}
+	if v.exitErr != nil {
+		return -1, v.exitErr
+	}
+	return 0, nil
+}
+
+// Kill stops qemu at once (a power cut).
+func (v *VM) Kill() {
+	if v.cmd.Process != nil {
+		v.cmd.Process.Kill()
+	}
+	<-v.done
+}
+
+// Fields parses the key=value fields of a console line such as the
+// KESTREL-READY marker.
+func Fields(line string) map[string]string {
+	m := map[string]string{}
+	for _, f := range strings.Fields(line) {
+		if k, val, ok := strings.Cut(f, "="); ok {
+			m[k] = val
+		}
+	}
+	return m
+}
