@@ -42,7 +42,8 @@ test-all: deps k8s-test-bins
 	$(GO) test -tags slow -timeout 180m ./...
 
 bench: deps k8s-test-bins
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/... ./pkg/... 2>&1 | tee $(OUT)/bench.txt
+	mkdir -p $(OUT)
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./... 2>&1 | tee $(OUT)/bench.txt
 
 clean:
 	rm -rf $(OUT)
