@@ -121,8 +121,8 @@ func Grow(f File, diskSize int64, name string) (Result, error) {
 }
 
 // GrowDevice grows partition name on the disk device at diskPath to the
-// end of the disk and tells the kernel the new size. partDevName is the
-// kernel name of that partition's device (for log messages only).
+// end of the disk and, when diskPath is a block device, tells the kernel
+// the new size.
 func GrowDevice(diskPath, name string) (Result, error) {
 	f, err := os.OpenFile(diskPath, os.O_RDWR|os.O_SYNC, 0)
 	if err != nil {
@@ -142,6 +142,9 @@ func GrowDevice(diskPath, name string) (Result, error) {
 	}
 	if err := f.Sync(); err != nil {
 		return res, fmt.Errorf("sync %s: %w", diskPath, err)
+	}
+	if st, err := f.Stat(); err == nil && st.Mode()&os.ModeDevice == 0 {
+		return res, nil // an image file: no kernel partition table to update
 	}
 	if err := kernelResize(f, res); err != nil {
 		return res, fmt.Errorf("tell the kernel about %s partition %d: %w", diskPath, res.PartNum, err)
