@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kestrel-os/kestrel/pkg/k3shealth"
 )
 
 // standin runs the stand-in in-process against a temporary root.
@@ -155,6 +157,11 @@ func TestServerRecordsAndServesReadyz(t *testing.T) {
 	verified := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	if code, body := get(t, r.HealthURL, verified); code != 200 || body != "ok" {
 		t.Errorf("readyz: %d %q", code, body)
+	}
+
+	// And pkg/k3shealth, which stage 2 uses, accepts it via the written CA.
+	if err := k3shealth.Wait(context.Background(), k3shealth.Options{Role: "server", URL: r.HealthURL, Root: root, Timeout: 5 * time.Second}); err != nil {
+		t.Errorf("k3shealth.Wait: %v", err)
 	}
 
 	s.cancel()
