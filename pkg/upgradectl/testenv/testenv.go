@@ -1,0 +1,389 @@
+// Package testenv runs a real etcd and kube-apiserver on loopback for the
+// upgrade controller's tests and benchmark, from the binaries that
+// scripts/k8s-test-bins.sh builds into .cache/k8s-test-bins.
+//
+// It generates its own PKI (a CA, the serving certificate, an admin client
+// certificate in system:masters and a service-account key), so the
+// apiserver can be stopped and started again on the same port with the
+// same credentials: clients built before a restart keep working after it.
+//
+// Limits: no kube-controller-manager, scheduler or kubelet run, so nothing
+// completes Jobs, schedules pods or reports node status; tests play those
+// parts (see the controller tests' node simulator). Admission plugin
+// ServiceAccount is off (no token controller runs either).
+package testenv
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+)
+
+// BinsEnv names the variable that may point at the directory holding
+// kube-apiserver and etcd; KUBEBUILDER_ASSETS is honoured too.
+const BinsEnv = "KESTREL_K8S_TEST_BINS"
+
+// Script is what builds the binaries, for skip messages.
+const Script = "scripts/k8s-test-bins.sh"
+
+// BinDir finds the directory holding kube-apiserver and etcd: $KESTREL_K8S_TEST_BINS,
+// $KUBEBUILDER_ASSETS, or .cache/k8s-test-bins at the module root above
+// the working directory.
+func BinDir() (string, error) {
+	var cands []string
+	for _, e := range []string{BinsEnv, "KUBEBUILDER_ASSETS"} {
+		if v := os.Getenv(e); v != "" {
+			cands = append(cands, v)
+		}
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/kestrel-os/kestrel\n") {
+				cands = append(cands, filepath.Join(d, ".cache", "k8s-test-bins"))
+				break
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	for _, c := range cands {
+		if isExec(filepath.Join(c, "kube-apiserver")) && isExec(filepath.Join(c, "etcd")) {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("kube-apiserver and etcd not found (looked in %s); build them with %s", strings.Join(cands, ", "), Script)
+}
+
+func isExec(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
+}
+
+// Env is a running etcd + kube-apiserver.
+type Env struct {
+	// Config is an admin (system:masters) client config.
+	Config *rest.Config
+	// Dir holds the PKI, etcd's data and the processes' logs.
+	Dir string
+
+	bins              string
+	etcd, apiserver   *exec.Cmd
+	etcdPort, apiPort int
+	etcdDone, apiDone chan struct{}
+}
+
+// Start runs etcd and kube-apiserver under dir (created if missing) and
+// waits until the apiserver is ready.
+func Start(dir string) (*Env, error) {
+	bins, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("testenv dir: %w", err)
+	}
+	e := &Env{Dir: dir, bins: bins}
+	if e.etcdPort, err = freePort(); err != nil {
+		return nil, err
+	}
+	if e.apiPort, err = freePort(); err != nil {
+		return nil, err
+	}
+	if err := e.writePKI(); err != nil {
+		return nil, err
+	}
+	if err := e.startEtcd(); err != nil {
+		return nil, err
+	}
+	if err := e.StartAPIServer(); err != nil {
+		e.Stop()
+		return nil, err
+	}
+	return e, nil
+}
+
+// StartT starts an Env for a test or benchmark, skipping it with a message
+// naming the build script when the binaries are missing, and stopping the
+// Env when the test ends.
+func StartT(tb testing.TB) *Env {
+	tb.Helper()
+	if _, err := BinDir(); err != nil {
+		tb.Skipf("skipping: needs a real kube-apiserver and etcd: %v", err)
+	}
+	e, err := Start(tb.TempDir())
+	if err != nil {
+		tb.Fatalf("start test apiserver: %v", err)
+	}
+	tb.Cleanup(e.Stop)
+	return e
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (e *Env) logFile(name string) (io.Writer, error) {
+	f, err := os.OpenFile(filepath.Join(e.Dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open %s log: %w", name, err)
+	}
+	return f, nil
+}
+
+func (e *Env) startEtcd() error {
+	peer, err := freePort()
+	if err != nil {
+		return err
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d", e.etcdPort)
+	cmd := exec.Command(filepath.Join(e.bins, "etcd"),
+		"--data-dir", filepath.Join(e.Dir, "etcd"),
+		"--listen-client-urls", url, "--advertise-client-urls", url,
+		"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", peer),
+		"--initial-advertise-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", peer),
+		"--initial-cluster", fmt.Sprintf("default=http://127.0.0.1:%d", peer),
+		"--unsafe-no-fsync", "--quota-backend-bytes", strconv.Itoa(4<<30))
+	if cmd.Stdout, err = e.logFile("etcd"); err != nil {
+		return err
+	}
+	cmd.Stderr = cmd.Stdout
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start etcd: %w", err)
+	}
+	e.etcd, e.etcdDone = cmd, waitChan(cmd)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		select {
+		case <-e.etcdDone:
+			return fmt.Errorf("etcd exited early; see %s", filepath.Join(e.Dir, "etcd.log"))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return errors.New("etcd not healthy within 30s")
+}
+
+func waitChan(cmd *exec.Cmd) chan struct{} {
+	ch := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(ch) }()
+	return ch
+}
+
+// StartAPIServer starts kube-apiserver (again, after StopAPIServer) on the
+// same port with the same PKI, and waits for /readyz.
+func (e *Env) StartAPIServer() error {
+	pki := filepath.Join(e.Dir, "pki")
+	cmd := exec.Command(filepath.Join(e.bins, "kube-apiserver"),
+		"--etcd-servers", fmt.Sprintf("http://127.0.0.1:%d", e.etcdPort),
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--secure-port", strconv.Itoa(e.apiPort),
+		"--cert-dir", pki,
+		"--tls-cert-file", filepath.Join(pki, "serving.crt"),
+		"--tls-private-key-file", filepath.Join(pki, "serving.key"),
+		"--client-ca-file", filepath.Join(pki, "ca.crt"),
+		"--authorization-mode=RBAC",
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--service-account-key-file", filepath.Join(pki, "sa.key"),
+		"--service-account-signing-key-file", filepath.Join(pki, "sa.key"),
+		"--service-cluster-ip-range=10.0.0.0/24",
+		"--disable-admission-plugins=ServiceAccount",
+		"--allow-privileged=true",
+		"--endpoint-reconciler-type=none",
+	)
+	var err error
+	if cmd.Stdout, err = e.logFile("kube-apiserver"); err != nil {
+		return err
+	}
+	cmd.Stderr = cmd.Stdout
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start kube-apiserver: %w", err)
+	}
+	e.apiserver, e.apiDone = cmd, waitChan(cmd)
+	return e.waitReady(60 * time.Second)
+}
+
+func (e *Env) waitReady(timeout time.Duration) error {
+	tc, err := rest.TransportFor(e.Config)
+	if err != nil {
+		return fmt.Errorf("apiserver transport: %w", err)
+	}
+	hc := &http.Client{Transport: tc, Timeout: 5 * time.Second}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, err := hc.Get(e.Config.Host + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		select {
+		case <-e.apiDone:
+			return fmt.Errorf("kube-apiserver exited early; see %s", filepath.Join(e.Dir, "kube-apiserver.log"))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("kube-apiserver not ready within %s; see %s", timeout, filepath.Join(e.Dir, "kube-apiserver.log"))
+}
+
+// StopAPIServer stops kube-apiserver (SIGTERM, then SIGKILL after 10 s).
+func (e *Env) StopAPIServer() {
+	stop(e.apiserver, e.apiDone)
+	e.apiserver = nil
+}
+
+// Stop stops both processes. Safe to call twice.
+func (e *Env) Stop() {
+	stop(e.apiserver, e.apiDone)
+	stop(e.etcd, e.etcdDone)
+	e.apiserver, e.etcd = nil, nil
+}
+
+func stop(cmd *exec.Cmd, done chan struct{}) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// APIServerPID returns the apiserver's process id (0 when stopped), for
+// measuring it.
+func (e *Env) APIServerPID() int {
+	if e.apiserver == nil || e.apiserver.Process == nil {
+		return 0
+	}
+	return e.apiserver.Process.Pid
+}
+
+// WaitContext is a helper: a context that ends after d or with the test.
+func WaitContext(tb testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+func (e *Env) writePKI() error {
+	pki := filepath.Join(e.Dir, "pki")
+	if err := os.MkdirAll(pki, 0o700); err != nil {
+		return fmt.Errorf("pki dir: %w", err)
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("ca key: %w", err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kestrel-testenv-ca"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return fmt.Errorf("ca cert: %w", err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	issue := func(serial int64, tmpl *x509.Certificate) ([]byte, []byte, error) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, nil, err
+		}
+		tmpl.SerialNumber = big.NewInt(serial)
+		tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.Add(24*time.Hour)
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
+		if err != nil {
+			return nil, nil, err
+		}
+		kb, err := x509.MarshalECPrivateKey(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		return pemBytes("CERTIFICATE", der), pemBytes("EC PRIVATE KEY", kb), nil
+	}
+	srvCrt, srvKey, err := issue(2, &x509.Certificate{
+		Subject: pkix.Name{CommonName: "kube-apiserver"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+	})
+	if err != nil {
+		return fmt.Errorf("serving cert: %w", err)
+	}
+	admCrt, admKey, err := issue(3, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kestrel-admin", Organization: []string{"system:masters"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return fmt.Errorf("admin cert: %w", err)
+	}
+	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("sa key: %w", err)
+	}
+	saDER, err := x509.MarshalECPrivateKey(saKey)
+	if err != nil {
+		return fmt.Errorf("sa key: %w", err)
+	}
+	caPEM := pemBytes("CERTIFICATE", caDER)
+	files := map[string][]byte{
+		"ca.crt": caPEM, "serving.crt": srvCrt, "serving.key": srvKey,
+		"admin.crt": admCrt, "admin.key": admKey, "sa.key": pemBytes("EC PRIVATE KEY", saDER),
+	}
+	for n, b := range files {
+		if err := os.WriteFile(filepath.Join(pki, n), b, 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", n, err)
+		}
+	}
+	if _, err := tls.X509KeyPair(admCrt, admKey); err != nil {
+		return fmt.Errorf("admin key pair: %w", err)
+	}
+	e.Config = &rest.Config{
+		Host:            fmt.Sprintf("https://127.0.0.1:%d", e.apiPort),
+		TLSClientConfig: rest.TLSClientConfig{CAData: caPEM, CertData: admCrt, KeyData: admKey},
+		QPS:             -1, // no client-side rate limit in tests
+	}
+	return nil
+}
+
+func pemBytes(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
