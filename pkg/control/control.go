@@ -1,0 +1,156 @@
+// Package control is the channel between the kestrel CLI and PID 1: a
+// unix socket (layout.ControlSocket, mode 0600, so root only) carrying
+// one JSON request line and one JSON response line per connection.
+//
+//	-> {"op":"status"}
+//	<- {"ok":true,"data":{...}}
+//	-> {"op":"poweroff"}
+//	<- {"ok":true}            (then PID 1 shuts down)
+//
+// PID 1 registers a Handler per op; other subcommands (config, logs,
+// upgrade) add their own ops the same way. Limits: no streaming, no
+// authentication beyond the socket's file mode, 1 MiB per message.
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Request is one call.
+type Request struct {
+	Op   string   `json:"op"`
+	Args []string `json:"args,omitempty"`
+}
+
+// Response is the answer.
+type Response struct {
+	OK    bool            `json:"ok"`
+	Error string          `json:"error,omitempty"`
+	Data  json.RawMessage `json:"data,omitempty"`
+}
+
+// Handler answers one op; its result is marshalled into Data.
+type Handler func(ctx context.Context, req Request) (any, error)
+
+// Server dispatches requests to handlers.
+type Server struct {
+	mu       sync.Mutex
+	handlers map[string]Handler
+}
+
+// NewServer returns a Server without handlers.
+func NewServer() *Server { return &Server{handlers: map[string]Handler{}} }
+
+// Handle registers h for op.
+func (s *Server) Handle(op string, h Handler) {
+	s.mu.Lock()
+	s.handlers[op] = h
+	s.mu.Unlock()
+}
+
+// Serve listens on the unix socket at path until ctx ends.
+func (s *Server) Serve(ctx context.Context, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return fmt.Errorf("control socket: %w", err)
+	}
+	go func() { <-ctx.Done(); l.Close() }()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("control socket: %w", err)
+		}
+		go s.serve(ctx, c)
+	}
+}
+
+func (s *Server) serve(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	line, err := r.ReadBytes('\n')
+	resp := Response{}
+	var req Request
+	if err != nil && len(line) == 0 {
+		return
+	}
+	if err := json.Unmarshal(line, &req); err != nil {
+		resp.Error = "bad request: " + err.Error()
+	} else {
+		s.mu.Lock()
+		h, ok := s.handlers[req.Op]
+		s.mu.Unlock()
+		if !ok {
+			resp.Error = fmt.Sprintf("unknown op %q", req.Op)
+		} else if data, err := h(ctx, req); err != nil {
+			resp.Error = err.Error()
+		} else {
+			resp.OK = true
+			if data != nil {
+				resp.Data, err = json.Marshal(data)
+				if err != nil {
+					resp.OK, resp.Error = false, "marshal: "+err.Error()
+				}
+			}
+		}
+	}
+	b, _ := json.Marshal(resp)
+	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	c.Write(append(b, '\n'))
+}
+
+// ErrNoServer means nothing listens on the socket (PID 1 is not Kestrel's
+// stage 2, or it has not started the socket yet).
+var ErrNoServer = errors.New("kestrel init is not listening")
+
+// Call sends req to the server at path and decodes Data into out (if
+// not nil).
+func Call(path string, req Request, out any) error {
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("%w on %s: %v", ErrNoServer, path, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	b, _ := json.Marshal(req)
+	if _, err := c.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("control %s: %w", req.Op, err)
+	}
+	line, err := bufio.NewReader(c).ReadBytes('\n')
+	if err != nil && len(line) == 0 {
+		return fmt.Errorf("control %s: no answer: %w", req.Op, err)
+	}
+	var resp Response
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return fmt.Errorf("control %s: bad answer: %w", req.Op, err)
+	}
+	if !resp.OK {
+		return fmt.Errorf("%s: %s", req.Op, resp.Error)
+	}
+	if out != nil && len(resp.Data) > 0 {
+		if err := json.Unmarshal(resp.Data, out); err != nil {
+			return fmt.Errorf("control %s: decode answer: %w", req.Op, err)
+		}
+	}
+	return nil
+}
