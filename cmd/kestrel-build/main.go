@@ -1,0 +1,100 @@
+// Command kestrel-build is Kestrel's host-side image builder.
+//
+//	kestrel-build image -def images/amd64.yaml [-out out] [-version 0.1.0]
+//	kestrel-build baseline-initrd -def images/amd64.yaml [-out out]
+//
+// Run it from the repository root (paths default to the repository's
+// layout, and Go packages such as ./cmd/kestrel are built from there). The
+// pipeline lives in pkg/imagebuild; this file only reads flags.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"strconv"
+
+	"github.com/kestrel-os/kestrel/pkg/imagebuild"
+	"github.com/kestrel-os/kestrel/pkg/imagedef"
+)
+
+const usage = `usage: kestrel-build <command> [flags]
+
+commands:
+  image            build the disk image and its parts (kernel, initrd, squashfs, manifest)
+  baseline-initrd  build the boot benchmark's baseline initramfs
+
+run "kestrel-build <command> -h" for the flags`
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("kestrel-build: ")
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	if err := run(os.Args[1], os.Args[2:]); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(command string, args []string) error {
+	fs := flag.NewFlagSet(command, flag.ExitOnError)
+	def := fs.String("def", "images/amd64.yaml", "image definition")
+	versions := fs.String("versions", "versions.yaml", "pinned versions file")
+	out := fs.String("out", "out", "output directory")
+	version := fs.String("version", "", "release version (default: kestrel: in the versions file)")
+	cache := fs.String("cache", ".cache", "cache directory (downloaded packages, build state)")
+	kestrel := fs.String("kestrel", "./cmd/kestrel", "Go package of the on-device binary, or a prebuilt binary")
+	baseline := fs.String("baseline-init", "./cmd/kestrel-baseline-init", "Go package of the baseline /init, or a prebuilt binary")
+	overlay := fs.String("overlay", "overlay", "rootfs overlay directory")
+	ca := fs.String("ca", "/etc/ssl/certs/ca-certificates.crt", "CA bundle for the rootfs (the host's, from Debian's ca-certificates)")
+	hostBusybox := fs.String("host-busybox", "/bin/busybox", "host busybox-static listing applets for foreign-arch targets")
+	fs.Parse(args)
+
+	img, err := imagedef.LoadImage(*def)
+	if err != nil {
+		return err
+	}
+	v, err := imagedef.LoadVersions(*versions)
+	if err != nil {
+		return err
+	}
+	epoch, err := sourceDateEpoch()
+	if err != nil {
+		return err
+	}
+	o := imagebuild.Options{
+		Image: img, Versions: v, Version: *version, OutDir: *out, CacheDir: *cache,
+		Kestrel: *kestrel, BaselineInit: *baseline, Overlay: *overlay, CABundle: *ca,
+		HostBusybox: *hostBusybox, Time: epoch, Log: log.Default(),
+	}
+	switch command {
+	case "image":
+		_, err := imagebuild.Image(o)
+		return err
+	case "baseline-initrd":
+		path, err := imagebuild.Baseline(o)
+		if err == nil {
+			log.Printf("wrote %s", path)
+		}
+		return err
+	}
+	return errors.New(usage)
+}
+
+// sourceDateEpoch is the timestamp of every file in the images:
+// $SOURCE_DATE_EPOCH (reproducible-builds.org) or 0.
+func sourceDateEpoch() (int64, error) {
+	s := os.Getenv("SOURCE_DATE_EPOCH")
+	if s == "" {
+		return 0, nil
+	}
+	t, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("SOURCE_DATE_EPOCH %q: %w", s, err)
+	}
+	return t, nil
+}

@@ -1,0 +1,343 @@
+// Package deb fetches pinned Debian binary packages with apt and unpacks
+// their data archive into a cache directory, for the image builder.
+//
+// Fetching is `apt-get download pkg:arch=version` run in the cache
+// directory, so it uses the host's apt sources, proxy and keyring: the
+// host must list the suite the pins come from, and a foreign architecture
+// must have been added with `dpkg --add-architecture`. When apt has no
+// package lists yet, Fetch runs `apt-get update` once and retries.
+//
+// Unpacking reads the .deb in Go (an ar archive holding data.tar.xz,
+// data.tar.zst, data.tar.gz or an uncompressed data.tar). Deliberately
+// left out: maintainer scripts are never run, control data is ignored,
+// device nodes and other special files are skipped, and ownership is not
+// kept (everything belongs to whoever runs the builder; the image writers
+// make it root's). A package is unpacked once: the tree carries a stamp
+// naming the .deb's sha256, and a later call with the same .deb returns at
+// once.
+package deb
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+)
+
+// Package names one pinned package of one Debian architecture.
+type Package struct {
+	Name    string // e.g. "linux-image-6.1.0-50-amd64"
+	Version string // exact Debian version, e.g. "6.1.176-1"
+	Arch    string // Debian architecture: amd64, arm64, armhf
+}
+
+func (p Package) String() string { return p.Name + ":" + p.Arch + "=" + p.Version }
+
+// FileName is the name apt-get download gives the .deb (an epoch's colon
+// is written %3a).
+func (p Package) FileName() string {
+	return fmt.Sprintf("%s_%s_%s.deb", p.Name, strings.ReplaceAll(p.Version, ":", "%3a"), p.Arch)
+}
+
+// Fetch returns the path of the package's .deb in dir, downloading it with
+// apt-get when it is not there yet.
+func Fetch(p Package, dir string) (string, error) {
+	path := filepath.Join(dir, p.FileName())
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("fetch %s: %w", p, err)
+	}
+	out, err := aptDownload(p, dir)
+	if err != nil && noLists(out) {
+		// A fresh machine may have no package lists at all.
+		if upOut, upErr := run(dir, "apt-get", "update", "-q"); upErr != nil {
+			return "", fmt.Errorf("fetch %s: apt-get update: %w\n%s", p, upErr, upOut)
+		}
+		out, err = aptDownload(p, dir)
+	}
+	if err != nil {
+		return "", fmt.Errorf("fetch %s: apt-get download: %w\n%s", p, err, out)
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("fetch %s: apt-get download succeeded but %s is missing: %w", p, path, err)
+	}
+	return path, nil
+}
+
+// noLists tells whether apt-get failed because it has no package lists
+// (or none naming the package yet).
+func noLists(out string) bool {
+	return strings.Contains(out, "Unable to locate package") || strings.Contains(out, "Can't select")
+}
+
+func aptDownload(p Package, dir string) (string, error) {
+	return run(dir, "apt-get", "download", "-q", p.String())
+}
+
+func run(dir, name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// stampName is the file inside an unpacked tree that records which .deb
+// it came from.
+const stampName = ".kestrel-deb-sha256"
+
+// Unpack extracts the data archive of the .deb at debPath into dest and
+// returns dest. If dest already holds an unpack of the same .deb (by
+// sha256) it is left alone; otherwise it is replaced.
+func Unpack(debPath, dest string) (string, error) {
+	sum, err := fileSHA256(debPath)
+	if err != nil {
+		return "", fmt.Errorf("unpack %s: %w", debPath, err)
+	}
+	if old, err := os.ReadFile(filepath.Join(dest, stampName)); err == nil && string(old) == sum {
+		return dest, nil
+	}
+	// Unpack next to dest and rename, so an interrupted unpack never looks
+	// complete.
+	tmp := dest + ".partial"
+	if err := os.RemoveAll(tmp); err != nil {
+		return "", fmt.Errorf("unpack %s: %w", debPath, err)
+	}
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return "", fmt.Errorf("unpack %s: %w", debPath, err)
+	}
+	f, err := os.Open(debPath)
+	if err != nil {
+		return "", fmt.Errorf("unpack %s: %w", debPath, err)
+	}
+	defer f.Close()
+	if err := extractData(f, tmp); err != nil {
+		return "", fmt.Errorf("unpack %s: %w", debPath, err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, stampName), []byte(sum), 0o644); err != nil {
+		return "", fmt.Errorf("unpack %s: %w", debPath, err)
+	}
+	if err := os.RemoveAll(dest); err != nil {
+		return "", fmt.Errorf("unpack %s: %w", debPath, err)
+	}
+	if err := os.Rename(tmp, dest); err != nil {
+		return "", fmt.Errorf("unpack %s: %w", debPath, err)
+	}
+	return dest, nil
+}
+
+// FetchUnpack is Fetch followed by Unpack into <dir>/<name>_<version>_<arch>/.
+func FetchUnpack(p Package, dir string) (string, error) {
+	debPath, err := Fetch(p, dir)
+	if err != nil {
+		return "", err
+	}
+	return Unpack(debPath, strings.TrimSuffix(debPath, ".deb"))
+}
+
+// extractData finds the data.tar.* member of the ar archive r and unpacks
+// it into dest.
+func extractData(r io.Reader, dest string) error {
+	ar, err := newArReader(r)
+	if err != nil {
+		return err
+	}
+	for {
+		name, member, err := ar.next()
+		if errors.Is(err, io.EOF) {
+			return errors.New("no data.tar member")
+		}
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(name, "data.tar") {
+			continue
+		}
+		dr, err := decompressor(name, member)
+		if err != nil {
+			return err
+		}
+		return untar(dr, dest)
+	}
+}
+
+func decompressor(name string, r io.Reader) (io.Reader, error) {
+	switch filepath.Ext(name) {
+	case ".tar":
+		return r, nil
+	case ".xz":
+		return xz.NewReader(r)
+	case ".zst":
+		d, err := zstd.NewReader(r)
+		if err != nil {
+			return nil, err
+		}
+		return d.IOReadCloser(), nil
+	case ".gz":
+		return gzip.NewReader(r)
+	}
+	return nil, fmt.Errorf("data member %s: unknown compression", name)
+}
+
+// untar writes regular files, directories, symlinks and hard links of the
+// tar stream under dest, refusing any name that would land outside it.
+func untar(r io.Reader, dest string) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read data.tar: %w", err)
+		}
+		target, err := within(dest, h.Name)
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(h.Mode).Perm()
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				return err
+			}
+			if err := os.Chmod(target, mode|0o700); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return err
+			}
+			if err := writeFile(target, tr, mode); err != nil {
+				return fmt.Errorf("extract %s: %w", h.Name, err)
+			}
+		case tar.TypeSymlink:
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return err
+			}
+			if err := os.Symlink(h.Linkname, target); err != nil {
+				return fmt.Errorf("extract %s: %w", h.Name, err)
+			}
+		case tar.TypeLink:
+			old, err := within(dest, h.Linkname)
+			if err != nil {
+				return err
+			}
+			if err := os.Link(old, target); err != nil {
+				return fmt.Errorf("extract %s: %w", h.Name, err)
+			}
+		default:
+			// Device nodes, FIFOs: no Debian package we use ships any.
+		}
+	}
+}
+
+func within(dest, name string) (string, error) {
+	clean := filepath.Clean("/" + name)
+	if clean == "/" {
+		return dest, nil
+	}
+	target := filepath.Join(dest, clean)
+	if !strings.HasPrefix(target, filepath.Clean(dest)+string(filepath.Separator)) {
+		return "", fmt.Errorf("archive entry %q escapes the destination", name)
+	}
+	return target, nil
+}
+
+func writeFile(path string, r io.Reader, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// arReader reads the common ar format that dpkg writes: a "!<arch>\n"
+// magic, then members with a 60-byte text header, bodies padded to even
+// length. It is hand-written because the format is that small and no ar
+// reader is in the module graph; GNU long names and BSD extended names are
+// not supported (dpkg never writes them for .deb members).
+type arReader struct {
+	r    io.Reader
+	left int64 // unread bytes of the current member, including padding
+}
+
+func newArReader(r io.Reader) (*arReader, error) {
+	magic := make([]byte, 8)
+	if _, err := io.ReadFull(r, magic); err != nil {
+		return nil, fmt.Errorf("read ar magic: %w", err)
+	}
+	if string(magic) != "!<arch>\n" {
+		return nil, errors.New("not an ar archive (no !<arch> magic)")
+	}
+	return &arReader{r: r}, nil
+}
+
+// next skips what is left of the current member and returns the next
+// member's name and a reader limited to its body.
+func (a *arReader) next() (string, io.Reader, error) {
+	if a.left > 0 {
+		if _, err := io.CopyN(io.Discard, a.r, a.left); err != nil {
+			return "", nil, fmt.Errorf("skip ar member: %w", err)
+		}
+	}
+	hdr := make([]byte, 60)
+	if _, err := io.ReadFull(a.r, hdr); err != nil {
+		if errors.Is(err, io.EOF) {
+			return "", nil, io.EOF
+		}
+		return "", nil, fmt.Errorf("read ar header: %w", err)
+	}
+	if !bytes.Equal(hdr[58:60], []byte("`\n")) {
+		return "", nil, errors.New("corrupt ar header")
+	}
+	name := strings.TrimSuffix(strings.TrimSpace(string(hdr[0:16])), "/")
+	var size int64
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(hdr[48:58])), "%d", &size); err != nil {
+		return "", nil, fmt.Errorf("ar member %s: bad size: %w", name, err)
+	}
+	a.left = size + size%2
+	body := &countingReader{r: io.LimitReader(a.r, size), left: &a.left}
+	return name, body, nil
+}
+
+// countingReader keeps arReader.left current as the member body is read.
+type countingReader struct {
+	r    io.Reader
+	left *int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.left -= int64(n)
+	return n, err
+}

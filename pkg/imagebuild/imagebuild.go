@@ -1,0 +1,422 @@
+// Package imagebuild is kestrel-build's pipeline: from an image definition
+// and the versions file to the artifacts in the output directory.
+//
+//	fetch + unpack Debian packages (kernel, systemd-boot-efi, busybox-static)
+//	-> resolve the initramfs and rootfs module sets
+//	-> build the kestrel binary for the target
+//	-> initramfs (cpio + zstd), rootfs tree -> squashfs
+//	-> ESP files, GPT disk image, manifest
+//
+// Outputs, for target <name> and version <v>, in the output directory:
+// kestrel-<v>-<name>.img (disk), .vmlinuz, .initrd, .squashfs (the parts,
+// for benchmarks and upgrade bundles) and .json (manifest: sizes, sha256,
+// kernel release, module lists). The baseline initramfs of the boot
+// benchmark is kestrel-baseline-<name>.initrd.
+//
+// Caching: packages are downloaded and unpacked once (pkg/deb), Go's build
+// cache covers the binaries, and a squashfs of an unchanged rootfs tree is
+// reused (pkg/rootfs). Everything else is rebuilt each time; it takes
+// seconds.
+//
+// Limits: one slot (a) is installed; root-b stays empty until the first
+// upgrade. Only the systemd-boot chain is implemented.
+package imagebuild
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/kestrel-os/kestrel/pkg/bls"
+	"github.com/kestrel-os/kestrel/pkg/deb"
+	"github.com/kestrel-os/kestrel/pkg/diskimage"
+	"github.com/kestrel-os/kestrel/pkg/imagedef"
+	"github.com/kestrel-os/kestrel/pkg/initramfs"
+	"github.com/kestrel-os/kestrel/pkg/kmod"
+	"github.com/kestrel-os/kestrel/pkg/layout"
+	"github.com/kestrel-os/kestrel/pkg/rootfs"
+)
+
+// Options are the inputs of a build.
+type Options struct {
+	Image    imagedef.Image
+	Versions imagedef.Versions
+	// Version is the release being built (default Versions.Kestrel).
+	Version string
+	// OutDir receives the artifacts.
+	OutDir string
+	// CacheDir holds downloaded packages (debs/) and build state (build/).
+	CacheDir string
+	// Kestrel is either a Go package to build for the target
+	// ("./cmd/kestrel") or the path of a prebuilt binary (a file that
+	// exists). Same for BaselineInit.
+	Kestrel      string
+	BaselineInit string
+	// Overlay is the rootfs overlay directory.
+	Overlay string
+	// CABundle is the host's CA bundle put into the rootfs.
+	CABundle string
+	// HostBusybox lists the applets when the target's busybox cannot run
+	// on the host (foreign arch); same Debian version, same applets.
+	HostBusybox string
+	// Time stamps every file in the images (SOURCE_DATE_EPOCH).
+	Time int64
+	// Log receives progress lines; nil discards them.
+	Log *log.Logger
+}
+
+// Artifact is one output file in the manifest.
+type Artifact struct {
+	Kind   string `json:"kind"` // disk, kernel, initrd, rootfs
+	Path   string `json:"path"` // relative to the manifest
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Manifest describes one build; written as kestrel-<v>-<name>.json.
+type Manifest struct {
+	Version       string     `json:"version"`
+	Target        string     `json:"target"`
+	Arch          string     `json:"arch"`
+	KernelRelease string     `json:"kernel_release"`
+	KernelPackage string     `json:"kernel_package"`
+	KernelVersion string     `json:"kernel_package_version"`
+	Cmdline       string     `json:"cmdline"`
+	Artifacts     []Artifact `json:"artifacts"`
+	// Modules lists the module load order of each image.
+	Modules struct {
+		Initramfs []string `json:"initramfs"`
+		Rootfs    []string `json:"rootfs"`
+	} `json:"modules"`
+	// Partitions in MiB, as laid out in the disk image.
+	Partitions imagedef.Partitions `json:"partitions"`
+}
+
+// Prefix is the common file name stem: kestrel-<v>-<name>.
+func Prefix(version, target string) string { return "kestrel-" + version + "-" + target }
+
+// BaselineName is the baseline initramfs's file name.
+func BaselineName(target string) string { return "kestrel-baseline-" + target + ".initrd" }
+
+// inputs are the unpacked packages a build uses.
+type inputs struct {
+	kernelRoot, bootRoot, busyboxRoot string
+	release                           string
+}
+
+// Image runs the whole pipeline and returns the manifest it wrote.
+func Image(o Options) (*Manifest, error) {
+	o = o.withDefaults()
+	img, v := o.Image, o.Versions
+	start := time.Now()
+	in, err := fetch(o)
+	if err != nil {
+		return nil, err
+	}
+	o.Log.Printf("packages ready (%s)", since(start))
+
+	tree, err := kmod.Scan(filepath.Join(in.kernelRoot, layout.ModulesDir, in.release))
+	if err != nil {
+		return nil, err
+	}
+	initSel, err := tree.Resolve(img.Initramfs.Modules, nil)
+	if err != nil {
+		return nil, fmt.Errorf("initramfs modules: %w", err)
+	}
+	rootSel, err := tree.Resolve(img.Rootfs.Modules, img.Rootfs.Optional)
+	if err != nil {
+		return nil, fmt.Errorf("rootfs modules: %w", err)
+	}
+	for _, m := range rootSel.Missing {
+		o.Log.Printf("optional module %s: not in kernel %s, left out", m, in.release)
+	}
+
+	work := filepath.Join(o.CacheDir, "build", img.Name)
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return nil, fmt.Errorf("work dir: %w", err)
+	}
+	kestrelBin, err := o.binary(o.Kestrel, filepath.Join(work, "kestrel"))
+	if err != nil {
+		return nil, err
+	}
+	o.Log.Printf("kestrel binary ready (%s)", since(start))
+
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return nil, fmt.Errorf("output dir: %w", err)
+	}
+	prefix := filepath.Join(o.OutDir, Prefix(o.Version, img.Name))
+	kernelOut, initrdOut, squashOut, diskOut := prefix+".vmlinuz", prefix+".initrd", prefix+".squashfs", prefix+".img"
+
+	if err := copyFile(filepath.Join(in.kernelRoot, "boot", "vmlinuz-"+in.release), kernelOut); err != nil {
+		return nil, fmt.Errorf("kernel: %w", err)
+	}
+	if err := o.writeInitramfs(initrdOut, kestrelBin, in, tree, initSel); err != nil {
+		return nil, err
+	}
+	o.Log.Printf("initramfs: %d modules (%s)", len(initSel.Modules), since(start))
+	if err := o.writeRootfs(squashOut, filepath.Join(work, "rootfs"), kestrelBin, in, tree, rootSel); err != nil {
+		return nil, err
+	}
+	o.Log.Printf("rootfs: %d modules (%s)", len(rootSel.Modules), since(start))
+
+	entry := bls.Entry{Slot: layout.Slots[0], Version: o.Version, Options: o.cmdline()}
+	spec := diskimage.Spec{
+		Arch:     img.Arch,
+		Seed:     Prefix(o.Version, img.Name),
+		ESPMiB:   img.Partitions.ESPMiB,
+		RootMiB:  img.Partitions.RootMiB,
+		StateMiB: img.Partitions.StateMiB,
+		ESP: map[string]string{
+			img.Boot.LoaderPath:        filepath.Join(in.bootRoot, "usr/lib/systemd/boot/efi", img.Boot.Loader),
+			bls.KernelPath(entry.Slot): kernelOut,
+			bls.InitrdPath(entry.Slot): initrdOut,
+		},
+		ESPData: map[string][]byte{
+			layout.ESPLoaderConf: bls.LoaderConf(),
+			entry.FileName():     entry.Render(),
+		},
+		RootA:     squashOut,
+		StateDirs: layout.PersistentDirs,
+		Time:      o.Time,
+	}
+	if err := diskimage.Build(spec, diskOut); err != nil {
+		return nil, err
+	}
+	o.Log.Printf("disk image written (%s)", since(start))
+
+	m := &Manifest{
+		Version: o.Version, Target: img.Name, Arch: img.Arch,
+		KernelRelease: in.release, KernelPackage: v.KernelPackage(img), KernelVersion: v.Debian.KernelVersion,
+		Cmdline: entry.Cmdline(), Partitions: img.Partitions,
+	}
+	m.Modules.Initramfs, m.Modules.Rootfs = initSel.Names(), rootSel.Names()
+	for _, a := range []struct{ kind, path string }{
+		{"disk", diskOut}, {"kernel", kernelOut}, {"initrd", initrdOut}, {"rootfs", squashOut},
+	} {
+		art, err := describe(a.kind, a.path)
+		if err != nil {
+			return nil, err
+		}
+		m.Artifacts = append(m.Artifacts, art)
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(prefix+".json", append(data, '\n'), 0o644); err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	o.Log.Printf("done: %s (%s)", diskOut, since(start))
+	return m, nil
+}
+
+// Baseline writes the benchmark's baseline initramfs: /init is the tiny
+// baseline program, /dev/console its only other entry. It returns the
+// path written.
+func Baseline(o Options) (string, error) {
+	o = o.withDefaults()
+	work := filepath.Join(o.CacheDir, "build", o.Image.Name)
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return "", fmt.Errorf("work dir: %w", err)
+	}
+	bin, err := o.binary(o.BaselineInit, filepath.Join(work, "baseline-init"))
+	if err != nil {
+		return "", err
+	}
+	a := initramfs.New(o.Time)
+	if err := a.AddHostFile(layout.Init, bin); err != nil {
+		return "", err
+	}
+	if err := a.AddCharDev("/dev/console", 0o600, 5, 1); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return "", fmt.Errorf("output dir: %w", err)
+	}
+	out := filepath.Join(o.OutDir, BaselineName(o.Image.Name))
+	if err := a.WriteFile(out, o.Image.Initramfs.Compression); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.Version == "" {
+		o.Version = o.Versions.Kestrel
+	}
+	if o.Log == nil {
+		o.Log = log.New(io.Discard, "", 0)
+	}
+	return o
+}
+
+// fetch downloads and unpacks the pinned packages.
+func fetch(o Options) (inputs, error) {
+	img, v := o.Image, o.Versions
+	debs := filepath.Join(o.CacheDir, "debs")
+	pkgs := []deb.Package{
+		{Name: v.KernelPackage(img), Version: v.Debian.KernelVersion, Arch: img.DebianArch},
+		{Name: "systemd-boot-efi", Version: v.Debian.SystemdBootEFI, Arch: img.DebianArch},
+		{Name: "busybox-static", Version: v.Debian.BusyboxStatic, Arch: img.DebianArch},
+	}
+	var roots [3]string
+	for i, p := range pkgs {
+		root, err := deb.FetchUnpack(p, debs)
+		if err != nil {
+			return inputs{}, err
+		}
+		roots[i] = root
+	}
+	return inputs{kernelRoot: roots[0], bootRoot: roots[1], busyboxRoot: roots[2], release: v.KernelRelease(img)}, nil
+}
+
+// binary returns a target binary: src itself when it is an existing file,
+// else the result of building Go package src into out.
+func (o Options) binary(src, out string) (string, error) {
+	if st, err := os.Stat(src); err == nil && st.Mode().IsRegular() {
+		return src, nil
+	}
+	ldflags := "-s -w -X github.com/kestrel-os/kestrel/pkg/buildinfo.Version=" + o.Version
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", out, src)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+o.Image.Arch)
+	if o.Image.GOARM != "" {
+		cmd.Env = append(cmd.Env, "GOARM="+o.Image.GOARM)
+	}
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s for %s: %w\n%s", src, o.Image.Arch, err, msg)
+	}
+	return out, nil
+}
+
+// cmdline is the kernel command line of every slot, before kestrel.slot=.
+func (o Options) cmdline() []string {
+	var words []string
+	if o.Image.Boot.Console != "" {
+		words = append(words, "console="+o.Image.Boot.Console)
+	}
+	if o.Image.Boot.Quiet {
+		words = append(words, "quiet")
+	}
+	return append(words, o.Image.Boot.Cmdline...)
+}
+
+// initramfsDirs are the mount points stage 1 uses inside the initramfs.
+var initramfsDirs = []string{"/proc", "/sys", "/dev", "/run", "/tmp", layout.NewRoot}
+
+func (o Options) writeInitramfs(out, kestrelBin string, in inputs, tree *kmod.Tree, sel kmod.Selection) error {
+	a := initramfs.New(o.Time)
+	if err := a.AddHostFile(layout.Init, kestrelBin); err != nil {
+		return err
+	}
+	if err := a.AddCharDev("/dev/console", 0o600, 5, 1); err != nil {
+		return err
+	}
+	for _, d := range initramfsDirs {
+		if err := a.AddDir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	// The rescue shell stage 1 drops to when the root cannot be mounted.
+	if err := a.AddHostFile("/bin/busybox", filepath.Join(in.busyboxRoot, "bin/busybox")); err != nil {
+		return err
+	}
+	if err := a.AddSymlink("/bin/sh", "busybox"); err != nil {
+		return err
+	}
+	if err := a.AddFile(layout.ModuleList, kmod.ListFile(sel), 0o644); err != nil {
+		return err
+	}
+	modDir, err := os.MkdirTemp(filepath.Dir(out), ".initramfs-modules-")
+	if err != nil {
+		return fmt.Errorf("initramfs: %w", err)
+	}
+	defer os.RemoveAll(modDir)
+	if err := tree.Install(sel, modDir); err != nil {
+		return err
+	}
+	if err := a.AddTree(filepath.Join(layout.ModulesDir, in.release), modDir); err != nil {
+		return fmt.Errorf("initramfs modules: %w", err)
+	}
+	return a.WriteFile(out, o.Image.Initramfs.Compression)
+}
+
+func (o Options) writeRootfs(out, dir, kestrelBin string, in inputs, tree *kmod.Tree, sel kmod.Selection) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	busybox := filepath.Join(in.busyboxRoot, "bin/busybox")
+	listWith := busybox
+	if o.Image.Arch != runtime.GOARCH && o.HostBusybox != "" {
+		listWith = o.HostBusybox
+	}
+	applets, err := rootfs.BusyboxApplets(listWith)
+	if err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	spec := rootfs.Spec{
+		Kestrel: kestrelBin, Busybox: busybox, Applets: applets,
+		Overlay: o.Overlay, CABundle: o.CABundle,
+		OSRelease: rootfs.OSRelease{Version: o.Version, Arch: o.Image.Name, Kernel: in.release},
+	}
+	if err := rootfs.Assemble(spec, dir); err != nil {
+		return err
+	}
+	if err := tree.Install(sel, filepath.Join(dir, layout.ModulesDir, in.release)); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(layout.ModuleList)), 0o755); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, layout.ModuleList), kmod.ListFile(sel), 0o644); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	opts := rootfs.SquashOptions{Compression: o.Image.Rootfs.Compression, BCJ: bcjFilter[o.Image.Arch], Time: o.Time}
+	return rootfs.Squash(dir, out, opts, filepath.Join(o.CacheDir, "build", o.Image.Name, "squashfs-cache"))
+}
+
+// bcjFilter is xz's executable filter per GOARCH (mksquashfs 4.5 has none
+// for arm64).
+var bcjFilter = map[string]string{"amd64": "x86", "arm": "arm"}
+
+func describe(kind, path string) (Artifact, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Artifact{}, fmt.Errorf("manifest: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return Artifact{}, fmt.Errorf("manifest: hash %s: %w", path, err)
+	}
+	return Artifact{Kind: kind, Path: filepath.Base(path), Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func since(t time.Time) string {
+	return time.Since(t).Round(100 * time.Millisecond).String()
+}

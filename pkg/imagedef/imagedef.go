@@ -1,0 +1,247 @@
+// Package imagedef reads the declarative image definitions (images/*.yaml)
+// and the pinned versions file (versions.yaml) that drive kestrel-build.
+//
+// Image definitions are decoded strictly: an unknown or misspelt key is an
+// error naming the file and line. The versions file is shared with other
+// builder parts (k3s, ...): only the sections this package reads are
+// decoded, and they strictly; other top-level sections are left to their
+// owners.
+//
+// Limits: one definition describes one arch/board; only the "systemd-boot"
+// boot chain is implemented by the builder so far (Validate says so).
+package imagedef
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Image is one target's definition.
+type Image struct {
+	// Name is the target name, part of artifact file names
+	// (kestrel-<version>-<name>.img).
+	Name string `yaml:"name"`
+	// Arch is the Go GOARCH of the target: amd64, arm64 or arm.
+	Arch string `yaml:"arch"`
+	// GOARM is the ARM version for Arch "arm" (e.g. "7").
+	GOARM string `yaml:"goarm,omitempty"`
+	// DebianArch is the Debian architecture of the packages: amd64,
+	// arm64, armhf.
+	DebianArch string     `yaml:"debian_arch"`
+	Kernel     Kernel     `yaml:"kernel"`
+	Boot       Boot       `yaml:"boot"`
+	Initramfs  Initramfs  `yaml:"initramfs"`
+	Rootfs     Rootfs     `yaml:"rootfs"`
+	Partitions Partitions `yaml:"partitions"`
+}
+
+// Kernel selects the Debian kernel flavour; the ABI and the exact package
+// version come from versions.yaml so that all arches move together.
+type Kernel struct {
+	// Flavour is the Debian kernel flavour: amd64, arm64, armmp.
+	Flavour string `yaml:"flavour"`
+}
+
+// Boot describes the boot chain and the kernel command line.
+type Boot struct {
+	// Chain is the boot chain; "systemd-boot" (UEFI, BLS type-1 entries).
+	Chain string `yaml:"chain"`
+	// Loader is the systemd-boot binary's file name inside the
+	// systemd-boot-efi package, e.g. systemd-bootx64.efi.
+	Loader string `yaml:"loader"`
+	// LoaderPath is where the loader goes on the ESP, e.g.
+	// /EFI/BOOT/BOOTX64.EFI (the removable-media path firmware boots
+	// without NVRAM entries).
+	LoaderPath string `yaml:"loader_path"`
+	// Console is the serial console, e.g. "ttyS0,115200".
+	Console string `yaml:"console"`
+	// Quiet adds "quiet" to the command line.
+	Quiet bool `yaml:"quiet"`
+	// Cmdline holds extra kernel command-line words.
+	Cmdline []string `yaml:"cmdline"`
+}
+
+// Initramfs describes the stage-1 initramfs.
+type Initramfs struct {
+	// Compression is "zstd" (default) or "gzip".
+	Compression string `yaml:"compression"`
+	// Modules are loaded by stage 1, in this order (dependencies first,
+	// added by the builder). Entries may be shell globs over module names
+	// ("nft_*"); names may use - or _.
+	Modules []string `yaml:"modules"`
+}
+
+// Rootfs describes the read-only root filesystem.
+type Rootfs struct {
+	// Compression is the squashfs compressor: "xz" (default) or "zstd".
+	Compression string `yaml:"compression"`
+	// Modules are shipped in the rootfs and loaded by stage 2, same
+	// syntax as Initramfs.Modules.
+	Modules []string `yaml:"modules"`
+	// Optional are modules to ship when the kernel has them, without
+	// failing the build when it does not (or builds them in).
+	Optional []string `yaml:"optional_modules"`
+}
+
+// Partitions gives partition sizes in MiB.
+type Partitions struct {
+	ESPMiB   int64 `yaml:"esp_mib"`
+	RootMiB  int64 `yaml:"root_mib"` // each of root-a and root-b
+	StateMiB int64 `yaml:"state_mib"`
+}
+
+// Versions are the pins of versions.yaml this package reads.
+type Versions struct {
+	// Kestrel is the default release version.
+	Kestrel string `yaml:"kestrel"`
+	Debian  Debian `yaml:"debian"`
+}
+
+// Debian pins Debian packages. One kernel ABI and version for every arch:
+// pick one the mirror has for amd64, arm64 and armhf.
+type Debian struct {
+	Suite          string `yaml:"suite"`
+	KernelABI      string `yaml:"kernel_abi"`     // e.g. 6.1.0-50
+	KernelVersion  string `yaml:"kernel_version"` // e.g. 6.1.176-1
+	SystemdBootEFI string `yaml:"systemd-boot-efi"`
+	BusyboxStatic  string `yaml:"busybox-static"`
+}
+
+// KernelPackage is the Debian package name of the image's kernel.
+func (v Versions) KernelPackage(img Image) string {
+	return "linux-image-" + v.Debian.KernelABI + "-" + img.Kernel.Flavour
+}
+
+// KernelRelease is `uname -r` of the image's kernel (the modules directory).
+func (v Versions) KernelRelease(img Image) string {
+	return v.Debian.KernelABI + "-" + img.Kernel.Flavour
+}
+
+// LoadImage reads and validates an image definition.
+func LoadImage(path string) (Image, error) {
+	var img Image
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return img, fmt.Errorf("image definition: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&img); err != nil {
+		return img, fmt.Errorf("image definition %s: %w", path, err)
+	}
+	if err := img.Validate(); err != nil {
+		return img, fmt.Errorf("image definition %s: %w", path, err)
+	}
+	return img, nil
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+
+// Validate checks the definition and fills defaults.
+func (img *Image) Validate() error {
+	var errs []error
+	if !nameRE.MatchString(img.Name) {
+		errs = append(errs, fmt.Errorf("name %q: want lower-case letters, digits, . _ -", img.Name))
+	}
+	switch img.Arch {
+	case "amd64", "arm64":
+	case "arm":
+		if img.GOARM == "" {
+			img.GOARM = "7"
+		}
+	default:
+		errs = append(errs, fmt.Errorf("arch %q: want amd64, arm64 or arm", img.Arch))
+	}
+	if img.DebianArch == "" {
+		errs = append(errs, errors.New("debian_arch: missing"))
+	}
+	if img.Kernel.Flavour == "" {
+		errs = append(errs, errors.New("kernel.flavour: missing"))
+	}
+	if img.Boot.Chain != "systemd-boot" {
+		errs = append(errs, fmt.Errorf("boot.chain %q: only systemd-boot is implemented", img.Boot.Chain))
+	}
+	if img.Boot.Loader == "" || img.Boot.LoaderPath == "" {
+		errs = append(errs, errors.New("boot.loader and boot.loader_path: both required"))
+	}
+	for _, w := range img.Boot.Cmdline {
+		if w == "" || strings.ContainsAny(w, " \t\n") {
+			errs = append(errs, fmt.Errorf("boot.cmdline: %q is not one word", w))
+		}
+	}
+	switch img.Initramfs.Compression {
+	case "":
+		img.Initramfs.Compression = "zstd"
+	case "zstd", "gzip":
+	default:
+		errs = append(errs, fmt.Errorf("initramfs.compression %q: want zstd or gzip", img.Initramfs.Compression))
+	}
+	switch img.Rootfs.Compression {
+	case "":
+		img.Rootfs.Compression = "xz"
+	case "xz", "zstd":
+	default:
+		errs = append(errs, fmt.Errorf("rootfs.compression %q: want xz or zstd", img.Rootfs.Compression))
+	}
+	p := img.Partitions
+	if p.ESPMiB < 100 || p.ESPMiB == 64 {
+		errs = append(errs, fmt.Errorf("partitions.esp_mib %d: want >= 100 (FAT32 firmware quirks; never exactly 64)", p.ESPMiB))
+	}
+	if p.RootMiB < 16 {
+		errs = append(errs, fmt.Errorf("partitions.root_mib %d: want >= 16", p.RootMiB))
+	}
+	if p.StateMiB < 16 {
+		errs = append(errs, fmt.Errorf("partitions.state_mib %d: want >= 16", p.StateMiB))
+	}
+	return errors.Join(errs...)
+}
+
+// LoadVersions reads the sections of versions.yaml this package owns.
+func LoadVersions(path string) (Versions, error) {
+	var v Versions
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return v, fmt.Errorf("versions: %w", err)
+	}
+	var top map[string]yaml.Node
+	if err := yaml.Unmarshal(data, &top); err != nil {
+		return v, fmt.Errorf("versions %s: %w", path, err)
+	}
+	for key, dst := range map[string]any{"kestrel": &v.Kestrel, "debian": &v.Debian} {
+		node, ok := top[key]
+		if !ok {
+			return v, fmt.Errorf("versions %s: no %q section", path, key)
+		}
+		if err := decodeStrict(&node, dst); err != nil {
+			return v, fmt.Errorf("versions %s: %s: %w", path, key, err)
+		}
+	}
+	d := v.Debian
+	for name, val := range map[string]string{
+		"debian.kernel_abi": d.KernelABI, "debian.kernel_version": d.KernelVersion,
+		"debian.systemd-boot-efi": d.SystemdBootEFI, "debian.busybox-static": d.BusyboxStatic,
+	} {
+		if val == "" {
+			return v, fmt.Errorf("versions %s: %s: missing", path, name)
+		}
+	}
+	return v, nil
+}
+
+// decodeStrict decodes node into dst rejecting unknown keys (yaml.Node's
+// own Decode has no KnownFields switch, so re-encode and decode).
+func decodeStrict(node *yaml.Node, dst any) error {
+	raw, err := yaml.Marshal(node)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	return dec.Decode(dst)
+}
