@@ -345,7 +345,6 @@ func (w *walker) structValue(n *yaml.Node, t reflect.Type, path string) *yaml.No
 // belongs to the other level (hostname under kestrel:, modules at the top).
 func unknownKey(t reflect.Type, key string) string {
 	msg := fmt.Sprintf("unknown key %q", key)
-	sectionType := reflect.TypeOf(Section{})
 	switch t {
 	case configType:
 		if f, ok := lookupField(sectionType, key); ok {

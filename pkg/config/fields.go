@@ -73,7 +73,10 @@ func deref(t reflect.Type) reflect.Type {
 	return t
 }
 
-var configType = reflect.TypeOf(Config{})
+var (
+	configType  = reflect.TypeOf(Config{})
+	sectionType = reflect.TypeOf(Section{})
+)
 
 // schemaResolve maps a concrete path to its schema path, following the
 // types so that map keys containing dots (sysctl names, VLAN interface

@@ -37,7 +37,17 @@ func FromFlat(name string, entries []FlatEntry) (*Document, error) {
 	for _, e := range entries {
 		path := e.Path
 		first, _, _ := strings.Cut(path, ".")
-		if _, top := lookupField(configType, first); !top {
+		_, top := lookupField(configType, first)
+		_, inSection := lookupField(sectionType, first)
+		if !top && !inSection {
+			msg := fmt.Sprintf("unknown key %q", first)
+			if s := suggest(first, append(fieldNames(configType), fieldNames(sectionType)...)); s != "" {
+				msg += fmt.Sprintf(", did you mean %q?", s)
+			}
+			errs = append(errs, &Error{Pos: Pos{name, 1, e.Col}, Path: "kestrel." + path, Problem: msg})
+			continue
+		}
+		if !top {
 			path = "kestrel." + path
 		}
 		if err := setFlat(root, configType, path, e); err != nil {

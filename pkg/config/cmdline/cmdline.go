@@ -10,21 +10,18 @@
 //   - only kestrel.* and k3os.* keys are config; everything else (console=,
 //     root=, quiet, init arguments after "--") is ignored;
 //   - the keys in Reserved are boot switches read by stage 1, not config;
-//   - the rest of the key is a config path, typed by the schema (see
-//     config.FromFlat): repeated keys build lists, map keys may contain dots.
+//   - the rest of the key is a config path; config.ParseCmdline types it
+//     by the schema (repeated keys build lists, map keys may contain dots).
+//
+// This package is the grammar only, with no dependency on the schema, so
+// that stage 1 can read its boot switches (kestrel.slot) with it too.
 //
 // Limits: lists of mappings (write_files, users, mounts, wifi, routes)
 // cannot be given here. Secrets given here are visible in /proc/cmdline to
 // every local user; Kestrel never copies them into an installed config.
 package cmdline
 
-import (
-	"fmt"
-	"os"
-	"strings"
-
-	"github.com/kestrel-os/kestrel/pkg/config"
-)
+import "strings"
 
 // Param is one kernel parameter.
 type Param struct {
@@ -111,23 +108,23 @@ func Lookup(params []Param, key string) (string, bool) {
 	return v, found
 }
 
-// Parse reads the config keys of a command line as one config source
-// called name. An unknown key or a badly typed value makes the whole
-// source invalid, like any other source; the error names the column.
-func Parse(name, cmdline string) (*config.Document, error) {
-	var entries []config.FlatEntry
-	for _, p := range Split(cmdline) {
+// ConfigParams returns the parameters that are config: kestrel.* and
+// k3os.* keys that are not Reserved, with the prefix removed from Key and
+// a bare key's Value set to "true".
+func ConfigParams(params []Param) []Param {
+	var out []Param
+	for _, p := range params {
 		path, ok := configPath(p.Key)
 		if !ok {
 			continue
 		}
-		v := p.Value
+		p.Key = path
 		if p.Bare {
-			v = "true"
+			p.Value = "true"
 		}
-		entries = append(entries, config.FlatEntry{Path: path, Value: v, Col: p.Offset + 1})
+		out = append(out, p)
 	}
-	return config.FromFlat(name, entries)
+	return out
 }
 
 func configPath(key string) (string, bool) {
@@ -140,14 +137,4 @@ func configPath(key string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// ReadFile parses the command line stored in a file (/proc/cmdline, or a
-// test file); the file name is the source name.
-func ReadFile(path string) (*config.Document, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read kernel command line: %w", err)
-	}
-	return Parse(path, string(b))
 }
