@@ -1,0 +1,192 @@
+package netup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/vishvananda/netlink"
+)
+
+// LoopbackUp sets lo up (the kernel adds 127.0.0.1/8 and ::1 itself).
+func LoopbackUp() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	return nil
+}
+
+// Config tunes Up.
+type Config struct {
+	SysClassNet string        // "/sys/class/net"
+	Timeout     time.Duration // per interface, for the first lease
+	Hostname    string        // sent to the server (option 12)
+	Logf        func(format string, args ...any)
+	// OnRenew is called after a renewal changed the lease, so the caller
+	// can rewrite resolv.conf.
+	OnRenew func(Lease)
+}
+
+// Up sets every wired interface up, runs DHCP on all of them in parallel
+// and applies the leases. Leases stay renewed until ctx ends. It returns
+// the leases it got and the errors of the interfaces that got none.
+func Up(ctx context.Context, cfg Config) ([]Lease, error) {
+	ifs, err := WiredInterfaces(cfg.SysClassNet)
+	if err != nil {
+		return nil, err
+	}
+	if len(ifs) == 0 {
+		return nil, errors.New("no wired network interface (is the NIC driver module loaded?)")
+	}
+	var (
+		mu     sync.Mutex
+		leases []Lease
+		errs   []error
+		wg     sync.WaitGroup
+	)
+	for _, name := range ifs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := configure(ctx, name, cfg)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				return
+			}
+			leases = append(leases, l)
+		}()
+	}
+	wg.Wait()
+	return leases, errors.Join(errs...)
+}
+
+func configure(ctx context.Context, name string, cfg Config) (Lease, error) {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return Lease{}, err
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return Lease{}, fmt.Errorf("set up: %w", err)
+	}
+	c, err := nclient4.New(name, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(4))
+	if err != nil {
+		return Lease{}, fmt.Errorf("dhcp client: %w", err)
+	}
+	var mods []dhcpv4.Modifier
+	if cfg.Hostname != "" {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptHostName(cfg.Hostname)))
+	}
+	rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	nl, err := c.Request(rctx, mods...)
+	cancel()
+	if err != nil {
+		c.Close()
+		return Lease{}, fmt.Errorf("dhcp: %w", err)
+	}
+	l := fromACK(name, nl.ACK)
+	if err := apply(link, l); err != nil {
+		c.Close()
+		return l, err
+	}
+	go keep(ctx, c, link, nl, l, cfg, mods)
+	return l, nil
+}
+
+// keep renews the lease at T1 until ctx ends; when renewal fails past the
+// lease time it starts over with a new request.
+func keep(ctx context.Context, c *nclient4.Client, link netlink.Link, nl *nclient4.Lease, l Lease, cfg Config, mods []dhcpv4.Modifier) {
+	defer c.Close()
+	got := time.Now()
+	wait := l.Renew
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		next, err := c.Renew(rctx, nl, mods...)
+		if err != nil && time.Since(got) > l.LeaseTime {
+			next, err = c.Request(rctx, mods...)
+		}
+		cancel()
+		if err != nil {
+			if cfg.Logf != nil {
+				cfg.Logf("dhcp %s: renew: %v", l.Iface, err)
+			}
+			wait = time.Minute
+			continue
+		}
+		nl, got = next, time.Now()
+		nlease := fromACK(l.Iface, next.ACK)
+		if err := apply(link, nlease); err != nil && cfg.Logf != nil {
+			cfg.Logf("dhcp %s: %v", l.Iface, err)
+		}
+		if cfg.OnRenew != nil && nlease.String() != l.String() {
+			cfg.OnRenew(nlease)
+		}
+		l, wait = nlease, nlease.Renew
+	}
+}
+
+func fromACK(iface string, ack *dhcpv4.DHCPv4) Lease {
+	l := Lease{
+		Iface:     iface,
+		Addr:      net.IPNet{IP: ack.YourIPAddr, Mask: ack.SubnetMask()},
+		DNS:       ack.DNS(),
+		Domain:    ack.DomainName(),
+		Hostname:  ack.HostName(),
+		LeaseTime: ack.IPAddressLeaseTime(time.Hour),
+	}
+	if l.Addr.Mask == nil {
+		l.Addr.Mask = l.Addr.IP.DefaultMask()
+	}
+	l.Renew = ack.IPAddressRenewalTime(l.LeaseTime / 2)
+	if gw := ack.Router(); len(gw) > 0 {
+		l.Gateway = gw[0]
+	}
+	for _, r := range ack.ClasslessStaticRoute() {
+		l.Routes = append(l.Routes, Route{Dst: *r.Dest, Gw: r.Router})
+	}
+	if s := ack.DomainSearch(); s != nil {
+		l.Search = s.Labels
+	}
+	return l
+}
+
+func apply(link netlink.Link, l Lease) error {
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: l.Addr.IP, Mask: l.Addr.Mask}}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("add address %s: %w", l.Addr.String(), err)
+	}
+	idx := link.Attrs().Index
+	routes := l.Routes
+	if len(routes) == 0 && l.Gateway != nil {
+		routes = []Route{{Gw: l.Gateway}}
+	}
+	for _, r := range routes {
+		nr := &netlink.Route{LinkIndex: idx, Gw: r.Gw}
+		if r.Dst.IP != nil {
+			dst := r.Dst
+			nr.Dst = &dst
+		}
+		if r.Gw == nil || r.Gw.Equal(net.IPv4zero) {
+			nr.Gw, nr.Scope = nil, netlink.SCOPE_LINK
+		}
+		if err := netlink.RouteReplace(nr); err != nil {
+			return fmt.Errorf("add route %v via %v: %w", nr.Dst, r.Gw, err)
+		}
+	}
+	return nil
+}
