@@ -39,6 +39,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kestrel-os/kestrel/pkg/atomicfile"
 )
 
 // Paths stage 2 writes (relative to the new root).
@@ -115,7 +117,7 @@ type RegistryAuth struct {
 	Username      string `yaml:"username,omitempty"`
 	Password      string `yaml:"password,omitempty"`
 	Auth          string `yaml:"auth,omitempty"`
-	IdentityToken string `yaml:"identitytoken,omitempty"`
+	IdentityToken string `yaml:"identity_token,omitempty"`
 }
 
 // RegistryTLS is the tls block of a registry config.
@@ -273,7 +275,7 @@ func (o Output) Files() []File {
 }
 
 // WriteFiles writes Files under root ("/" on the device), replacing each
-// file atomically and removing registries.yaml when there is none.
+// file atomically (pkg/atomicfile) and removing registries.yaml when there is none.
 func (o Output) WriteFiles(root string) error {
 	for _, f := range o.Files() {
 		p := filepath.Join(root, f.Path)
@@ -283,18 +285,8 @@ func (o Output) WriteFiles(root string) error {
 			}
 			continue
 		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := atomicfile.Write(p, f.Data, f.Mode, atomicfile.NoChown, atomicfile.NoChown); err != nil {
 			return fmt.Errorf("k3s: %w", err)
-		}
-		tmp := p + ".tmp"
-		if err := os.WriteFile(tmp, f.Data, f.Mode); err != nil {
-			return fmt.Errorf("k3s: write %s: %w", p, err)
-		}
-		if err := os.Chmod(tmp, f.Mode); err != nil { // umask
-			return fmt.Errorf("k3s: %w", err)
-		}
-		if err := os.Rename(tmp, p); err != nil {
-			return fmt.Errorf("k3s: write %s: %w", p, err)
 		}
 	}
 	return nil
