@@ -19,9 +19,9 @@
 //     may not be set by the user;
 //   - an agent needs a server URL and a token or token file; an agent cannot
 //     take a datastore endpoint;
-//   - extra args (and the legacy k3s_args after the role) are passed on the
-//     command line after the role, in order, unparsed: k3s gives command-line
-//     flags precedence over config.yaml.
+//   - the legacy k3s_args (after the role) and then the extra args are
+//     passed on the command line after the role, in order, unparsed: k3s
+//     gives command-line flags precedence over config.yaml.
 //
 // Limits: flags in extra args are not validated (k3s rejects unknown ones at
 // start); manifests and airgap images are not this package's concern;
@@ -64,17 +64,17 @@ const (
 // Input is everything the config says about k3s, plus the facts stage 2
 // knows about the running OS (Version, Slot).
 type Input struct {
-	Role              string     `yaml:"role,omitempty"` // server | agent | "" (derived)
-	ServerURL         string     `yaml:"server_url,omitempty"`
-	Token             string     `yaml:"token,omitempty"`
-	TokenFile         string     `yaml:"token_file,omitempty"`
-	DatastoreEndpoint string     `yaml:"datastore_endpoint,omitempty"`
-	NodeName          string     `yaml:"node_name,omitempty"`
-	Labels            []string   `yaml:"labels,omitempty"`      // key=value
-	Taints            []string   `yaml:"taints,omitempty"`      // key[=value]:Effect
-	ExtraArgs         []string   `yaml:"extra_args,omitempty"`  // appended after the role
-	Environment       []string   `yaml:"environment,omitempty"` // NAME=value
-	Registries        Registries `yaml:"registries,omitempty"`
+	Role              string            `yaml:"role,omitempty"` // server | agent | "" (derived)
+	ServerURL         string            `yaml:"server_url,omitempty"`
+	Token             string            `yaml:"token,omitempty"`
+	TokenFile         string            `yaml:"token_file,omitempty"`
+	DatastoreEndpoint string            `yaml:"datastore_endpoint,omitempty"`
+	NodeName          string            `yaml:"node_name,omitempty"`
+	Labels            map[string]string `yaml:"labels,omitempty"`
+	Taints            []string          `yaml:"taints,omitempty"`      // key[=value]:Effect
+	ExtraArgs         []string          `yaml:"extra_args,omitempty"`  // after the role and legacy k3s_args
+	Environment       map[string]string `yaml:"environment,omitempty"` // for k3s's process
+	Registries        Registries        `yaml:"registries,omitempty"`
 
 	// Legacy carries the k3OS `k3os:` keys as they were written.
 	Legacy Legacy `yaml:"legacy,omitempty"`
@@ -248,7 +248,7 @@ func Translate(in Input) (Output, error) {
 
 	out := Output{
 		Role:       role,
-		Argv:       append(append([]string{"k3s", role}, in.ExtraArgs...), legacyArgs...),
+		Argv:       append(append([]string{"k3s", role}, legacyArgs...), in.ExtraArgs...),
 		Env:        env,
 		ConfigYAML: buf.Bytes(),
 	}
@@ -323,18 +323,14 @@ func mergeLabels(in Input) ([]string, error) {
 		m[k], from[k] = v, src
 		return nil
 	}
-	for _, l := range in.Labels {
-		k, v, ok := strings.Cut(l, "=")
-		if !ok {
-			return nil, fmt.Errorf("k3s: label %q is not key=value", l)
-		}
-		if err := add("labels", k, v); err != nil {
-			return nil, err
-		}
-	}
-	for k, v := range in.Legacy.Labels {
-		if err := add("k3os.labels", k, v); err != nil {
-			return nil, err
+	for _, src := range []struct {
+		name string
+		m    map[string]string
+	}{{"labels", in.Labels}, {"k3os.labels", in.Legacy.Labels}} {
+		for _, k := range sortedKeys(src.m) {
+			if err := add(src.name, k, src.m[k]); err != nil {
+				return nil, err
+			}
 		}
 	}
 	m[LabelVersion] = VersionLabelValue(in.Version)
@@ -386,7 +382,7 @@ func mergeTaints(typed, legacy []string) ([]string, error) {
 	return out, nil
 }
 
-func mergeEnv(typed []string, legacy map[string]string) ([]string, error) {
+func mergeEnv(typed, legacy map[string]string) ([]string, error) {
 	m := map[string]string{}
 	add := func(src, k, v string) error {
 		if !envNameRE.MatchString(k) {
@@ -398,17 +394,13 @@ func mergeEnv(typed []string, legacy map[string]string) ([]string, error) {
 		m[k] = v
 		return nil
 	}
-	for _, e := range typed {
-		k, v, ok := strings.Cut(e, "=")
-		if !ok {
-			return nil, fmt.Errorf("k3s: environment entry %q is not NAME=value", e)
-		}
-		if err := add("environment", k, v); err != nil {
+	for _, k := range sortedKeys(typed) {
+		if err := add("environment", k, typed[k]); err != nil {
 			return nil, err
 		}
 	}
-	for k, v := range legacy {
-		if err := add("k3os.environment", k, v); err != nil {
+	for _, k := range sortedKeys(legacy) {
+		if err := add("k3os.environment", k, legacy[k]); err != nil {
 			return nil, err
 		}
 	}
@@ -448,4 +440,13 @@ func registriesYAML(r Registries) ([]byte, error) {
 	}
 	enc.Close()
 	return buf.Bytes(), nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

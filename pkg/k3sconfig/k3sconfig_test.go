@@ -135,20 +135,18 @@ func TestTranslateErrors(t *testing.T) {
 			i.ServerURL, i.Legacy.ServerURL, i.Token = "https://a:6443", "https://b:6443", "t"
 		}), "server URL"},
 		{"token conflict", base(func(i *Input) { i.Token, i.Legacy.Token = "a", "b" }), "token is"},
-		{"label not key=value", base(func(i *Input) { i.Labels = []string{"novalue"} }), "not key=value"},
-		{"bad label key", base(func(i *Input) { i.Labels = []string{"-x=1"} }), "not a valid label key"},
-		{"bad label value", base(func(i *Input) { i.Labels = []string{"x=a b"} }), "not a valid label value"},
-		{"reserved label", base(func(i *Input) { i.Labels = []string{"kestrel.io/slot=b"} }), "set by kestrel itself"},
+		{"bad label key", base(func(i *Input) { i.Labels = map[string]string{"-x": "1"} }), "not a valid label key"},
+		{"bad label value", base(func(i *Input) { i.Labels = map[string]string{"x": "a b"} }), "not a valid label value"},
+		{"reserved label", base(func(i *Input) { i.Labels = map[string]string{"kestrel.io/slot": "b"} }), "set by kestrel itself"},
 		{"reserved legacy label", base(func(i *Input) { i.Legacy.Labels = map[string]string{"kestrel.io/version": "x"} }), "set by kestrel itself"},
 		{"label conflict", base(func(i *Input) {
-			i.Labels, i.Legacy.Labels = []string{"zone=a"}, map[string]string{"zone": "b"}
+			i.Labels, i.Legacy.Labels = map[string]string{"zone": "a"}, map[string]string{"zone": "b"}
 		}), "label zone"},
 		{"bad taint", base(func(i *Input) { i.Taints = []string{"key=value"} }), "taint"},
 		{"bad taint effect", base(func(i *Input) { i.Legacy.Taints = []string{"k:Sometimes"} }), "taint"},
-		{"env not name=value", base(func(i *Input) { i.Environment = []string{"JUSTNAME"} }), "not NAME=value"},
 		{"bad env name", base(func(i *Input) { i.Legacy.Environment = map[string]string{"1X": "y"} }), "not a variable name"},
 		{"env conflict", base(func(i *Input) {
-			i.Environment, i.Legacy.Environment = []string{"A=1"}, map[string]string{"A": "2"}
+			i.Environment, i.Legacy.Environment = map[string]string{"A": "1"}, map[string]string{"A": "2"}
 		}), "environment A is set twice"},
 		{"mirror endpoint without scheme", base(func(i *Input) {
 			i.Registries.Mirrors = map[string]Mirror{"docker.io": {Endpoint: []string{"mirror:5000"}}}
