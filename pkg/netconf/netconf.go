@@ -88,20 +88,15 @@ type VLAN struct {
 	ID   int
 }
 
-// Result tells the caller what is left to do.
-type Result struct {
-	// DHCP lists the interfaces to run a DHCP client on, in link order.
-	DHCP []string
-}
-
 // Apply validates cfg, then creates bonds and VLANs and configures every
 // listed interface. Loopback is brought up. Validation errors apply
 // nothing; after that, an interface that fails (missing NIC, refused
-// route) is reported and the others are still configured.
-func Apply(h *netlink.Handle, cfg Config) (Result, error) {
+// route) is reported and the others are still configured. Which links then
+// need DHCP is DHCPInterfaces's answer.
+func Apply(h *netlink.Handle, cfg Config) error {
 	plan, err := parse(cfg)
 	if err != nil {
-		return Result{}, err
+		return err
 	}
 	var errs []error
 	if lo, err := h.LinkByName("lo"); err == nil {
@@ -124,11 +119,7 @@ func Apply(h *netlink.Handle, cfg Config) (Result, error) {
 			errs = append(errs, fmt.Errorf("netconf interface %s: %w", ifc.name, err))
 		}
 	}
-	links, err := h.LinkList()
-	if err != nil {
-		errs = append(errs, fmt.Errorf("netconf: list links: %w", err))
-	}
-	return Result{DHCP: DHCPInterfaces(cfg, links)}, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // Validate checks cfg without touching the system.
@@ -137,11 +128,13 @@ func Validate(cfg Config) error {
 	return err
 }
 
-// DHCPInterfaces decides, for the given links, which get DHCP: a listed
-// interface per its DHCPMode (auto: when it has no address); an unlisted
-// bond or VLAN that the config creates, and an unlisted physical Ethernet
-// link unless StaticOnly, get DHCP; loopback and bond members never do.
-func DHCPInterfaces(cfg Config, links []netlink.Link) []string {
+// DHCPInterfaces decides, for the given links (in their order), which get
+// DHCP: a listed interface per its DHCPMode (auto: when it has no
+// address); an unlisted bond or VLAN that the config creates gets it, and
+// so does an unlisted wired NIC (named in wired, e.g. from
+// netup.WiredInterfaces) unless StaticOnly; loopback, bond members and
+// anything else (Wi-Fi, veths, bridges) never do.
+func DHCPInterfaces(cfg Config, links []netlink.Link, wired []string) []string {
 	listed := map[string]Interface{}
 	for _, i := range cfg.Interfaces {
 		listed[i.Name] = i
@@ -169,17 +162,11 @@ func DHCPInterfaces(cfg Config, links []netlink.Link) []string {
 			}
 			continue
 		}
-		if created[a.Name] || (!cfg.StaticOnly && isPhysicalEthernet(l)) {
+		if created[a.Name] || (!cfg.StaticOnly && slices.Contains(wired, a.Name)) {
 			out = append(out, a.Name)
 		}
 	}
 	return out
-}
-
-// isPhysicalEthernet: a real NIC ("device" type, Ethernet encapsulation),
-// not a veth, bridge, tunnel or wireless link.
-func isPhysicalEthernet(l netlink.Link) bool {
-	return l.Type() == "device" && l.Attrs().EncapType == "ether"
 }
 
 // ResolvConf renders /etc/resolv.conf. libc resolvers use the first three

@@ -122,8 +122,7 @@ func TestApplyStatic(t *testing.T) {
 	}, {
 		Name: "eth1", DHCP: DHCPOn, MTU: 9000,
 	}}}
-	res, err := Apply(h, cfg)
-	if err != nil {
+	if err := Apply(h, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if got := addrs(t, h, "eth0"); !slices.Equal(got, []string{"10.99.0.10/24", "fd00:99::10/64"}) {
@@ -147,10 +146,11 @@ func TestApplyStatic(t *testing.T) {
 			t.Errorf("routes %v lack %q", got, want)
 		}
 	}
-	// eth1 asked for DHCP; eth0 has static addresses; the veth peers are
-	// not physical NICs.
-	if !slices.Equal(res.DHCP, []string{"eth1"}) {
-		t.Errorf("DHCP on %v, want [eth1]", res.DHCP)
+	// eth1 asked for DHCP; eth0 has static addresses; the peers are not
+	// wired NICs.
+	links, _ := h.LinkList()
+	if got := DHCPInterfaces(cfg, links, []string{"eth0", "eth1"}); !slices.Equal(got, []string{"eth1"}) {
+		t.Errorf("DHCP on %v, want [eth1]", got)
 	}
 
 	// Re-applying with a changed address converges: the old ones go, even
@@ -159,7 +159,7 @@ func TestApplyStatic(t *testing.T) {
 	h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(10, 99, 0, 12), Mask: net.CIDRMask(24, 32)}})
 	cfg.Interfaces[0].Addresses = []string{"10.99.0.11/24"}
 	cfg.Interfaces[0].Routes = nil
-	if _, err := Apply(h, cfg); err != nil {
+	if err := Apply(h, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if got := addrs(t, h, "eth0"); !slices.Equal(got, []string{"10.99.0.11/24"}) {
@@ -170,7 +170,7 @@ func TestApplyStatic(t *testing.T) {
 func TestApplyPartialFailure(t *testing.T) {
 	h := newNS(t)
 	veth(t, h, "eth0", "peer0")
-	_, err := Apply(h, Config{Interfaces: []Interface{
+	err := Apply(h, Config{Interfaces: []Interface{
 		{Name: "missing0", Addresses: []string{"10.1.0.1/24"}},
 		{Name: "eth0", Addresses: []string{"10.2.0.1/24"}, Gateway: "10.3.0.1"}, // gateway off-subnet
 	}})
@@ -231,7 +231,7 @@ func TestBondAndVLAN(t *testing.T) {
 			{Name: "eth2.100", DHCP: DHCPOn},
 		},
 	}
-	res, err := Apply(h, cfg)
+	err := Apply(h, cfg)
 	if errors.Is(err, unix.EOPNOTSUPP) || (err != nil && strings.Contains(err.Error(), "not supported")) {
 		if !strings.Contains(err.Error(), "bond bond0: create") || !strings.Contains(err.Error(), "vlan eth2.100: create") {
 			t.Errorf("error does not name the failing links: %v", err)
@@ -264,11 +264,12 @@ func TestBondAndVLAN(t *testing.T) {
 	if err != nil || v.(*netlink.Vlan).VlanId != 100 {
 		t.Errorf("vlan %v %v", v, err)
 	}
-	if !slices.Equal(res.DHCP, []string{"eth2.100"}) {
-		t.Errorf("DHCP %v", res.DHCP)
+	links, _ := h.LinkList()
+	if got := DHCPInterfaces(cfg, links, nil); !slices.Equal(got, []string{"eth2.100"}) {
+		t.Errorf("DHCP %v", got)
 	}
 	// Idempotent.
-	if _, err := Apply(h, cfg); err != nil {
+	if err := Apply(h, cfg); err != nil {
 		t.Errorf("second apply: %v", err)
 	}
 }
@@ -298,7 +299,7 @@ func TestDHCPInterfaces(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := DHCPInterfaces(tt.cfg, links); !slices.Equal(got, tt.want) {
+			if got := DHCPInterfaces(tt.cfg, links, []string{"eth0", "eth1", "eth2", "eth3"}); !slices.Equal(got, tt.want) {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})
