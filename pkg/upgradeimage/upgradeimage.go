@@ -25,7 +25,7 @@
 // (a later issue) reads the release from /kestrel/release.
 //
 // Images are reproducible: entries are root-owned with fixed modes and the
-// mtime of Release.Created (the zero time when unset), so the same inputs
+// mtime of Release.Created (the Unix epoch when unset), so the same inputs
 // give the same digests.
 //
 // Limits: linux only; one image per (arch, variant), so per-board releases
@@ -159,6 +159,9 @@ func Image(version string, created time.Time, a Artifacts) (v1.Image, Manifest, 
 	default:
 		return nil, Manifest{}, fmt.Errorf("upgrade image: unknown arch %q (amd64, arm64, arm)", a.Arch)
 	}
+	if created.IsZero() {
+		created = time.Unix(0, 0)
+	}
 	created = created.UTC()
 	m := Manifest{Format: ManifestFormat, Version: version, Arch: a.Arch, Variant: a.variant(), Board: a.Board}
 	files := []struct{ name, path string }{{KernelName, a.Kernel}, {InitrdName, a.Initrd}, {RootfsName, a.Rootfs}}
@@ -267,9 +270,13 @@ func Build(r Release) (v1.ImageIndex, []Manifest, error) {
 		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p, Annotations: ann}})
 	}
 	idx := mutate.IndexMediaType(mutate.AppendManifests(empty.Index, adds...), types.OCIImageIndex)
+	created := r.Created
+	if created.IsZero() {
+		created = time.Unix(0, 0)
+	}
 	idx = mutate.Annotations(idx, map[string]string{
 		AnnotationVersion: r.Version,
-		AnnotationCreated: r.Created.UTC().Format(time.RFC3339),
+		AnnotationCreated: created.UTC().Format(time.RFC3339),
 		LabelUpgradeImage: fmt.Sprint(ManifestFormat),
 	}).(v1.ImageIndex)
 	return idx, ms, nil
