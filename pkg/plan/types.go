@@ -229,3 +229,13 @@ func (s *PlanSpec) NodeLabels() map[string]string {
 	}
 	return out
 }
+
+// DeepCopyDrain returns a deep copy of the drain spec.
+func (d *DrainSpec) DeepCopyDrain() *DrainSpec {
+	if d == nil {
+		return nil
+	}
+	out := new(DrainSpec)
+	mustRoundTrip(d, out)
+	return out
+}
