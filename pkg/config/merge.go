@@ -177,19 +177,18 @@ func (m *merger) mergeRec(base, over *yaml.Node) *yaml.Node {
 	}
 	out := copyNode(over)
 	out.Content = append([]*yaml.Node(nil), base.Content...)
+	index := make(map[string]int, len(out.Content)/2)
+	for j := 0; j+1 < len(out.Content); j += 2 {
+		index[out.Content[j].Value] = j + 1
+	}
 	for i := 0; i+1 < len(over.Content); i += 2 {
 		k, v := over.Content[i], over.Content[i+1]
-		found := false
-		for j := 0; j+1 < len(out.Content); j += 2 {
-			if out.Content[j].Value == k.Value {
-				out.Content[j+1] = m.mergeRec(out.Content[j+1], v)
-				found = true
-				break
-			}
+		if j, ok := index[k.Value]; ok {
+			out.Content[j] = m.mergeRec(out.Content[j], v)
+			continue
 		}
-		if !found {
-			out.Content = append(out.Content, k, v)
-		}
+		out.Content = append(out.Content, k, v)
+		index[k.Value] = len(out.Content) - 1
 	}
 	if m != nil {
 		m.origin[out] = m.origin[over]
