@@ -261,14 +261,21 @@ func run(ctx context.Context, argv, environ []string, getenv func(string) string
 	if m.kind == "crash-after" {
 		crash = time.After(m.after)
 	}
-	select {
-	case <-ctx.Done():
-		appendEvent(at(EventsFile), "stop", role)
-		say("stopped")
-		return nil
-	case <-crash:
-		appendEvent(at(EventsFile), "crash", role)
-		return fmt.Errorf("%w (mode %s)", errCrash, m.raw)
+	// A ticker keeps the runtime from declaring a hanging stand-in (no
+	// listener, no signal handler) deadlocked.
+	alive := time.NewTicker(time.Hour)
+	defer alive.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			appendEvent(at(EventsFile), "stop", role)
+			say("stopped")
+			return nil
+		case <-crash:
+			appendEvent(at(EventsFile), "crash", role)
+			return fmt.Errorf("%w (mode %s)", errCrash, m.raw)
+		case <-alive.C:
+		}
 	}
 }
 
