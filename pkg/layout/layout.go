@@ -82,6 +82,9 @@ const (
 	// BootTimes is written by stage 1 and extended by stage 2: one
 	// "name seconds" line per boot stage, guest CLOCK_BOOTTIME.
 	BootTimes = "/run/kestrel/boot-times"
+	// ControlSocket is PID 1's unix socket (mode 0600) for the CLI:
+	// one JSON request line, one JSON response line (pkg/control).
+	ControlSocket = "/run/kestrel/control.sock"
 )
 
 // PersistentDirs are bind-mounted from StateMount/<dir> onto /<dir>.

@@ -28,6 +28,7 @@ func LoopbackUp() error {
 // Config tunes Up.
 type Config struct {
 	SysClassNet string        // "/sys/class/net"
+	Interfaces  []string      // nil: every wired interface
 	Timeout     time.Duration // per interface, for the first lease
 	Hostname    string        // sent to the server (option 12)
 	Logf        func(format string, args ...any)
@@ -40,9 +41,12 @@ type Config struct {
 // and applies the leases. Leases stay renewed until ctx ends. It returns
 // the leases it got and the errors of the interfaces that got none.
 func Up(ctx context.Context, cfg Config) ([]Lease, error) {
-	ifs, err := WiredInterfaces(cfg.SysClassNet)
-	if err != nil {
-		return nil, err
+	ifs := cfg.Interfaces
+	if ifs == nil {
+		var err error
+		if ifs, err = WiredInterfaces(cfg.SysClassNet); err != nil {
+			return nil, err
+		}
 	}
 	if len(ifs) == 0 {
 		return nil, errors.New("no wired network interface (is the NIC driver module loaded?)")

@@ -7,6 +7,10 @@
 // link) of ARP type Ethernet that is not wireless; bridges, veths and
 // other virtual links k3s creates later are never touched.
 //
+// Which interfaces get DHCP is the caller's decision when it passes a
+// list (netconf.DHCPInterfaces, from the config); resolv.conf is rendered
+// by netconf.WriteResolvConf from DNS(leases).
+//
 // Limits: IPv4 only (no DHCPv6, no SLAAC handling beyond the kernel's
 // default), no static addresses, no Wi-Fi, no link-state watching (a cable
 // plugged in after boot is not picked up); on lease loss the address is
@@ -78,17 +82,10 @@ func exists(p string) bool {
 	return err == nil
 }
 
-// ResolvConf renders resolv.conf for leases: their name servers in order,
-// without duplicates, and their search domains.
-func ResolvConf(leases []Lease) string {
-	var b strings.Builder
-	var ifs []string
-	for _, l := range leases {
-		ifs = append(ifs, l.Iface)
-	}
-	fmt.Fprintf(&b, "# written by kestrel from DHCP on %s\n", orDash(strings.Join(ifs, ", ")))
+// DNS collects the name servers and search domains of leases, in order,
+// without duplicates, for netconf.WriteResolvConf.
+func DNS(leases []Lease) (nameservers, search []string) {
 	seen := map[string]bool{}
-	var search []string
 	for _, l := range leases {
 		for _, s := range append(append([]string{}, l.Search...), l.Domain) {
 			if s != "" && !seen["s "+s] {
@@ -96,38 +93,12 @@ func ResolvConf(leases []Lease) string {
 				search = append(search, s)
 			}
 		}
-	}
-	if len(search) > 0 {
-		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
-	}
-	n := 0
-	for _, l := range leases {
 		for _, ns := range l.DNS {
-			if k := "n " + ns.String(); !seen[k] && n < 3 { // libc reads at most 3
+			if k := "n " + ns.String(); !seen[k] {
 				seen[k] = true
-				n++
-				fmt.Fprintf(&b, "nameserver %s\n", ns)
+				nameservers = append(nameservers, ns.String())
 			}
 		}
 	}
-	return b.String()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// WriteResolvConf writes ResolvConf(leases) to path atomically.
-func WriteResolvConf(path string, leases []Lease) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(ResolvConf(leases)), 0o644); err != nil {
-		return fmt.Errorf("resolv.conf: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("resolv.conf: %w", err)
-	}
-	return nil
+	return nameservers, search
 }

@@ -47,15 +47,18 @@ func ParseAction(s string) (Action, error) {
 	return 0, fmt.Errorf("unknown power action %q (want poweroff, reboot or halt)", s)
 }
 
-// RebootCmd is the reboot(2) command for a.
+// RebootCmd is the reboot(2) command for a. The magic numbers do not fit
+// a 32-bit int as constants, hence the conversion through uint32 (the
+// kernel reads the argument as a 32-bit unsigned int anyway).
 func (a Action) RebootCmd() int {
+	cmd := uint32(syscall.LINUX_REBOOT_CMD_POWER_OFF)
 	switch a {
 	case Reboot:
-		return syscall.LINUX_REBOOT_CMD_RESTART
+		cmd = syscall.LINUX_REBOOT_CMD_RESTART
 	case Halt:
-		return syscall.LINUX_REBOOT_CMD_HALT
+		cmd = syscall.LINUX_REBOOT_CMD_HALT
 	}
-	return syscall.LINUX_REBOOT_CMD_POWER_OFF
+	return int(int32(cmd))
 }
 
 // Shutdown is the sequence with its side effects injected.

@@ -60,7 +60,7 @@ func TestShutdownSequence(t *testing.T) {
 		},
 		RemountRO: func(t string) error { calls = append(calls, "ro "+t); return nil },
 		Reboot: func(cmd int) error {
-			calls = append(calls, fmt.Sprintf("reboot %#x", cmd))
+			calls = append(calls, fmt.Sprintf("reboot %#x", uint32(cmd)))
 			return errors.New("still here")
 		},
 		Logf: func(string, ...any) {},
@@ -86,7 +86,7 @@ func TestParseAction(t *testing.T) {
 	if _, err := ParseAction("explode"); err == nil {
 		t.Error("unknown action accepted")
 	}
-	if Reboot.RebootCmd() != syscall.LINUX_REBOOT_CMD_RESTART {
+	if uint32(Reboot.RebootCmd()) != syscall.LINUX_REBOOT_CMD_RESTART {
 		t.Error("reboot cmd")
 	}
 }

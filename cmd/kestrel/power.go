@@ -1,0 +1,50 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/kestrel-os/kestrel/pkg/control"
+	"github.com/kestrel-os/kestrel/pkg/layout"
+)
+
+func init() {
+	register(command{"poweroff", "stop services, unmount cleanly and power off", powerCmd("poweroff", syscall.SIGUSR2)})
+	register(command{"reboot", "stop services, unmount cleanly and reboot", powerCmd("reboot", syscall.SIGTERM)})
+	register(command{"halt", "stop services, unmount cleanly and halt", powerCmd("halt", syscall.SIGUSR1)})
+}
+
+// powerCmd asks PID 1 over the control socket; if the socket is not
+// there (a PID 1 still booting) it falls back to the signal busybox's
+// init convention uses, which stage 2 also understands.
+func powerCmd(op string, sig syscall.Signal) func([]string) int {
+	return func(args []string) int {
+		if len(args) > 0 {
+			fmt.Fprintf(os.Stderr, "kestrel %s: takes no arguments\n", op)
+			return 2
+		}
+		err := control.Call(layout.ControlSocket, control.Request{Op: op}, nil)
+		if errors.Is(err, control.ErrNoServer) && pid1IsKestrel() {
+			err = syscall.Kill(1, sig)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "kestrel %s: %v\n", op, err)
+			return 1
+		}
+		return 0
+	}
+}
+
+// pid1IsKestrel guards the signal fallback: on a machine whose init is
+// not this binary, SIGUSR2 or SIGTERM to PID 1 means something else.
+func pid1IsKestrel() bool {
+	self, err := os.Executable()
+	if err != nil {
+		return false
+	}
+	a, err1 := os.Stat(self)
+	b, err2 := os.Stat("/proc/1/exe")
+	return err1 == nil && err2 == nil && os.SameFile(a, b)
+}

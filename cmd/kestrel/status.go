@@ -1,0 +1,43 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/kestrel-os/kestrel/pkg/buildinfo"
+	"github.com/kestrel-os/kestrel/pkg/control"
+	"github.com/kestrel-os/kestrel/pkg/layout"
+	"github.com/kestrel-os/kestrel/pkg/status"
+)
+
+func init() {
+	register(command{"status", "version, slot, address, boot times and services (--json)", statusCmd})
+	register(command{"version", "print the Kestrel version", func([]string) int {
+		fmt.Println(buildinfo.Version)
+		return 0
+	}})
+}
+
+func statusCmd(args []string) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var st status.Status
+	if err := control.Call(layout.ControlSocket, control.Request{Op: "status"}, &st); err != nil {
+		fmt.Fprintf(os.Stderr, "kestrel status: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		e := json.NewEncoder(os.Stdout)
+		e.SetIndent("", "  ")
+		e.Encode(st)
+		return 0
+	}
+	st.Render(os.Stdout, time.Now())
+	return 0
+}

@@ -1,0 +1,344 @@
+// Package stage2 is Kestrel's PID 1 after switch_root: it finishes the
+// mounts (devpts, cgroup2 with delegation, securityfs, bpf, the ESP),
+// loads the node's kernel modules, sets the hostname, brings up loopback
+// and DHCP on wired interfaces, writes resolv.conf, runs the boot hooks
+// other packages register, starts the console shell under the
+// supervisor, prints one boot summary and the layout.ReadyMarker line,
+// then reaps children and waits for a power request.
+//
+// Power requests reach PID 1 three ways, all ending in power.Shutdown:
+//   - the control socket (layout.ControlSocket): ops "poweroff", "reboot",
+//     "halt" (what `kestrel poweroff|reboot` uses);
+//   - signals, busybox's convention, so busybox's poweroff/reboot/halt
+//     applets work too: SIGUSR2 = poweroff, SIGTERM = reboot,
+//     SIGUSR1 = halt; SIGINT (Ctrl-Alt-Del) = reboot, SIGPWR = poweroff;
+//   - the ACPI power button (KEY_POWER on /dev/input/event*) = poweroff.
+//
+// Everything stage 2 touches is a field of Env; the mount list and the
+// pieces (supervisor, power, netup, ...) are tested on the host, the
+// whole by the lead's qemu boot test.
+//
+// Limits: no config phases of its own (they plug in as Hooks), no
+// time sync, no boot-good marking yet; it never exits (a failure
+// it cannot continue from drops to a rescue shell on the console).
+package stage2
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kestrel-os/kestrel/pkg/blockdev"
+	"github.com/kestrel-os/kestrel/pkg/boottime"
+	"github.com/kestrel-os/kestrel/pkg/cgroup"
+	"github.com/kestrel-os/kestrel/pkg/console"
+	"github.com/kestrel-os/kestrel/pkg/control"
+	"github.com/kestrel-os/kestrel/pkg/hostname"
+	"github.com/kestrel-os/kestrel/pkg/kcmdline"
+	"github.com/kestrel-os/kestrel/pkg/layout"
+	"github.com/kestrel-os/kestrel/pkg/modload"
+	"github.com/kestrel-os/kestrel/pkg/mounts"
+	"github.com/kestrel-os/kestrel/pkg/netconf"
+	"github.com/kestrel-os/kestrel/pkg/netup"
+	"github.com/kestrel-os/kestrel/pkg/power"
+	"github.com/kestrel-os/kestrel/pkg/reaper"
+	"github.com/kestrel-os/kestrel/pkg/status"
+	"github.com/kestrel-os/kestrel/pkg/supervisor"
+)
+
+// Env is what stage 2 runs with.
+type Env struct {
+	Console  io.Writer
+	Clock    boottime.Clock   // CLOCK_BOOTTIME
+	Now      func() time.Time // wall clock
+	Mount    mounts.MountFunc
+	Version  string
+	Shell    string        // console shell, "/bin/sh"
+	DHCPWait time.Duration // bound on the first leases
+	Hooks    Hooks
+}
+
+// Hooks let other packages (config phases, k3s, sshd, ntp) take part in
+// boot without stage 2 importing them; cmd/kestrel wires them.
+type Hooks struct {
+	// Boot runs after mounts, modules and hostname, before the network.
+	Boot []Hook
+	// Network configures static parts of the network and returns the
+	// interfaces that should get DHCP (nil: every wired interface).
+	Network func(ctx context.Context, sys *System) ([]string, error)
+	// NetworkUp runs once DHCP is done, before the node is declared
+	// ready (starting k3s under the supervisor belongs here).
+	NetworkUp []Hook
+}
+
+// Hook is one named boot step; its error is reported, not fatal.
+type Hook struct {
+	Name string
+	Run  func(ctx context.Context, sys *System) error
+}
+
+// System is the running node as hooks and handlers see it.
+type System struct {
+	Supervisor *supervisor.Supervisor
+	Reaper     *reaper.Reaper
+	Control    *control.Server
+	Version    string
+	Slot       string
+	Hostname   string
+	Logf       func(format string, args ...any)
+
+	mu       sync.Mutex
+	leases   []netup.Lease
+	warnings []string
+}
+
+// Leases returns the DHCP leases.
+func (s *System) Leases() []netup.Lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.leases)
+}
+
+// Warn records a problem for `kestrel status` and logs it.
+func (s *System) Warn(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	s.mu.Lock()
+	s.warnings = append(s.warnings, msg)
+	s.mu.Unlock()
+	s.Logf("warning: %s", msg)
+}
+
+// Run is stage 2. It only returns on an error it cannot continue from.
+func Run(env Env) error {
+	start := env.Clock()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(env.Console, "kestrel: "+format+"\n", args...)
+	}
+	os.Setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	sys := &System{Version: env.Version, Logf: logf}
+	skipped, err := mounts.Apply(Mounts("/"), env.Mount)
+	if err != nil {
+		return err
+	}
+	for _, e := range skipped {
+		logf("optional mount skipped: %v", e)
+	}
+	cgroupsOK := true
+	if _, err := cgroup.Setup("/sys/fs/cgroup", "init", os.Getpid()); err != nil {
+		sys.Warn("cgroup delegation: %v", err)
+		cgroupsOK = false
+	}
+
+	rp := reaper.New(nil)
+	go rp.Loop(ctx)
+	sys.Reaper = rp
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT, syscall.SIGPWR)
+	// Ctrl-Alt-Del sends SIGINT to PID 1 instead of an immediate reboot.
+	syscall.Reboot(syscall.LINUX_REBOOT_CMD_CAD_OFF)
+
+	cmd, err := kcmdline.Read("/proc/cmdline")
+	if err != nil {
+		sys.Warn("%v", err)
+	}
+	sys.Slot = cmd.Value(layout.CmdlineSlot, "unknown")
+
+	t := env.Clock()
+	if n, err := modload.Load(layout.ModuleList, modload.Options{Root: "/", SysRoot: "/sys"}); err != nil {
+		sys.Warn("kernel modules (%d loaded): %v", n, err)
+	} else if cmd.Has(layout.CmdlineDebug) {
+		logf("loaded %d node modules in %v", n, (env.Clock() - t).Round(time.Millisecond))
+	}
+	mountESP(sys, env.Mount)
+
+	wired, _ := netup.WiredInterfaces("/sys/class/net")
+	etcName, _ := os.ReadFile("/etc/hostname")
+	sys.Hostname = hostname.Choose(etcName, hostname.FirstMAC("/sys/class/net", wired))
+	if err := syscall.Sethostname([]byte(sys.Hostname)); err != nil {
+		sys.Warn("set hostname: %v", err)
+	}
+	if err := hostname.WriteEtc("/etc", sys.Hostname); err != nil {
+		sys.Warn("%v", err)
+	}
+	if err := netup.LoopbackUp(); err != nil {
+		sys.Warn("%v", err)
+	}
+
+	cgroupRoot := ""
+	if cgroupsOK {
+		cgroupRoot = "/sys/fs/cgroup"
+	}
+	sup := supervisor.New(supervisor.Config{Reaper: rp, LogDir: "/var/log", CgroupRoot: cgroupRoot, Now: env.Now, Logf: logf})
+	sys.Supervisor = sup
+
+	actions := make(chan power.Action, 1)
+	request := func(a power.Action) {
+		select {
+		case actions <- a:
+		default: // one is already pending
+		}
+	}
+	sys.Control = control.NewServer()
+	sys.Control.Handle("status", func(context.Context, control.Request) (any, error) {
+		return sys.status(env.Clock()), nil
+	})
+	for _, a := range []power.Action{power.Poweroff, power.Reboot, power.Halt} {
+		sys.Control.Handle(a.String(), func(context.Context, control.Request) (any, error) {
+			request(a)
+			return nil, nil
+		})
+	}
+	go func() {
+		if err := sys.Control.Serve(ctx, layout.ControlSocket); err != nil {
+			sys.Warn("%v", err)
+		}
+	}()
+
+	runHooks(ctx, sys, env.Hooks.Boot)
+	var dhcpIfs []string
+	if env.Hooks.Network != nil {
+		if dhcpIfs, err = env.Hooks.Network(ctx, sys); err != nil {
+			sys.Warn("network config: %v", err)
+		}
+		if dhcpIfs == nil {
+			dhcpIfs = []string{}
+		}
+	}
+	bringUpNetwork(ctx, sys, dhcpIfs, env.DHCPWait)
+	runHooks(ctx, sys, env.Hooks.NetworkUp)
+
+	ready := env.Clock()
+	if err := boottime.Append(layout.BootTimes, boottime.Entry{Name: boottime.Stage2, D: ready - start}, boottime.Entry{Name: boottime.Ready, D: ready}); err != nil {
+		sys.Warn("%v", err)
+	}
+	st := sys.status(ready)
+	fmt.Fprintf(env.Console, "\n%s\n%s\n", st.Summary(), st.ReadyLine())
+
+	tty := console.Device("/sys", "/dev", "/dev/console")
+	if err := sup.Start(supervisor.Spec{Name: "console", Path: env.Shell, Args: []string{"-l"}, TTY: tty, Env: console.Env("linux")}); err != nil {
+		sys.Warn("console shell: %v", err)
+	}
+	if n := power.WatchPowerButton(ctx, "/dev/input", func() { request(power.Poweroff) }); n == 0 {
+		logf("no input devices: the power button will not be seen")
+	}
+
+	var a power.Action
+	select {
+	case a = <-actions:
+	case s := <-sigc:
+		a = signalAction(s)
+	}
+	logf("%s requested", a)
+	err = power.System(sup.StopAll, logf).Run(a)
+	return fmt.Errorf("%s: %w", a, err)
+}
+
+// signalAction maps busybox init's signals to power actions.
+func signalAction(s os.Signal) power.Action {
+	switch s {
+	case syscall.SIGTERM, syscall.SIGINT:
+		return power.Reboot
+	case syscall.SIGUSR1:
+		return power.Halt
+	}
+	return power.Poweroff
+}
+
+func runHooks(ctx context.Context, sys *System, hooks []Hook) {
+	for _, h := range hooks {
+		if err := h.Run(ctx, sys); err != nil {
+			sys.Warn("%s: %v", h.Name, err)
+		}
+	}
+}
+
+func mountESP(sys *System, mount mounts.MountFunc) {
+	devs, err := blockdev.List("/sys")
+	if err != nil {
+		sys.Warn("ESP: %v", err)
+		return
+	}
+	esp, err := blockdev.ByPartName(devs, layout.PartESP)
+	if err != nil {
+		sys.Warn("ESP: %v", err)
+		return
+	}
+	m := ESPMount(esp.Path("/dev"), layout.ESPMount)
+	if err := m.Do(mount); err != nil {
+		m.Data += ",iocharset=ascii" // the default NLS module may be absent
+		if err2 := m.Do(mount); err2 != nil {
+			sys.Warn("ESP: %v", err)
+		}
+	}
+}
+
+func bringUpNetwork(ctx context.Context, sys *System, ifs []string, wait time.Duration) {
+	if ifs != nil && len(ifs) == 0 {
+		return
+	}
+	writeDNS := func(leases []netup.Lease) {
+		ns, search := netup.DNS(leases)
+		if len(ns) == 0 {
+			if _, err := os.Stat("/etc/resolv.conf"); err == nil {
+				return // static DNS from the config stays
+			}
+		}
+		if err := netconf.WriteResolvConf("/etc/resolv.conf", ns, search); err != nil {
+			sys.Warn("%v", err)
+		}
+	}
+	leases, err := netup.Up(ctx, netup.Config{
+		SysClassNet: "/sys/class/net", Interfaces: ifs, Timeout: wait, Hostname: sys.Hostname, Logf: sys.Logf,
+		OnRenew: func(l netup.Lease) {
+			sys.mu.Lock()
+			for i := range sys.leases {
+				if sys.leases[i].Iface == l.Iface {
+					sys.leases[i] = l
+				}
+			}
+			all := slices.Clone(sys.leases)
+			sys.mu.Unlock()
+			writeDNS(all)
+		},
+	})
+	if err != nil {
+		sys.Warn("network: %v", err)
+	}
+	sys.mu.Lock()
+	sys.leases = leases
+	sys.mu.Unlock()
+	writeDNS(leases)
+}
+
+// status assembles the node's status at boot time now.
+func (s *System) status(now time.Duration) status.Status {
+	st := status.Status{Version: s.Version, Slot: s.Slot, Hostname: s.Hostname, Uptime: now}
+	for _, l := range s.Leases() {
+		st.Addrs = append(st.Addrs, l.Iface+" "+l.Addr.String())
+		if st.IP == "" && l.Addr.IP.To4() != nil {
+			st.IP = l.Addr.IP.String()
+		}
+	}
+	if t, err := boottime.Read(layout.BootTimes); err == nil {
+		st.Kernel, _ = t.Get(boottime.Kernel)
+		st.Stage1, _ = t.Get(boottime.Stage1)
+		st.Stage2, _ = t.Get(boottime.Stage2)
+		st.Ready, _ = t.Get(boottime.Ready)
+	}
+	if s.Supervisor != nil {
+		st.Services = s.Supervisor.Status()
+	}
+	s.mu.Lock()
+	st.Warnings = slices.Clone(s.warnings)
+	s.mu.Unlock()
+	return st
+}

@@ -1,0 +1,62 @@
+package stage2
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/kestrel-os/kestrel/pkg/power"
+)
+
+func TestMounts(t *testing.T) {
+	var got []string
+	for _, m := range Mounts("/") {
+		s := m.String()
+		if m.Optional {
+			s += " [optional]"
+		}
+		got = append(got, s)
+	}
+	want := []string{
+		" on / (shared)",
+		"devpts on /dev/pts type devpts (nosuid,noexec,gid=5,mode=620,ptmxmode=666)",
+		"shm on /dev/shm type tmpfs (nosuid,nodev,mode=1777)",
+		"mqueue on /dev/mqueue type mqueue (nosuid,nodev,noexec) [optional]",
+		"cgroup2 on /sys/fs/cgroup type cgroup2 (nosuid,nodev,noexec,nsdelegate)",
+		"securityfs on /sys/kernel/security type securityfs (nosuid,nodev,noexec) [optional]",
+		"bpf on /sys/fs/bpf type bpf (nosuid,nodev,noexec,mode=700) [optional]",
+		"debugfs on /sys/kernel/debug type debugfs (nosuid,nodev,noexec) [optional]",
+		"tracefs on /sys/kernel/tracing type tracefs (nosuid,nodev,noexec) [optional]",
+		"configfs on /sys/kernel/config type configfs (nosuid,nodev,noexec) [optional]",
+		"pstore on /sys/fs/pstore type pstore (nosuid,nodev,noexec) [optional]",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Mounts:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if m := Mounts("/x")[4]; m.Target != "/x/sys/fs/cgroup" {
+		t.Errorf("root prefix: %s", m.Target)
+	}
+	if e := ESPMount("/dev/vda1", "/boot/efi"); e.FSType != "vfat" || e.Flags&syscall.MS_NOEXEC == 0 || e.Mode != 0o700 {
+		t.Errorf("ESP mount: %+v", e)
+	}
+}
+
+func TestSignalAction(t *testing.T) {
+	for sig, want := range map[syscall.Signal]power.Action{
+		syscall.SIGUSR2: power.Poweroff, syscall.SIGPWR: power.Poweroff,
+		syscall.SIGTERM: power.Reboot, syscall.SIGINT: power.Reboot, syscall.SIGUSR1: power.Halt,
+	} {
+		if got := signalAction(sig); got != want {
+			t.Errorf("%v -> %v, want %v", sig, got, want)
+		}
+	}
+}
+
+func TestStatusWithoutBoot(t *testing.T) {
+	s := &System{Version: "0.1", Slot: "a", Hostname: "h", Logf: func(string, ...any) {}}
+	s.Warn("no %s", "network")
+	st := s.status(5e9)
+	if st.IP != "" || st.Uptime != 5e9 || len(st.Warnings) != 1 || st.Warnings[0] != "no network" {
+		t.Errorf("status = %+v", st)
+	}
+}
