@@ -1,7 +1,6 @@
 package sshd
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kestrel-os/kestrel/pkg/passwd"
+	"github.com/kestrel-os/kestrel/pkg/reaper"
 )
 
 // session is one "session" channel: at most one process.
@@ -210,77 +210,126 @@ func (s *session) start(command string, login bool, done chan struct{}) error {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = s.pty.tty, s.pty.tty, s.pty.tty
 		cmd.SysProcAttr.Setctty = true
 		cmd.SysProcAttr.Ctty = 0
-		if err := cmd.Start(); err != nil {
+		exitc, err := startProcess(s.srv.cfg.Reaper, cmd)
+		if err != nil {
 			return fmt.Errorf("start %s: %w", shell, err)
 		}
 		s.pty.tty.Close() // the child holds it now
 		s.pty.tty = nil
+		s.cmd = cmd
 		go io.Copy(s.pty.master, s.ch)
 		output := make(chan struct{})
 		go func() {
 			io.Copy(s.ch, s.pty.master) // ends with EIO when the last tty holder exits
 			close(output)
 		}()
-		s.cmd = cmd
 		go func() {
-			err := cmd.Wait()
+			e := <-exitc
 			s.exited.Store(true)
 			select { // background jobs may keep the tty: do not wait for them
 			case <-output:
 			case <-time.After(2 * time.Second):
 			}
-			s.finish(err)
+			s.finish(e)
 			close(done)
 		}()
 		return nil
 	}
 
-	stdin, err := cmd.StdinPipe()
+	// Plain pipes, so that nothing depends on exec.Cmd.Wait (which PID 1
+	// must not call: its reaper collects the status).
+	stdinR, stdinW, err := os.Pipe()
 	if err != nil {
 		return err
 	}
-	cmd.Stdout = s.ch
-	cmd.Stderr = s.ch.Stderr()
-	if err := cmd.Start(); err != nil {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		stdinR.Close()
+		stdinW.Close()
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		for _, f := range []*os.File{stdinR, stdinW, outR, outW} {
+			f.Close()
+		}
+		return err
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, outW, errW
+	exitc, err := startProcess(s.srv.cfg.Reaper, cmd)
+	for _, f := range []*os.File{stdinR, outW, errW} {
+		f.Close() // the child's ends
+	}
+	if err != nil {
+		stdinW.Close()
+		outR.Close()
+		errR.Close()
 		return fmt.Errorf("start %s: %w", shell, err)
 	}
-	go func() {
-		io.Copy(stdin, s.ch) // not waited for: a client may keep stdin open
-		stdin.Close()
-	}()
 	s.cmd = cmd
 	go func() {
-		err := cmd.Wait()
+		io.Copy(stdinW, s.ch) // not waited for: a client may keep stdin open
+		stdinW.Close()
+	}()
+	var copies sync.WaitGroup
+	copies.Add(2)
+	go func() {
+		io.Copy(s.ch, outR)
+		outR.Close()
+		copies.Done()
+	}()
+	go func() {
+		io.Copy(s.ch.Stderr(), errR)
+		errR.Close()
+		copies.Done()
+	}()
+	go func() {
+		e := <-exitc
 		s.exited.Store(true)
-		s.finish(err)
+		// As OpenSSH: all output is delivered, until every process that
+		// holds the pipes (background jobs too) has closed them.
+		copies.Wait()
+		s.finish(e)
 		close(done)
 	}()
 	return nil
 }
 
 // finish reports how the process ended (RFC 4254, section 6.10).
-func (s *session) finish(waitErr error) {
+func (s *session) finish(e reaper.Exit) {
 	s.ch.CloseWrite()
-	var ee *exec.ExitError
-	status := 0
-	if errors.As(waitErr, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			name := strings.TrimPrefix(unix.SignalName(ws.Signal()), "SIG")
-			s.ch.SendRequest("exit-signal", false, ssh.Marshal(struct {
-				Signal     string
-				CoreDumped bool
-				Message    string
-				Lang       string
-			}{name, ws.CoreDump(), "", ""}))
-			s.ch.Close()
-			return
-		}
-		status = ee.ExitCode()
-	} else if waitErr != nil {
-		status = 255
+	if e.Status.Signaled() {
+		name := strings.TrimPrefix(unix.SignalName(e.Status.Signal()), "SIG")
+		s.ch.SendRequest("exit-signal", false, ssh.Marshal(struct {
+			Signal     string
+			CoreDumped bool
+			Message    string
+			Lang       string
+		}{name, e.Status.CoreDump(), "", ""}))
+	} else {
+		s.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(e.Status.ExitStatus())}))
 	}
-	s.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(status)}))
 	s.ch.Close()
+}
+
+// startProcess starts cmd through the reaper when there is one (inside
+// PID 1), else waits for it itself. The caller must not call cmd.Wait.
+func startProcess(r *reaper.Reaper, cmd *exec.Cmd) (<-chan reaper.Exit, error) {
+	if r != nil {
+		return r.Start(cmd)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := make(chan reaper.Exit, 1)
+	go func() {
+		ws := syscall.WaitStatus(255 << 8) // exit status 255 if waiting fails
+		if st, err := cmd.Process.Wait(); err == nil {
+			ws = st.Sys().(syscall.WaitStatus)
+		}
+		c <- reaper.Exit{Pid: cmd.Process.Pid, Status: ws}
+	}()
+	return c, nil
 }
 
 // kill ends the process of a session whose channel went away.

@@ -43,6 +43,7 @@ import (
 
 	"github.com/kestrel-os/kestrel/pkg/atomicfile"
 	"github.com/kestrel-os/kestrel/pkg/passwd"
+	"github.com/kestrel-os/kestrel/pkg/reaper"
 	"github.com/kestrel-os/kestrel/pkg/shacrypt"
 )
 
@@ -68,6 +69,10 @@ type Config struct {
 	Logf func(format string, args ...any)
 	// AuthFailureDelay slows down password guessing; default one second.
 	AuthFailureDelay time.Duration
+	// Reaper, inside PID 1, collects the sessions' exit statuses (PID 1
+	// reaps every child, so exec.Cmd.Wait would race with it). Nil: the
+	// server waits for its children itself.
+	Reaper *reaper.Reaper
 }
 
 // Server is a running SSH server.

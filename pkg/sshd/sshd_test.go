@@ -2,6 +2,7 @@ package sshd
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kestrel-os/kestrel/pkg/reaper"
 	"github.com/kestrel-os/kestrel/pkg/shacrypt"
 )
 
@@ -21,6 +23,7 @@ type env struct {
 	port                              int
 	srv                               *Server
 	log                               *syncBuf
+	reaper                            *reaper.Reaper
 }
 
 type syncBuf struct {
@@ -54,6 +57,10 @@ func keygen(t *testing.T, path string) string {
 }
 
 func setup(t *testing.T, passwordAuth bool) *env {
+	return setupWith(t, passwordAuth, nil)
+}
+
+func setupWith(t *testing.T, passwordAuth bool, rp *reaper.Reaper) *env {
 	t.Helper()
 	for _, tool := range []string{"ssh", "ssh-keygen"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -70,7 +77,7 @@ func setup(t *testing.T, passwordAuth bool) *env {
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
 	os.Chmod(base, 0o755)
-	e := &env{root: filepath.Join(base, "root"), keyDir: filepath.Join(base, "state/ssh"), log: &syncBuf{}}
+	e := &env{reaper: rp, root: filepath.Join(base, "root"), keyDir: filepath.Join(base, "state/ssh"), log: &syncBuf{}}
 	clientDir := t.TempDir()
 	e.clientKey = filepath.Join(clientDir, "id")
 	e.otherKey = filepath.Join(clientDir, "other")
@@ -104,7 +111,7 @@ func setup(t *testing.T, passwordAuth bool) *env {
 	srv, err := New(Config{
 		Root: e.root, HostKeyDir: e.keyDir, PasswordAuth: passwordAuth,
 		Env: []string{"http_proxy=http://proxy.invalid:3128"}, Logf: e.log.logf,
-		AuthFailureDelay: time.Millisecond,
+		AuthFailureDelay: time.Millisecond, Reaper: rp,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -135,22 +142,34 @@ func (e *env) ssh(t *testing.T, stdin string, user string, opts []string, comman
 	args = append(args, user+"@127.0.0.1")
 	args = append(args, command...)
 	cmd := exec.Command("ssh", args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Env = append(os.Environ(), "LANG=C.UTF-8")
-	done := make(chan error, 1)
-	if err := cmd.Start(); err != nil {
+	// Files, not buffers: with a reaper, exec.Cmd.Wait is never called.
+	dir := t.TempDir()
+	in, _ := os.Create(filepath.Join(dir, "in"))
+	in.WriteString(stdin)
+	in.Seek(0, 0)
+	defer in.Close()
+	out, _ := os.Create(filepath.Join(dir, "out"))
+	defer out.Close()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, out, out
+	exitc, err := startProcess(e.reaper, cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { done <- cmd.Wait() }()
+	var code int
 	select {
-	case <-done:
+	case ex := <-exitc:
+		code = ex.Code()
+		if ex.Status.Signaled() {
+			code = -1
+		}
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
-		t.Fatalf("ssh %v timed out; output so far: %s", command, out.String())
+		b, _ := os.ReadFile(out.Name())
+		t.Fatalf("ssh %v timed out; output so far: %s", command, b)
 	}
-	return out.String(), cmd.ProcessState.ExitCode()
+	b, _ := os.ReadFile(out.Name())
+	return string(b), code
 }
 
 func (e *env) keyOpts(key string) []string {
@@ -193,6 +212,25 @@ func TestPublicKeySessions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestUnderReaper runs sessions the way PID 1 does: a reaper collects
+// every child with wait4(-1), and the server gets statuses from it.
+func TestUnderReaper(t *testing.T) {
+	rp := reaper.New(nil)
+	e := setupWith(t, false, rp) // runs ssh-keygen with exec.Cmd.Wait: before the loop
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go rp.Loop(ctx)
+	key := e.keyOpts(e.clientKey)
+	for i := 0; i < 3; i++ {
+		if out, code := e.ssh(t, "", "admin", key, "echo ok; exit 4"); code != 4 || out != "ok\n" {
+			t.Errorf("exec: code %d, output %q", code, out)
+		}
+	}
+	if out, code := e.ssh(t, "", "admin", append(key, "-tt"), "echo pty-ok"); code != 0 || !strings.Contains(out, "pty-ok") {
+		t.Errorf("pty exec: code %d, output %q", code, out)
 	}
 }
 
