@@ -349,16 +349,17 @@ func mergeLabels(in Input) ([]string, error) {
 
 // VersionLabelValue is the value of the kestrel.io/version label for a
 // Kestrel version. A label value allows only [A-Za-z0-9-_.], so any other
-// character ("+" of semver build metadata, for one) becomes "_", and more
-// than 63 characters are cut. The upgrade controller compares a Plan's
-// version through the same function.
+// character ("+" of semver build metadata, for one) becomes "-", the way
+// image tags munge versions, which is also how the upgrade controller
+// compares a Plan's version with this label; more than 63 characters are
+// cut.
 func VersionLabelValue(v string) string {
 	v = strings.Map(func(r rune) rune {
 		switch {
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.', r == '_':
 			return r
 		}
-		return '_'
+		return '-'
 	}, v)
 	if len(v) > 63 {
 		v = v[:63]

@@ -195,8 +195,8 @@ func TestRoleDerivation(t *testing.T) {
 func TestVersionLabelValue(t *testing.T) {
 	for in, want := range map[string]string{
 		"v1.2.3":                "v1.2.3",
-		"v1.2.3+k3s1":           "v1.2.3_k3s1",
-		"1.0.0-rc.1+g1a2b":      "1.0.0-rc.1_g1a2b",
+		"v1.2.3+k3s1":           "v1.2.3-k3s1",
+		"1.0.0-rc.1+g1a2b":      "1.0.0-rc.1-g1a2b",
 		"+x+":                   "x",
 		strings.Repeat("a", 70): strings.Repeat("a", 63),
 	} {

@@ -38,7 +38,7 @@ func Example() {
 	if err := upgradeimage.WriteArchive("out/kestrel-upgrade-v1.4.0.oci.tar", "v1.4.0", idx); err != nil {
 		log.Fatal(err)
 	}
-	digest, err := upgradeimage.Push(context.Background(), "registry.example.net/kestrel/upgrade:v1.4.0", idx)
+	digest, err := upgradeimage.Push(context.Background(), "registry.example.net/kestrel/"+upgradeimage.Repository+":"+upgradeimage.Tag("v1.4.0"), idx)
 	if err != nil {
 		log.Fatal(err)
 	}

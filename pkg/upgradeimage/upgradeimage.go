@@ -44,6 +44,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -280,6 +281,29 @@ func Build(r Release) (v1.ImageIndex, []Manifest, error) {
 		LabelUpgradeImage: fmt.Sprint(ManifestFormat),
 	}).(v1.ImageIndex)
 	return idx, ms, nil
+}
+
+// Repository is the recommended last path element of the image's
+// repository: the upgrade controller recognises a Plan whose upgrade image
+// lives in a repository of this name as a Kestrel upgrade.
+const Repository = "kestrel-upgrade"
+
+// Tag is the image tag for a version: a tag allows [A-Za-z0-9_.-] only (at
+// most 128, not starting with '.' or '-'), so "+" of build metadata and any
+// other character become "-", as system-upgrade-controller munges versions.
+func Tag(version string) string {
+	t := []byte(version)
+	for i, c := range t {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
+		if !ok {
+			t[i] = '-'
+		}
+	}
+	s := strings.TrimLeft(string(t), ".-")
+	if len(s) > 128 {
+		s = s[:128]
+	}
+	return s
 }
 
 // Push writes the index and its images to ref (a tag or digest reference,

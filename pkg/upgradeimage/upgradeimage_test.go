@@ -82,7 +82,7 @@ func TestRegistryRoundTrip(t *testing.T) {
 	if len(manifests) != 3 {
 		t.Fatalf("%d manifests", len(manifests))
 	}
-	tag := host + "/kestrel/upgrade:" + version
+	tag := host + "/kestrel/" + Repository + ":" + Tag(version)
 	pushed, err := Push(context.Background(), tag, idx)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +95,7 @@ func TestRegistryRoundTrip(t *testing.T) {
 	if d, _ := byTag.Digest(); d != pushed {
 		t.Fatalf("pulled index %s, pushed %s", d, pushed)
 	}
-	byDigest, err := remote.Index(mustRef(t, host+"/kestrel/upgrade@"+pushed.String()))
+	byDigest, err := remote.Index(mustRef(t, host+"/kestrel/"+Repository+"@"+pushed.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,6 +446,22 @@ func TestGolden(t *testing.T) {
 		}
 		if string(want) != string(got) {
 			t.Errorf("%s:\n--- got\n%s--- want\n%s", file, got, want)
+		}
+	}
+}
+
+func TestTag(t *testing.T) {
+	for in, want := range map[string]string{
+		"v1.4.0":             "v1.4.0",
+		"v1.4.0+build.7":     "v1.4.0-build.7",
+		"1.0.0-rc.1+g1a2b/x": "1.0.0-rc.1-g1a2b-x",
+		"+weird":             "weird",
+	} {
+		if got := Tag(in); got != want {
+			t.Errorf("Tag(%q) = %q, want %q", in, got, want)
+		}
+		if _, err := name.NewTag("example.net/kestrel-upgrade:" + Tag(in)); err != nil {
+			t.Errorf("Tag(%q) is not a valid tag: %v", in, err)
 		}
 	}
 }
