@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -183,6 +184,10 @@ func (w *walker) scalar(n *yaml.Node, t reflect.Type, path, check string) *yaml.
 		w.errorf(n, path, "expected %s, got %s", typeName(t), kindName(n))
 		return nil
 	}
+	if !utf8.ValidString(n.Value) {
+		w.errorf(n, path, "value is not valid UTF-8")
+		return nil
+	}
 	out := copyNode(n)
 	switch t.Kind() {
 	case reflect.String:
@@ -242,8 +247,8 @@ func (w *walker) mapValue(n *yaml.Node, t reflect.Type, path string) *yaml.Node 
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode || k.Value == "" {
-			w.errorf(k, path, "keys must be non-empty strings")
+		if k.Kind != yaml.ScalarNode || k.Value == "" || !utf8.ValidString(k.Value) {
+			w.errorf(k, path, "keys must be non-empty UTF-8 strings")
 			continue
 		}
 		p := join(path, k.Value)
