@@ -118,6 +118,7 @@ func Unpack(debPath, dest string) (string, error) {
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return "", fmt.Errorf("unpack %s: %w", debPath, err)
 	}
+	defer os.RemoveAll(tmp) // only left to remove when something failed
 	f, err := os.Open(debPath)
 	if err != nil {
 		return "", fmt.Errorf("unpack %s: %w", debPath, err)
@@ -192,7 +193,8 @@ func decompressor(name string, r io.Reader) (io.Reader, error) {
 }
 
 // untar writes regular files, directories, symlinks and hard links of the
-// tar stream under dest, refusing any name that would land outside it.
+// tar stream under dest; no name can land outside it. Symlink targets are
+// kept as they are: they are resolved in the image, never followed here.
 func untar(r io.Reader, dest string) error {
 	tr := tar.NewReader(r)
 	for {
@@ -203,10 +205,7 @@ func untar(r io.Reader, dest string) error {
 		if err != nil {
 			return fmt.Errorf("read data.tar: %w", err)
 		}
-		target, err := within(dest, h.Name)
-		if err != nil {
-			return err
-		}
+		target := within(dest, h.Name)
 		mode := os.FileMode(h.Mode).Perm()
 		switch h.Typeflag {
 		case tar.TypeDir:
@@ -231,11 +230,7 @@ func untar(r io.Reader, dest string) error {
 				return fmt.Errorf("extract %s: %w", h.Name, err)
 			}
 		case tar.TypeLink:
-			old, err := within(dest, h.Linkname)
-			if err != nil {
-				return err
-			}
-			if err := os.Link(old, target); err != nil {
+			if err := os.Link(within(dest, h.Linkname), target); err != nil {
 				return fmt.Errorf("extract %s: %w", h.Name, err)
 			}
 		default:
@@ -244,16 +239,10 @@ func untar(r io.Reader, dest string) error {
 	}
 }
 
-func within(dest, name string) (string, error) {
-	clean := filepath.Clean("/" + name)
-	if clean == "/" {
-		return dest, nil
-	}
-	target := filepath.Join(dest, clean)
-	if !strings.HasPrefix(target, filepath.Clean(dest)+string(filepath.Separator)) {
-		return "", fmt.Errorf("archive entry %q escapes the destination", name)
-	}
-	return target, nil
+// within maps an archive name into dest: the name is cleaned as an
+// absolute path first, so "../" can never climb out of dest.
+func within(dest, name string) string {
+	return filepath.Join(dest, filepath.Clean("/"+name))
 }
 
 func writeFile(path string, r io.Reader, mode os.FileMode) error {

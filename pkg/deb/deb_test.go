@@ -1,8 +1,13 @@
 package deb
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -47,5 +52,141 @@ func TestUnpackReal(t *testing.T) {
 				t.Errorf("second unpack replaced the tree: %v", err)
 			}
 		})
+	}
+}
+
+// makeDeb writes an ar archive with the given members.
+func makeDeb(t *testing.T, members map[string][]byte, order []string) string {
+	t.Helper()
+	var b bytes.Buffer
+	b.WriteString("!<arch>\n")
+	for _, name := range order {
+		data := members[name]
+		fmt.Fprintf(&b, "%-16s%-12d%-6d%-6d%-8s%-10d`\n", name, 0, 0, 0, "100644", len(data))
+		b.Write(data)
+		if len(data)%2 == 1 {
+			b.WriteByte('\n')
+		}
+	}
+	p := filepath.Join(t.TempDir(), "x.deb")
+	if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+type tarEntry struct {
+	name, link string
+	typ        byte
+	body       string
+}
+
+func tarGz(t *testing.T, entries []tarEntry) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	gz := gzip.NewWriter(&b)
+	tw := tar.NewWriter(gz)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: 0o755, Size: int64(len(e.body))}
+		if e.typ != tar.TypeReg {
+			h.Size = 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if e.typ == tar.TypeReg {
+			tw.Write([]byte(e.body))
+		}
+	}
+	tw.Close()
+	gz.Close()
+	return b.Bytes()
+}
+
+func TestUnpackSynthetic(t *testing.T) {
+	good := tarGz(t, []tarEntry{
+		{name: "./", typ: tar.TypeDir},
+		{name: "./bin/", typ: tar.TypeDir},
+		{name: "./bin/tool", typ: tar.TypeReg, body: "odd-length"},
+		{name: "./bin/alias", typ: tar.TypeSymlink, link: "tool"},
+		{name: "./bin/hard", typ: tar.TypeLink, link: "./bin/tool"},
+	})
+	tests := []struct {
+		name    string
+		members map[string][]byte
+		order   []string
+		wantErr string
+	}{
+		{
+			name:    "control before data, odd sizes padded",
+			members: map[string][]byte{"debian-binary": []byte("2.0\n"), "control.tar.gz": []byte("x"), "data.tar.gz": good},
+			order:   []string{"debian-binary", "control.tar.gz", "data.tar.gz"},
+		},
+		{
+			name:    "no data member",
+			members: map[string][]byte{"debian-binary": []byte("2.0\n")},
+			order:   []string{"debian-binary"},
+			wantErr: "no data.tar",
+		},
+		{
+			name: "dot-dot names stay inside the destination",
+			members: map[string][]byte{"data.tar.gz": tarGz(t, []tarEntry{
+				{name: "../../bin/tool", typ: tar.TypeReg, body: "odd-length"},
+				{name: "./bin/alias", typ: tar.TypeSymlink, link: "tool"},
+				{name: "./bin/hard", typ: tar.TypeLink, link: "../bin/tool"},
+			})},
+			order: []string{"data.tar.gz"},
+		},
+		{
+			name:    "unknown compression",
+			members: map[string][]byte{"data.tar.lz": []byte("x")},
+			order:   []string{"data.tar.lz"},
+			wantErr: "unknown compression",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dest := filepath.Join(t.TempDir(), "root")
+			_, err := Unpack(makeDeb(t, tt.members, tt.order), dest)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				if _, err := os.Stat(dest); err == nil {
+					t.Error("a failed unpack left the destination behind")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := os.ReadFile(filepath.Join(dest, "bin/hard")); string(got) != "odd-length" {
+				t.Errorf("hard link contents %q", got)
+			}
+			if got, _ := os.Readlink(filepath.Join(dest, "bin/alias")); got != "tool" {
+				t.Errorf("symlink -> %q", got)
+			}
+			if st, _ := os.Stat(filepath.Join(dest, "bin/tool")); st == nil || st.Mode().Perm() != 0o755 {
+				t.Errorf("mode of bin/tool: %v", st)
+			}
+		})
+	}
+}
+
+func TestNotAnArchive(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.deb")
+	os.WriteFile(p, []byte("hello, not ar"), 0o644)
+	if _, err := Unpack(p, filepath.Join(t.TempDir(), "r")); err == nil || !strings.Contains(err.Error(), "not an ar archive") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestFileName(t *testing.T) {
+	p := Package{Name: "busybox-static", Version: "1:1.35.0-4+deb12u1+b1", Arch: "amd64"}
+	if got, want := p.FileName(), "busybox-static_1%3a1.35.0-4+deb12u1+b1_amd64.deb"; got != want {
+		t.Errorf("FileName = %q, want %q", got, want)
+	}
+	if got, want := p.String(), "busybox-static:amd64=1:1.35.0-4+deb12u1+b1"; got != want {
+		t.Errorf("String = %q, want %q", got, want)
 	}
 }
