@@ -15,10 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/kestrel-os/kestrel/pkg/reaper"
 )
 
 // Runner runs command lists.
@@ -35,6 +38,10 @@ type Runner struct {
 	// Timeout bounds each command (its whole process group is killed);
 	// zero means none.
 	Timeout time.Duration
+	// Reaper, inside PID 1, collects the commands' exit statuses (PID 1
+	// reaps every child, so exec.Cmd.Wait would race with it). Nil: the
+	// runner waits for its children itself.
+	Reaper *reaper.Reaper
 }
 
 // DefaultPath is the PATH of commands when Env has none.
@@ -73,25 +80,65 @@ func (r Runner) runOne(ctx context.Context, name, command string) error {
 	if env == nil {
 		env = []string{DefaultPath}
 	}
-	if r.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.Timeout)
-		defer cancel()
-	}
-	cmd := exec.CommandContext(ctx, shell, "-c", command)
+	cmd := exec.Command(shell, "-c", command)
 	cmd.Dir, cmd.Env = dir, env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
+	// A plain pipe, so that nothing depends on exec.Cmd.Wait (which PID 1
+	// must not call: its reaper collects the status).
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = outW, outW
 
-	out := &lineWriter{prefix: name + ": ", w: log}
-	cmd.Stdout, cmd.Stderr = out, out
 	fmt.Fprintf(log, "%s: $ %s\n", name, command)
 	start := time.Now()
-	err := cmd.Run()
+	exitc, err := startProcess(r.Reaper, cmd)
+	outW.Close()
+	if err != nil {
+		outR.Close()
+		fmt.Fprintf(log, "%s: failed: %v\n", name, err)
+		return err
+	}
+	out := &lineWriter{prefix: name + ": ", w: log}
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(out, outR)
+		close(copied)
+	}()
+
+	var timeout <-chan time.Time
+	if r.Timeout > 0 {
+		t := time.NewTimer(r.Timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	var e reaper.Exit
+	var why error
+	select {
+	case e = <-exitc:
+	case <-timeout:
+		why = fmt.Errorf("timed out after %v", r.Timeout)
+	case <-ctx.Done():
+		why = ctx.Err()
+	}
+	if why != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the whole group
+		e = <-exitc
+	}
+	// Background processes may hold the pipe: do not wait for them long.
+	select {
+	case <-copied:
+	case <-time.After(time.Second):
+	}
+	outR.Close()
 	out.flush()
-	if ctx.Err() == context.DeadlineExceeded {
-		err = fmt.Errorf("timed out after %v: %w", r.Timeout, err)
+
+	switch {
+	case why != nil:
+		err = fmt.Errorf("%w (%s)", why, e)
+	case e.Code() != 0:
+		err = errors.New(e.String())
 	}
 	if err != nil {
 		fmt.Fprintf(log, "%s: failed after %v: %v\n", name, time.Since(start).Round(time.Millisecond), err)
@@ -99,6 +146,26 @@ func (r Runner) runOne(ctx context.Context, name, command string) error {
 	}
 	fmt.Fprintf(log, "%s: ok (%v)\n", name, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// startProcess starts cmd through the reaper when there is one (inside
+// PID 1), else waits for it itself. The caller must not call cmd.Wait.
+func startProcess(r *reaper.Reaper, cmd *exec.Cmd) (<-chan reaper.Exit, error) {
+	if r != nil {
+		return r.Start(cmd)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := make(chan reaper.Exit, 1)
+	go func() {
+		ws := syscall.WaitStatus(255 << 8) // exit status 255 if waiting fails
+		if st, err := cmd.Process.Wait(); err == nil {
+			ws = st.Sys().(syscall.WaitStatus)
+		}
+		c <- reaper.Exit{Pid: cmd.Process.Pid, Status: ws}
+	}()
+	return c, nil
 }
 
 // lineWriter prefixes every output line; stdout and stderr share it.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kestrel-os/kestrel/pkg/reaper"
 )
 
 func TestRun(t *testing.T) {
@@ -21,11 +23,12 @@ func TestRun(t *testing.T) {
 		"exit 3",
 		"echo two >> " + marker + "; pwd",
 		"/nonexistent/command",
+		"kill -9 $$",
 	})
 	if err == nil {
 		t.Fatal("expected errors")
 	}
-	for _, want := range []string{`boot_cmd[2] "exit 3": exit status 3`, `boot_cmd[4] "/nonexistent/command": exit status 127`} {
+	for _, want := range []string{`boot_cmd[2] "exit 3": exit status 3`, `boot_cmd[4] "/nonexistent/command": exit status 127`, `boot_cmd[5] "kill -9 $$": killed by`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
@@ -77,5 +80,24 @@ func TestCancel(t *testing.T) {
 	}
 	if err := (Runner{}).Run(context.Background(), "init_cmd", nil); err != nil {
 		t.Errorf("empty list: %v", err)
+	}
+}
+
+// TestUnderReaper runs a list the way PID 1 does, with a reaper collecting
+// every child through wait4(-1).
+func TestUnderReaper(t *testing.T) {
+	rp := reaper.New(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go rp.Loop(ctx)
+	var log bytes.Buffer
+	err := Runner{Log: &log, Reaper: rp}.Run(ctx, "run_cmd", []string{"echo one", "exit 2", "echo three"})
+	if err == nil || !strings.Contains(err.Error(), `run_cmd[1] "exit 2": exit status 2`) || strings.Count(err.Error(), "run_cmd[") != 1 {
+		t.Errorf("error %v", err)
+	}
+	for _, want := range []string{"run_cmd[0]: one\n", "run_cmd[2]: three\n"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, log.String())
+		}
 	}
 }
