@@ -118,7 +118,7 @@ func statusSchema() apiextv1.JSONSchemaProps {
 
 func containerSchema() apiextv1.JSONSchemaProps {
 	return obj(map[string]apiextv1.JSONSchemaProps{
-		"image":   {Type: "string", MinLength: ptrI(1)},
+		"image":   str(),
 		"command": arr(str()),
 		"args":    arr(str()),
 		"envs":    arr(opaque()),
