@@ -47,6 +47,11 @@ import (
 	"github.com/kestrel-os/kestrel/pkg/shacrypt"
 )
 
+const (
+	maxHandshakes  = 16
+	loginGraceTime = 2 * time.Minute
+)
+
 // DefaultPath is the PATH of sessions when Config.Path is empty.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -81,6 +86,8 @@ type Server struct {
 	sshCfg  *ssh.ServerConfig
 	signers []ssh.Signer
 
+	handshakes chan struct{} // bounds connections not yet authenticated
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
@@ -108,8 +115,9 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		signers:   signers,
-		listeners: map[net.Listener]struct{}{},
-		conns:     map[net.Conn]struct{}{},
+		listeners:  map[net.Listener]struct{}{},
+		conns:      map[net.Conn]struct{}{},
+		handshakes: make(chan struct{}, maxHandshakes),
 	}
 	s.sshCfg = &ssh.ServerConfig{
 		PublicKeyCallback: s.checkPublicKey,
@@ -198,9 +206,18 @@ func (s *Server) handleConn(c net.Conn) {
 		s.mu.Unlock()
 	}()
 
-	// A client that never finishes the handshake must not hold a slot.
-	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	// Unauthenticated connections are bounded in number and time, so a
+	// flood cannot exhaust PID 1 (as OpenSSH's MaxStartups and
+	// LoginGraceTime).
+	select {
+	case s.handshakes <- struct{}{}:
+	default:
+		s.cfg.Logf("sshd: %s: dropped: %d handshakes in progress", c.RemoteAddr(), maxHandshakes)
+		return
+	}
+	c.SetDeadline(time.Now().Add(loginGraceTime))
 	sconn, chans, reqs, err := ssh.NewServerConn(c, s.sshCfg)
+	<-s.handshakes
 	if err != nil {
 		s.cfg.Logf("sshd: %s: handshake: %v", c.RemoteAddr(), err)
 		return
