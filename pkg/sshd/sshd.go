@@ -113,8 +113,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:       cfg,
-		signers:   signers,
+		cfg:        cfg,
+		signers:    signers,
 		listeners:  map[net.Listener]struct{}{},
 		conns:      map[net.Conn]struct{}{},
 		handshakes: make(chan struct{}, maxHandshakes),
