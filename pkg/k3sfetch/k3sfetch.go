@@ -6,7 +6,9 @@
 //  1. K3S_BINARY=/path/to/k3s (and optionally K3S_AIRGAP_IMAGES=/path/to/
 //     k3s-airgap-images-<arch>.tar[.zst|.gz]) for offline builds. The binary
 //     is checked against the pinned sha256; a deliberately different build
-//     is accepted only when K3S_BINARY_SHA256 names its exact sha256.
+//     is accepted only when K3S_BINARY_SHA256 names its exact sha256. The
+//     test stand-in (test/k3s-standin) is refused unless
+//     Options.AllowStandin says this is a test image.
 //  2. The cache, .cache/k3s/<version>/<arch>/, when its binary still
 //     matches the pin (or the cached published list when nothing is pinned).
 //  3. A download from a base URL laid out like the GitHub release page:
@@ -23,6 +25,7 @@ package k3sfetch
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -139,7 +142,15 @@ type Options struct {
 	Getenv func(string) string
 	// Logf reports what was chosen; nil is quiet.
 	Logf func(format string, args ...any)
+	// AllowStandin lets K3S_BINARY be the k3s stand-in of test/k3s-standin.
+	// Only the test image builder sets it; a release build refuses the
+	// stand-in.
+	AllowStandin bool
 }
+
+// StandinMarker is a string the test stand-in carries in its binary and
+// prints; Fetch recognises the stand-in by it.
+const StandinMarker = "TEST STAND-IN, NOT k3s"
 
 // Source says where a Result came from.
 type Source string
@@ -161,6 +172,9 @@ type Result struct {
 	Source Source
 	// AirgapImages is K3S_AIRGAP_IMAGES when given, else empty.
 	AirgapImages string
+	// Standin is true when the binary is the test stand-in (only with
+	// Options.AllowStandin).
+	Standin bool
 }
 
 // Fetch returns a verified k3s binary for opt.Arch; see the package doc for
@@ -201,7 +215,17 @@ func Fetch(ctx context.Context, opt Options) (Result, error) {
 		case want == "" && pinned == "":
 			logf("k3s: %s=%s not pinned for %s, using it unverified (sha256 %s)", EnvBinary, local, opt.Arch, sum)
 		}
-		res.Binary, res.SHA256, res.Source = local, sum, FromLocal
+		standin, err := fileContains(local, StandinMarker)
+		if err != nil {
+			return Result{}, fmt.Errorf("%s: %w", EnvBinary, err)
+		}
+		if standin && !opt.AllowStandin {
+			return Result{}, fmt.Errorf("%s=%s is the k3s stand-in for tests, not k3s: refusing to put it into an image", EnvBinary, local)
+		}
+		res.Binary, res.SHA256, res.Source, res.Standin = local, sum, FromLocal, standin
+		if standin {
+			logf("k3s: %s=%s is the TEST STAND-IN, not k3s (allowed for a test image)", EnvBinary, local)
+		}
 		logf("k3s: using %s=%s (sha256 %s)", EnvBinary, local, sum)
 		return res, nil
 	}
@@ -391,6 +415,34 @@ func fileSHA256(path string) (string, error) {
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// fileContains reports whether the file holds marker, reading it in
+// overlapping chunks.
+func fileContains(path, marker string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	m := []byte(marker)
+	buf := make([]byte, 1<<20)
+	keep := 0
+	for {
+		n, err := f.Read(buf[keep:])
+		if bytes.Contains(buf[:keep+n], m) {
+			return true, nil
+		}
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("read %s: %w", path, err)
+		}
+		total := keep + n
+		keep = min(len(m)-1, total)
+		copy(buf, buf[total-keep:total])
+	}
 }
 
 func isSHA256(s string) bool {

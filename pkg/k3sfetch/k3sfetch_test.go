@@ -329,3 +329,27 @@ func TestInstall(t *testing.T) {
 		t.Errorf("Install with a changed binary: %v", err)
 	}
 }
+
+func TestFetchRefusesStandin(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "k3s")
+	// The marker straddles the 1 MiB read boundary.
+	content := append(make([]byte, 1<<20-5), []byte("x "+StandinMarker+" y")...)
+	os.WriteFile(bin, content, 0o755)
+	opt := Options{
+		Pin: Pin{Version: testVersion}, Arch: "amd64", CacheDir: t.TempDir(),
+		Getenv: func(k string) string { return map[string]string{EnvBinary: bin}[k] },
+	}
+	if _, err := Fetch(context.Background(), opt); err == nil || !strings.Contains(err.Error(), "stand-in") {
+		t.Fatalf("release build took the stand-in: %v", err)
+	}
+	opt.AllowStandin = true
+	res, err := Fetch(context.Background(), opt)
+	if err != nil || !res.Standin {
+		t.Fatalf("test build: %+v %v", res, err)
+	}
+	os.WriteFile(bin, []byte("real k3s"), 0o755)
+	if res, err := Fetch(context.Background(), opt); err != nil || res.Standin {
+		t.Fatalf("real binary flagged as stand-in: %+v %v", res, err)
+	}
+}

@@ -61,11 +61,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kestrel-os/kestrel/pkg/k3sfetch"
 	"github.com/kestrel-os/kestrel/pkg/k3sprereq"
 )
 
 // Name is how the stand-in introduces itself everywhere.
-const Name = "k3s-standin (TEST STAND-IN, NOT k3s)"
+// It carries k3sfetch.StandinMarker, by which the image builder refuses
+// the stand-in for a release image.
+const Name = "k3s-standin (" + k3sfetch.StandinMarker + ")"
 
 // Paths, relative to the root.
 const (

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kestrel-os/kestrel/pkg/k3sfetch"
 )
 
 // TestProcess runs the built stand-in as the supervisor will: SIGTERM stops
@@ -24,6 +27,14 @@ func TestProcess(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
+	// The built binary is recognised, so a release build refuses it.
+	if _, err := k3sfetch.Fetch(context.Background(), k3sfetch.Options{
+		Pin: k3sfetch.Pin{Version: "v0"}, Arch: "amd64", CacheDir: t.TempDir(),
+		Getenv: func(k string) string { return map[string]string{k3sfetch.EnvBinary: bin}[k] },
+	}); err == nil || !strings.Contains(err.Error(), "stand-in") {
+		t.Errorf("k3sfetch accepted the stand-in for a release image: %v", err)
+	}
+
 	tests := []struct {
 		mode     string
 		signal   syscall.Signal
