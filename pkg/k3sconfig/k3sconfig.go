@@ -14,9 +14,9 @@
 //     else "server" (k3OS's rule). Two sources naming different roles, or two
 //     different server URLs or tokens, are an error;
 //   - labels and environment variables from both forms are merged; the same
-//     key with two different values is an error;
-//   - the labels kestrel.io/version and kestrel.io/slot are always added and
-//     may not be set by the user;
+//     key with two different values is an error; taints are the union;
+//   - the labels kestrel.io/version (VersionLabelValue of the version) and
+//     kestrel.io/slot are always added and may not be set by the user;
 //   - an agent needs a server URL and a token or token file; an agent cannot
 //     take a datastore endpoint;
 //   - the legacy k3s_args (after the role) and then the extra args are
