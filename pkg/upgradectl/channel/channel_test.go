@@ -1,0 +1,78 @@
+package channel
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestResolve(t *testing.T) {
+	var gotCluster, gotLatest string
+	mux := http.NewServeMux()
+	mux.HandleFunc("/latest", func(w http.ResponseWriter, r *http.Request) {
+		gotCluster, gotLatest = r.Header.Get(HeaderClusterID), r.Header.Get(HeaderLatestVersion)
+		http.Redirect(w, r, "/releases/tag/v1.30.2+k3s1", http.StatusFound)
+	})
+	mux.HandleFunc("/releases/tag/", func(w http.ResponseWriter, r *http.Request) { t.Error("redirect was followed") })
+	mux.HandleFunc("/stable/v2.0.0", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("/moved", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/other", http.StatusMovedPermanently)
+	})
+	mux.HandleFunc("/broken", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusInternalServerError) })
+	mux.HandleFunc("/emptyloc", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", "/")
+		w.WriteHeader(http.StatusFound)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	tests := []struct {
+		name, path, want, errHas string
+		malformed                bool
+	}{
+		{"302 location", "/latest", "v1.30.2-k3s1", "", false},
+		{"200 own path", "/stable/v2.0.0", "v2.0.0", "", false},
+		{"301 is not 302", "/moved", "", "unexpected response", false},
+		{"500", "/broken", "", "500", false},
+		{"302 without version", "/emptyloc", "", "no version", true},
+	}
+	r := &Resolver{Client: &http.Client{Timeout: 5 * time.Second}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := r.Resolve(context.Background(), srv.URL+tc.path, "v1.0.0", "cluster-uid")
+			if tc.errHas != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+					t.Fatalf("err = %v, want %q", err, tc.errHas)
+				}
+				if tc.malformed != errors.Is(err, ErrMalformed) {
+					t.Errorf("errors.Is(ErrMalformed) = %t", !tc.malformed)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("Resolve = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+	if gotCluster != "cluster-uid" || gotLatest != "v1.0.0" {
+		t.Errorf("headers: cluster %q latest %q", gotCluster, gotLatest)
+	}
+	if _, err := r.Resolve(context.Background(), "http://127.0.0.1:1/x", "", ""); err == nil {
+		t.Error("unreachable channel resolved")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want time.Duration
+	}{{0, time.Second}, {1, time.Second}, {2, 2 * time.Second}, {4, 8 * time.Second}, {10, 10 * time.Second}} {
+		if got := Backoff(tc.n, time.Second, 10*time.Second); got != tc.want {
+			t.Errorf("Backoff(%d) = %s, want %s", tc.n, got, tc.want)
+		}
+	}
+}
