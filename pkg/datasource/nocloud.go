@@ -1,0 +1,179 @@
+package datasource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/filesystem"
+	"gopkg.in/yaml.v3"
+)
+
+// NoCloudLabel is the filesystem label of a NoCloud disk (matched without
+// regard to case: genisoimage writes "cidata", mkfs.vfat "CIDATA").
+const NoCloudLabel = "CIDATA"
+
+// NoCloud finds a vfat or iso9660 filesystem labelled CIDATA on one of
+// the candidate devices (whole disks or partitions, or image files) and
+// reads user-data and meta-data from its root. Reading goes through
+// go-diskfs, so nothing is mounted.
+type NoCloud struct {
+	// Devices lists the candidates; BlockDevices gives the machine's.
+	Devices func() ([]string, error)
+
+	found string
+}
+
+// Name implements Source.
+func (n *NoCloud) Name() string {
+	if n.found != "" {
+		return "nocloud:" + n.found
+	}
+	return "nocloud"
+}
+
+// BlockDevices lists the block devices named in sysClassBlock
+// (/sys/class/block) as paths under devDir (/dev), partitions included,
+// skipping loop, ram and zram devices.
+func BlockDevices(sysClassBlock, devDir string) func() ([]string, error) {
+	return func() ([]string, error) {
+		ents, err := os.ReadDir(sysClassBlock)
+		if err != nil {
+			return nil, fmt.Errorf("list block devices: %w", err)
+		}
+		var out []string
+		for _, e := range ents {
+			n := e.Name()
+			if strings.HasPrefix(n, "loop") || strings.HasPrefix(n, "ram") || strings.HasPrefix(n, "zram") {
+				continue
+			}
+			out = append(out, filepath.Join(devDir, n))
+		}
+		sort.Strings(out)
+		return out, nil
+	}
+}
+
+// Probe implements Source: it looks for the CIDATA label.
+func (n *NoCloud) Probe(ctx context.Context) (bool, error) {
+	devs, err := n.Devices()
+	if err != nil {
+		return false, err
+	}
+	for _, d := range devs {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		fsys, closeFn, err := openFS(d)
+		if err != nil {
+			continue // not a filesystem go-diskfs knows: not ours
+		}
+		label := strings.Trim(fsys.Label(), "\x00 \t\n")
+		closeFn()
+		if strings.EqualFold(label, NoCloudLabel) {
+			n.found = d
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Fetch implements Source.
+func (n *NoCloud) Fetch(ctx context.Context) (*Data, error) {
+	if n.found == "" {
+		return nil, errors.New("no CIDATA filesystem probed")
+	}
+	fsys, closeFn, err := openFS(n.found)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", n.found, err)
+	}
+	defer closeFn()
+	d := &Data{Name: n.Name()}
+	ud, err := readAny(fsys, "user-data")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: read user-data: %w", n.found, err)
+	}
+	d.UserData = ud
+	md, err := readAny(fsys, "meta-data")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: read meta-data: %w", n.found, err)
+	}
+	if len(md) > 0 {
+		if d.Meta, err = parseNoCloudMeta(md); err != nil {
+			return nil, fmt.Errorf("%s: meta-data: %w", n.found, err)
+		}
+	}
+	return d, nil
+}
+
+// parseNoCloudMeta reads the NoCloud meta-data keys Kestrel uses
+// (instance-id, local-hostname, public-keys); others are ignored, as
+// cloud-init does.
+func parseNoCloudMeta(b []byte) (Meta, error) {
+	var raw struct {
+		InstanceID    string `yaml:"instance-id"`
+		LocalHostname string `yaml:"local-hostname"`
+		Hostname      string `yaml:"hostname"`
+		PublicKeys    any    `yaml:"public-keys"`
+	}
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return Meta{}, err
+	}
+	m := Meta{InstanceID: raw.InstanceID, Hostname: raw.LocalHostname}
+	if m.Hostname == "" {
+		m.Hostname = raw.Hostname
+	}
+	switch k := raw.PublicKeys.(type) {
+	case string:
+		m.PublicKeys = []string{k}
+	case []any:
+		for _, v := range k {
+			m.PublicKeys = append(m.PublicKeys, fmt.Sprint(v))
+		}
+	case map[string]any:
+		names := make([]string, 0, len(k))
+		for n := range k {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			m.PublicKeys = append(m.PublicKeys, fmt.Sprint(k[n]))
+		}
+	}
+	return m, nil
+}
+
+func openFS(path string) (filesystem.FileSystem, func(), error) {
+	d, err := diskfs.Open(path, diskfs.WithOpenMode(diskfs.ReadOnly))
+	if err != nil {
+		return nil, nil, err
+	}
+	fsys, err := d.GetFilesystem(0)
+	if err != nil {
+		d.Close()
+		return nil, nil, err
+	}
+	return fsys, func() { fsys.Close(); d.Close() }, nil
+}
+
+// readAny reads a file from the filesystem root, also under the names an
+// ISO without Rock Ridge or Joliet gives it (USER_DAT.;1 and the like).
+func readAny(fsys filesystem.FileSystem, name string) ([]byte, error) {
+	up := strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+	for _, n := range []string{name, "/" + name, strings.ToUpper(name), up, up[:8], up[:8] + ".;1", up + ".;1"} {
+		b, err := fsys.ReadFile(strings.TrimPrefix(n, "/"))
+		if err == nil {
+			return b, nil
+		}
+		if b, err := fsys.ReadFile(n); err == nil {
+			return b, nil
+		}
+	}
+	return nil, fs.ErrNotExist
+}
