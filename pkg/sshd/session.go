@@ -129,7 +129,7 @@ func (s *session) handle(req *ssh.Request, done chan struct{}) bool {
 			}
 			command = e.Command
 		}
-		if err := s.start(command, req.Type == "shell", done); err != nil {
+		if err := s.start(command, req.Type == "shell", nil, done); err != nil {
 			s.srv.cfg.Logf("sshd: %s: %s: %v", s.conn.User(), req.Type, err)
 			fmt.Fprintf(s.ch.Stderr(), "kestrel sshd: %v\r\n", err)
 			return false
@@ -147,7 +147,18 @@ func (s *session) handle(req *ssh.Request, done chan struct{}) bool {
 		}
 		// The process leads its own session: signal the whole group.
 		return syscall.Kill(-s.cmd.Process.Pid, n) == nil
-	default: // subsystem (sftp), x11-req, auth-agent-req@openssh.com, ...
+	case "subsystem":
+		var sub execRequest
+		if s.started || ssh.Unmarshal(req.Payload, &sub) != nil || sub.Command != "sftp" || len(s.srv.cfg.SFTPServer) == 0 {
+			return false
+		}
+		if err := s.start("", false, s.srv.cfg.SFTPServer, done); err != nil {
+			s.srv.cfg.Logf("sshd: %s: sftp: %v", s.conn.User(), err)
+			return false
+		}
+		s.started = true
+		return true
+	default: // x11-req, auth-agent-req@openssh.com, ...
 		return false
 	}
 }
@@ -158,8 +169,9 @@ func allowedEnv(name string) bool {
 	return name == "LANG" || name == "TERM" || name == "COLORTERM" || strings.HasPrefix(name, "LC_")
 }
 
-// start runs the user's shell, as a login shell or with -c command.
-func (s *session) start(command string, login bool, done chan struct{}) error {
+// start runs, as the user, the user's shell (a login shell, or -c
+// command) or, when subsystem is given, that argv.
+func (s *session) start(command string, login bool, subsystem []string, done chan struct{}) error {
 	u := s.user
 	shell := u.Shell
 	if shell == "" {
@@ -168,7 +180,9 @@ func (s *session) start(command string, login bool, done chan struct{}) error {
 	// The shell runs from the real filesystem: Root only locates the
 	// account databases and homes (it is "/" on the node).
 	var cmd *exec.Cmd
-	if login {
+	if len(subsystem) > 0 {
+		cmd = exec.Command(subsystem[0], subsystem[1:]...)
+	} else if login {
 		cmd = exec.Command(shell)
 		cmd.Args = []string{"-" + filepath.Base(shell)} // argv[0] "-sh": a login shell
 	} else {

@@ -14,11 +14,13 @@
 // `shell -c command` and return its exit status (or the signal that killed
 // it), with or without a PTY ("pty-req", "window-change" honoured).
 //
-// Limits: no port forwarding, agent forwarding, X11 or subsystems (sftp is
-// refused, so scp works only in legacy mode, -O, and only if an scp binary
-// is on the node); authorized_keys options (command=, from=, ...) are
-// ignored rather than enforced, so keys carrying them are refused; no
-// keyboard-interactive auth; no utmp/wtmp records; terminal modes from
+// The "sftp" subsystem (sftp, and scp since OpenSSH 9.0) runs the command
+// Config.SFTPServer names, as the user.
+//
+// Limits: no port forwarding, agent forwarding, X11 or other subsystems;
+// legacy scp (-O) needs an scp binary on the node; authorized_keys options
+// (command=, from=, ...) are not enforced, so keys carrying them are
+// refused; no keyboard-interactive auth; no utmp/wtmp records; terminal modes from
 // pty-req are not applied. The PTY needs /dev/ptmx and devpts on /dev/pts.
 package sshd
 
@@ -74,6 +76,10 @@ type Config struct {
 	Logf func(format string, args ...any)
 	// AuthFailureDelay slows down password guessing; default one second.
 	AuthFailureDelay time.Duration
+	// SFTPServer is the argv of the "sftp" subsystem, run as the user with
+	// the session's pipes (e.g. /usr/bin/kestrel sftp-server, which calls
+	// sftpserver.Serve on stdin/stdout). Empty: sftp is refused.
+	SFTPServer []string
 	// Reaper, inside PID 1, collects the sessions' exit statuses (PID 1
 	// reaps every child, so exec.Cmd.Wait would race with it). Nil: the
 	// server waits for its children itself.

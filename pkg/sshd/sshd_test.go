@@ -10,12 +10,26 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kestrel-os/kestrel/pkg/reaper"
+	"github.com/kestrel-os/kestrel/pkg/sftpserver"
 	"github.com/kestrel-os/kestrel/pkg/shacrypt"
 )
+
+// TestMain lets the test binary serve the sftp subsystem, as
+// `kestrel sftp-server` does on the node.
+func TestMain(m *testing.M) {
+	if os.Getenv("KESTREL_SSHD_TEST_SFTP") == "1" {
+		if err := sftpserver.Serve(os.Stdin, os.Stdout); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // env is a root with accounts, a client key pair and a running server.
 type env struct {
@@ -108,9 +122,21 @@ func setupWith(t *testing.T, passwordAuth bool, rp *reaper.Reaper) *env {
 	}
 	os.Chown(filepath.Join(e.root, "home/kestrel"), 65534, 65534)
 
+	// The sftp subsystem is this test binary, copied where the
+	// unprivileged user can run it.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sftpBin := filepath.Join(base, "sftp-server")
+	if data, err := os.ReadFile(self); err != nil || os.WriteFile(sftpBin, data, 0o755) != nil {
+		t.Fatalf("copy test binary: %v", err)
+	}
+
 	srv, err := New(Config{
 		Root: e.root, HostKeyDir: e.keyDir, PasswordAuth: passwordAuth,
-		Env: []string{"http_proxy=http://proxy.invalid:3128"}, Logf: e.log.logf,
+		Env:  []string{"http_proxy=http://proxy.invalid:3128", "KESTREL_SSHD_TEST_SFTP=1"},
+		Logf: e.log.logf, SFTPServer: []string{sftpBin},
 		AuthFailureDelay: time.Millisecond, Reaper: rp,
 	})
 	if err != nil {
@@ -231,6 +257,58 @@ func TestUnderReaper(t *testing.T) {
 	}
 	if out, code := e.ssh(t, "", "admin", append(key, "-tt"), "echo pty-ok"); code != 0 || !strings.Contains(out, "pty-ok") {
 		t.Errorf("pty exec: code %d, output %q", code, out)
+	}
+}
+
+// TestSFTPAndSCP copies files with the OpenSSH sftp and scp clients (scp
+// speaks SFTP since OpenSSH 9.0); files land with the user's ownership.
+func TestSFTPAndSCP(t *testing.T) {
+	e := setup(t, false)
+	for _, tool := range []string{"sftp", "scp"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	local := t.TempDir()
+	os.WriteFile(filepath.Join(local, "kubeconfig"), []byte("apiVersion: v1\n"), 0o600)
+	common := []string{"-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "LogLevel=ERROR", "-i", e.clientKey, "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"}
+
+	// scp upload and download as the unprivileged user.
+	scp := func(args ...string) {
+		t.Helper()
+		out, err := exec.Command("scp", append(append(append([]string{}, common...), "-P", fmt.Sprint(e.port)), args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("scp %v: %v\n%s\nserver log:\n%s", args, err, out, e.log)
+		}
+	}
+	scp(filepath.Join(local, "kubeconfig"), "kestrel@127.0.0.1:uploaded")
+	uploaded := filepath.Join(e.root, "home/kestrel/uploaded")
+	if b, err := os.ReadFile(uploaded); err != nil || string(b) != "apiVersion: v1\n" {
+		t.Fatalf("uploaded %q %v", b, err)
+	}
+	if fi, _ := os.Stat(uploaded); fi.Sys().(*syscall.Stat_t).Uid != 65534 {
+		t.Errorf("uploaded file owned by uid %d, want the user's 65534", fi.Sys().(*syscall.Stat_t).Uid)
+	}
+	scp("kestrel@127.0.0.1:uploaded", filepath.Join(local, "back"))
+	if b, _ := os.ReadFile(filepath.Join(local, "back")); string(b) != "apiVersion: v1\n" {
+		t.Errorf("downloaded %q", b)
+	}
+	// The kernel enforces the user's permissions.
+	out, err := exec.Command("scp", append(append(append([]string{}, common...), "-P", fmt.Sprint(e.port)),
+		filepath.Join(local, "kubeconfig"), "kestrel@127.0.0.1:"+filepath.Join(e.root, "etc/evil"))...).CombinedOutput()
+	if err == nil {
+		t.Errorf("unprivileged upload into etc/ succeeded: %s", out)
+	}
+
+	batch := filepath.Join(local, "batch")
+	os.WriteFile(batch, []byte("mkdir d\nput "+filepath.Join(local, "kubeconfig")+" d/k\nls -l d\n"), 0o644)
+	out, err = exec.Command("sftp", append(append([]string{}, common...), "-P", fmt.Sprint(e.port), "-b", batch, "admin@127.0.0.1")...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "k") {
+		t.Fatalf("sftp: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "home/admin/d/k")); err != nil {
+		t.Error(err)
 	}
 }
 
