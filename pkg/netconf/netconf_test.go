@@ -118,6 +118,8 @@ func TestApplyStatic(t *testing.T) {
 		Routes: []Route{
 			{To: "172.31.0.0/16", Via: "10.99.0.254", Metric: 50},
 			{To: "192.168.77.0/24"}, // on-link
+			{To: "default", Via: "fd00:99::1", Metric: 100},
+			{To: "fd10::/48", Via: "fd00:99::2"},
 		},
 	}, {
 		Name: "eth1", DHCP: DHCPOn, MTU: 9000,
@@ -141,7 +143,8 @@ func TestApplyStatic(t *testing.T) {
 		t.Error("loopback not up")
 	}
 	got := routes(t, h, "eth0")
-	for _, want := range []string{"default via 10.99.0.1", "172.31.0.0/16 via 10.99.0.254 metric 50", "192.168.77.0/24", "10.99.0.0/24"} {
+	for _, want := range []string{"default via 10.99.0.1", "172.31.0.0/16 via 10.99.0.254 metric 50", "192.168.77.0/24", "10.99.0.0/24",
+		"default via fd00:99::1", "fd10::/48 via fd00:99::2"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("routes %v lack %q", got, want)
 		}
