@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -296,7 +297,28 @@ func (r *Result) annotate(n *yaml.Node, path string, showSecrets bool) *yaml.Nod
 	switch n.Kind {
 	case yaml.MappingNode:
 		c.Content = nil
+		idx := make([]int, 0, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
+			idx = append(idx, i)
+		}
+		// Schema keys in schema order, map entries (sysctl names, labels)
+		// by name: the output does not depend on which source came first.
+		rank := func(i int) (int, string) {
+			k := n.Content[i].Value
+			if o, ok := schemaOrder()[SchemaPath(join(path, k))]; ok && !strings.HasSuffix(SchemaPath(join(path, k)), "*") {
+				return o, ""
+			}
+			return 1 << 30, k
+		}
+		sort.SliceStable(idx, func(a, b int) bool {
+			ra, ka := rank(idx[a])
+			rb, kb := rank(idx[b])
+			if ra != rb {
+				return ra < rb
+			}
+			return ka < kb
+		})
+		for _, i := range idx {
 			k := copyNode(n.Content[i])
 			k.HeadComment, k.LineComment, k.FootComment = "", "", ""
 			c.Content = append(c.Content, k, r.annotate(n.Content[i+1], join(path, k.Value), showSecrets))
@@ -317,3 +339,11 @@ func (r *Result) annotate(n *yaml.Node, path string, showSecrets bool) *yaml.Nod
 	}
 	return c
 }
+
+var schemaOrder = sync.OnceValue(func() map[string]int {
+	m := map[string]int{}
+	for i, p := range SchemaPaths() {
+		m[p] = i
+	}
+	return m
+})

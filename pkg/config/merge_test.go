@@ -162,7 +162,8 @@ func TestShow(t *testing.T) {
 	if err := r.Show(&b, false); err != nil {
 		t.Fatal(err)
 	}
-	want := "hostname: a # a.yaml:1:11\nkestrel:\n  password: <redacted> # a.yaml:3:13\n  sysctl:\n    x: '1' # a.yaml:4:15\nrun_cmd:\n  - echo # b.yaml:1:11\n"
+	// Keys come in schema order, whatever the order of the sources.
+	want := "hostname: a # a.yaml:1:11\nrun_cmd:\n  - echo # b.yaml:1:11\nkestrel:\n  sysctl:\n    x: '1' # a.yaml:4:15\n  password: <redacted> # a.yaml:3:13\n"
 	if b.String() != want {
 		t.Errorf("Show:\n%s\nwant:\n%s", b.String(), want)
 	}
@@ -171,7 +172,7 @@ func TestShow(t *testing.T) {
 		t.Errorf("show output does not parse: %v", err)
 	}
 	vals := r.Values()
-	if len(vals) != 4 || vals[1].Path != "kestrel.password" || vals[1].From.String() != "a.yaml:3:13" {
+	if len(vals) != 4 || vals[1].Path != "kestrel.password" || vals[1].From.String() != "a.yaml:3:13" || vals[3].Path != "run_cmd[0]" {
 		t.Errorf("Values = %+v", vals)
 	}
 }

@@ -111,11 +111,22 @@ func checkUserData(b []byte) error {
 	return nil
 }
 
-// SaveCache writes the fetched documents to path (on tmpfs, e.g.
-// /run/kestrel/datasources.json) for `kestrel config show`. Secrets are in
-// it, so it is written 0600.
-func SaveCache(path string, raws []Raw) error {
-	b, err := json.Marshal(raws)
+// DefaultCache is where stage 2 keeps the fetched documents.
+const DefaultCache = "/run/kestrel/datasources.json"
+
+// Cache is what stage 2 keeps of the datasources it read: the documents,
+// so that `kestrel config show` can replay them without fetching again,
+// and the problems met fetching them (unreachable services, bad user
+// data), for `kestrel status`.
+type Cache struct {
+	Documents []Raw    `json:"documents"`
+	Errors    []string `json:"errors,omitempty"`
+}
+
+// SaveCache writes the cache to path (on tmpfs). Secrets are in it, so it
+// is written 0600, atomically.
+func SaveCache(path string, c Cache) error {
+	b, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("encode datasource cache: %w", err)
 	}
@@ -132,20 +143,20 @@ func SaveCache(path string, raws []Raw) error {
 	return nil
 }
 
-// LoadCache reads what SaveCache wrote; a missing file is no documents.
-func LoadCache(path string) ([]Raw, error) {
+// LoadCache reads what SaveCache wrote; a missing file is an empty cache.
+func LoadCache(path string) (Cache, error) {
+	var c Cache
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return c, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read datasource cache: %w", err)
+		return c, fmt.Errorf("read datasource cache: %w", err)
 	}
-	var raws []Raw
-	if err := json.Unmarshal(b, &raws); err != nil {
-		return nil, fmt.Errorf("read datasource cache %s: %w", path, err)
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("read datasource cache %s: %w", path, err)
 	}
-	return raws, nil
+	return c, nil
 }
 
 // gather probes and fetches one source. Absent sources give nothing and

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -313,15 +314,18 @@ func TestFullOrder(t *testing.T) {
 
 	// The cache replays the datasource documents for `kestrel config show`.
 	cache := filepath.Join(t.TempDir(), "run", "datasources.json")
-	if err := SaveCache(cache, raws); err != nil {
+	if err := SaveCache(cache, Cache{Documents: raws, Errors: []string{r.Errors[0].Error()}}); err != nil {
 		t.Fatal(err)
 	}
 	back, err := LoadCache(cache)
-	if err != nil || !reflect.DeepEqual(back, raws) {
+	if err != nil || !reflect.DeepEqual(back.Documents, raws) || len(back.Errors) != 1 {
 		t.Fatalf("cache: %v", err)
 	}
+	if c, err := LoadCache(filepath.Join(t.TempDir(), "none")); err != nil || len(c.Documents) != 0 {
+		t.Fatalf("missing cache: %v", err)
+	}
 	s2 := config.LoadLocal(loc)
-	Add(s2, back)
+	Add(s2, back.Documents)
 	r2, _ := s2.Merge()
 	if !reflect.DeepEqual(r2.Config, r.Config) {
 		t.Errorf("replayed config differs")
@@ -337,5 +341,36 @@ func TestBadUserDataSkipped(t *testing.T) {
 		if r.Config.Hostname != "esp" || len(r.Errors) != 1 || !strings.HasPrefix(r.Errors[0].Error(), "ec2/user-data:") {
 			t.Errorf("%q: hostname %s errors %v", ud, r.Config.Hostname, r.Errors)
 		}
+	}
+}
+
+// TestNoCloudMkfsVfat reads a CIDATA image made the way an operator would
+// on a PC: mkfs.vfat -n CIDATA and mcopy (skipped without dosfstools and
+// mtools).
+func TestNoCloudMkfsVfat(t *testing.T) {
+	mkfs, err1 := exec.LookPath("mkfs.vfat")
+	mcopy, err2 := exec.LookPath("mcopy")
+	if err1 != nil || err2 != nil {
+		t.Skip("mkfs.vfat or mcopy not installed")
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "cidata.img")
+	if err := os.WriteFile(img, make([]byte, 4<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ud := filepath.Join(dir, "user-data")
+	os.WriteFile(ud, []byte(userData), 0o644)
+	for _, cmd := range [][]string{{mkfs, "-n", "CIDATA", img}, {mcopy, "-i", img, ud, "::user-data"}} {
+		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", cmd, err, out)
+		}
+	}
+	nc := &NoCloud{Devices: func() ([]string, error) { return []string{img}, nil }}
+	if ok, err := nc.Probe(context.Background()); !ok || err != nil {
+		t.Fatalf("probe %v %v", ok, err)
+	}
+	d, err := nc.Fetch(context.Background())
+	if err != nil || string(d.UserData) != userData {
+		t.Fatalf("%q %v", d.UserData, err)
 	}
 }
