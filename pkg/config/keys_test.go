@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -98,5 +99,20 @@ func TestK3sSettings(t *testing.T) {
 	}
 	if r := (Section{}).K3sSettings().Role; r != "server" {
 		t.Fatalf("default role %s", r)
+	}
+}
+
+func TestChanged(t *testing.T) {
+	a := parseOne(t, "hostname: a\nkestrel: {sysctl: {x: '1'}, k3s: {role: server}}\n")
+	b := parseOne(t, "hostname: b\nkestrel: {sysctl: {x: '1'}, k3s: {role: agent}, modules: []}\n")
+	var got []string
+	for _, k := range Changed(a, b) {
+		got = append(got, k.Path)
+	}
+	if strings.Join(got, ",") != "hostname,kestrel.k3s" {
+		t.Fatalf("Changed = %v", got)
+	}
+	if len(Changed(a, a)) != 0 {
+		t.Fatal("no change expected")
 	}
 }
