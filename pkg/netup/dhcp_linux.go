@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -41,6 +42,12 @@ type Config struct {
 // and applies the leases. Leases stay renewed until ctx ends. It returns
 // the leases it got and the errors of the interfaces that got none.
 func Up(ctx context.Context, cfg Config) ([]Lease, error) {
+	// The DHCP library draws transaction IDs through u-root's rand, which
+	// polls getrandom(GRND_NONBLOCK) in a busy loop until the kernel's
+	// CRNG is ready - up to two minutes of a spinning CPU on a VM without
+	// a hardware RNG, early in boot. A DHCP transaction ID needs no
+	// cryptographic strength: this variable makes it read /dev/urandom.
+	os.Setenv("UROOT_NOHWRNG", "1")
 	ifs := cfg.Interfaces
 	if ifs == nil {
 		var err error

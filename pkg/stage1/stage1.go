@@ -68,17 +68,24 @@ func Run(env Env) error {
 		return err
 	}
 	debug := cmd.Has(layout.CmdlineDebug)
+	last := start
+	mark := func(what string) { // per-step timing with kestrel.debug
+		if debug {
+			now := env.Clock()
+			logf("%-16s %6.3fs (+%.3fs)", what, now.Seconds(), (now - last).Seconds())
+			last = now
+		}
+	}
+	mark("stage 1 start")
 	slot := cmd.Value(layout.CmdlineSlot, layout.Slots[0])
 	if !slices.Contains(layout.Slots, slot) {
 		return fmt.Errorf("kernel command line: %s=%q is not a slot (want one of %s)", layout.CmdlineSlot, slot, strings.Join(layout.Slots, ", "))
 	}
 
-	t := env.Clock()
 	if n, err := modload.Load(layout.ModuleList, modload.Options{Root: env.Root, SysRoot: env.Sys}); err != nil {
 		logf("some modules did not load (%d did): %v", n, err)
-	} else if debug {
-		logf("loaded %d modules in %v", n, (env.Clock() - t).Round(time.Millisecond))
 	}
+	mark("modules loaded")
 
 	rootName := layout.RootPartition(slot)
 	ctx, cancel := context.WithTimeout(context.Background(), env.WaitTimeout)
@@ -88,6 +95,7 @@ func Run(env Env) error {
 		return &NotFoundError{Looking: fmt.Sprintf("GPT partitions %q (slot %s root) and %q", rootName, slot, layout.PartState),
 			Waited: env.WaitTimeout, Err: err, Found: devs}
 	}
+	mark("partitions found")
 	rootDev, _ := blockdev.ByPartName(devs, rootName)
 	stateDev, _ := blockdev.ByPartName(devs, layout.PartState)
 
@@ -100,6 +108,7 @@ func Run(env Env) error {
 			blockdev.HumanSize(int64(r.OldEnd-r.Start+1)*growpart.SectorSize), blockdev.HumanSize(r.NewSizeB))
 	}
 
+	mark("state checked")
 	plan := Plan(PlanInput{
 		NewRoot: env.NewRoot, RootDev: rootDev.Path(env.Dev), StateDev: stateDev.Path(env.Dev),
 		StateMount: layout.StateMount, PersistentDirs: layout.PersistentDirs, EtcStage: env.EtcStage,
@@ -121,9 +130,11 @@ func Run(env Env) error {
 		return &NotFoundError{Looking: fmt.Sprintf("a squashfs root filesystem on %s (GPT %q, slot %s)", rootDev.Path(env.Dev), rootName, slot),
 			Err: err, Found: devs, Corrupt: true}
 	}
+	mark("root mounted")
 	if err := Execute(plan[1:], ops); err != nil {
 		return err
 	}
+	mark("plan done")
 
 	end := env.Clock()
 	run := filepath.Join(env.NewRoot, layout.RunDir)
@@ -135,7 +146,7 @@ func Run(env Env) error {
 		logf("warning: %v", err)
 	}
 	if debug {
-		logf("slot %s: root %s, state %s; switching root after %v", slot, rootDev.Name, stateDev.Name, (end - start).Round(time.Millisecond))
+		logf("slot %s: root %s, state %s; switching root after %.3fs", slot, rootDev.Name, stateDev.Name, (end - start).Seconds())
 	}
 	// The modules are loaded and the initramfs is about to become
 	// unreachable: give its largest part back to the page allocator.

@@ -125,12 +125,30 @@ func Run(env Env) error {
 	defer cancel()
 
 	sys := &System{Version: env.Version, Logf: logf}
+	cmd, err := kcmdline.Read("/proc/cmdline")
+	if err != nil {
+		sys.Warn("%v", err)
+	}
+	sys.Slot = cmd.Value(layout.CmdlineSlot, "unknown")
+	debug := cmd.Has(layout.CmdlineDebug)
+	last := start
+	mark := func(what string) { // per-step timing with kestrel.debug
+		if debug {
+			now := env.Clock()
+			logf("%-16s %6.3fs (+%.3fs)", what, now.Seconds(), (now - last).Seconds())
+			last = now
+		}
+	}
+	mark("stage 2 start")
+
 	skipped, err := mounts.Apply(Mounts("/"), env.Mount)
 	if err != nil {
 		return err
 	}
 	for _, e := range skipped {
-		logf("optional mount skipped: %v", e)
+		if debug {
+			logf("optional mount skipped: %v", e)
+		}
 	}
 	cgroupsOK := true
 	if _, err := cgroup.Setup("/sys/fs/cgroup", "init", os.Getpid()); err != nil {
@@ -146,18 +164,11 @@ func Run(env Env) error {
 	// Ctrl-Alt-Del sends SIGINT to PID 1 instead of an immediate reboot.
 	syscall.Reboot(syscall.LINUX_REBOOT_CMD_CAD_OFF)
 
-	cmd, err := kcmdline.Read("/proc/cmdline")
-	if err != nil {
-		sys.Warn("%v", err)
-	}
-	sys.Slot = cmd.Value(layout.CmdlineSlot, "unknown")
-
-	t := env.Clock()
+	mark("mounts, cgroups")
 	if n, err := modload.Load(layout.ModuleList, modload.Options{Root: "/", SysRoot: "/sys"}); err != nil {
 		sys.Warn("kernel modules (%d loaded): %v", n, err)
-	} else if cmd.Has(layout.CmdlineDebug) {
-		logf("loaded %d node modules in %v", n, (env.Clock() - t).Round(time.Millisecond))
 	}
+	mark("modules loaded")
 	mountESP(sys, env.Mount)
 
 	wired, _ := netup.WiredInterfaces("/sys/class/net")
@@ -203,7 +214,9 @@ func Run(env Env) error {
 		}
 	}()
 
+	mark("hostname, lo, ESP")
 	runHooks(ctx, sys, env.Hooks.Boot)
+	mark("boot hooks")
 	var dhcpIfs []string
 	if env.Hooks.Network != nil {
 		if dhcpIfs, err = env.Hooks.Network(ctx, sys); err != nil {
@@ -214,7 +227,9 @@ func Run(env Env) error {
 		}
 	}
 	bringUpNetwork(ctx, sys, dhcpIfs, env.DHCPWait)
+	mark("network up")
 	runHooks(ctx, sys, env.Hooks.NetworkUp)
+	mark("network-up hooks")
 
 	ready := env.Clock()
 	if err := boottime.Append(layout.BootTimes, boottime.Entry{Name: boottime.Stage2, D: ready - start}, boottime.Entry{Name: boottime.Ready, D: ready}); err != nil {
