@@ -43,6 +43,14 @@ type Module struct {
 	Aliases  []string
 }
 
+// InstallPath is where Install puts the module: Path with the file named
+// after the canonical module name. Some Debian files mix '-' and '_'
+// (nls_iso8859-1.ko, poly1305-x86_64.ko); u-root's kmodule looks a name
+// up as all-'-' or all-'_' only and would never find them.
+func (m *Module) InstallPath() string {
+	return path.Join(path.Dir(m.Path), m.Name+".ko")
+}
+
 // Tree is the module tree of one kernel release.
 type Tree struct {
 	Dir     string // .../lib/modules/<release>
@@ -292,12 +300,13 @@ func (r *resolver) visit(name string, chain []string) error {
 }
 
 // Install copies the selection's module files under dest (the
-// lib/modules/<release> directory of an image tree, created if needed) and
+// lib/modules/<release> directory of an image tree, created if needed),
+// each at its InstallPath, and
 // writes modules.dep, modules.alias, modules.softdep, modules.order and
 // modules.builtin for exactly those modules.
 func (t *Tree) Install(sel Selection, dest string) error {
 	for _, m := range sel.Modules {
-		if err := copyFile(filepath.Join(t.Dir, m.Path), filepath.Join(dest, m.Path)); err != nil {
+		if err := copyFile(filepath.Join(t.Dir, m.Path), filepath.Join(dest, m.InstallPath())); err != nil {
 			return fmt.Errorf("install module %s: %w", m.Name, err)
 		}
 	}
@@ -327,15 +336,15 @@ func (t *Tree) Install(sel Selection, dest string) error {
 }
 
 // DepFile renders modules.dep for the selection in depmod's format: one
-// line per module, "path: dep paths", dependencies listed transitively
+// line per module, "path: dep paths" (InstallPaths), dependencies listed transitively
 // with the one to load last first (modprobe loads them right to left).
 func (t *Tree) DepFile(sel Selection) []byte {
 	var b bytes.Buffer
 	for _, m := range sel.Modules {
 		deps := t.hardClosure(m.Name)
-		b.WriteString(m.Path + ":")
+		b.WriteString(m.InstallPath() + ":")
 		for i := len(deps) - 1; i >= 0; i-- {
-			b.WriteString(" " + t.Modules[deps[i]].Path)
+			b.WriteString(" " + t.Modules[deps[i]].InstallPath())
 		}
 		b.WriteByte('\n')
 	}
@@ -401,7 +410,7 @@ func softdepFile(sel Selection) []byte {
 func orderFile(sel Selection) []byte {
 	var b bytes.Buffer
 	for _, m := range sel.Modules {
-		b.WriteString(m.Path + "\n")
+		b.WriteString(m.InstallPath() + "\n")
 	}
 	return b.Bytes()
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -108,6 +109,7 @@ var synthetic = []fakeModule{
 	{path: "kernel/drivers/md/dm-bufio.ko", depends: "dm-mod"},
 	{path: "kernel/drivers/md/dm-verity.ko", depends: "reed_solomon,dm-mod,dm-bufio"},
 	{path: "kernel/lib/reed_solomon/reed_solomon.ko"},
+	{path: "kernel/fs/nls/nls_iso8859-1.ko"},
 	{path: "kernel/net/netfilter/nf_tables.ko", depends: "nfnetlink"},
 	{path: "kernel/net/netfilter/nfnetlink.ko"},
 	{path: "kernel/net/netfilter/nft_ct.ko", depends: "nf_tables,nf_conntrack"},
@@ -195,7 +197,7 @@ func TestInstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sel, err := tree.Resolve([]string{"ext4", "dm-verity"}, nil)
+	sel, err := tree.Resolve([]string{"ext4", "dm-verity", "nls_iso8859-1"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,9 +206,14 @@ func TestInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range sel.Modules {
-		if _, err := os.Stat(filepath.Join(dest, m.Path)); err != nil {
+		if _, err := os.Stat(filepath.Join(dest, m.InstallPath())); err != nil {
 			t.Errorf("module file: %v", err)
 		}
+	}
+	// A file name mixing '-' and '_' is installed under the canonical name,
+	// the one a loader looking for "nls_iso8859_1.ko" finds.
+	if _, err := os.Stat(filepath.Join(dest, "kernel/fs/nls/nls_iso8859_1.ko")); err != nil {
+		t.Errorf("mixed-name module: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dest, "kernel/drivers/broken.ko")); err == nil {
 		t.Error("a module outside the selection was installed")
@@ -227,9 +234,10 @@ func TestInstall(t *testing.T) {
 		"kernel/lib/crc16.ko":                     nil,
 		"kernel/fs/ext4/ext4.ko":                  {"kernel/lib/crc16.ko", "kernel/fs/mbcache.ko", "kernel/fs/jbd2/jbd2.ko"},
 		"kernel/lib/reed_solomon/reed_solomon.ko": nil,
-		"kernel/drivers/md/dm-mod.ko":             nil,
-		"kernel/drivers/md/dm-bufio.ko":           {"kernel/drivers/md/dm-mod.ko"},
-		"kernel/drivers/md/dm-verity.ko":          {"kernel/drivers/md/dm-bufio.ko", "kernel/drivers/md/dm-mod.ko", "kernel/lib/reed_solomon/reed_solomon.ko"},
+		"kernel/drivers/md/dm_mod.ko":             nil,
+		"kernel/drivers/md/dm_bufio.ko":           {"kernel/drivers/md/dm_mod.ko"},
+		"kernel/drivers/md/dm_verity.ko":          {"kernel/drivers/md/dm_bufio.ko", "kernel/drivers/md/dm_mod.ko", "kernel/lib/reed_solomon/reed_solomon.ko"},
+		"kernel/fs/nls/nls_iso8859_1.ko":          nil,
 	}
 	for k, v := range dep {
 		if len(v) == 0 {
@@ -258,7 +266,7 @@ func TestInstall(t *testing.T) {
 	if !strings.Contains(string(softdep), "softdep ext4 pre: crc32c_generic crypto_crc32c\n") {
 		t.Errorf("modules.softdep:\n%s", softdep)
 	}
-	if got := string(ListFile(sel)); !strings.HasPrefix(got, "crc32c_generic\njbd2\n") || !strings.HasSuffix(got, "dm_verity\n") {
+	if got := string(ListFile(sel)); !strings.HasPrefix(got, "crc32c_generic\njbd2\n") || !strings.HasSuffix(got, "dm_verity\nnls_iso8859_1\n") {
 		t.Errorf("module list:\n%s", got)
 	}
 }
@@ -308,9 +316,18 @@ func TestRealKernelMatchesDepmod(t *testing.T) {
 	if i := strings.Index(section, "# Aliases"); i >= 0 {
 		section = section[:i]
 	}
-	theirs, err := ParseDepFile(strings.NewReader(strings.Replace(section, "# modules.dep\n", "", 1)))
+	depmod, err := ParseDepFile(strings.NewReader(strings.Replace(section, "# modules.dep\n", "", 1)))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Our paths name files after the canonical module name.
+	canon := func(p string) string { return path.Join(path.Dir(p), Normalize(p)+".ko") }
+	theirs := map[string][]string{}
+	for mod, deps := range depmod {
+		for i := range deps {
+			deps[i] = canon(deps[i])
+		}
+		theirs[canon(mod)] = deps
 	}
 	t.Logf("comparing %d modules with depmod", len(theirs))
 	if len(theirs) < 1000 || len(ours) != len(theirs) {
