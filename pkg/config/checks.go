@@ -1,17 +1,16 @@
 package config
 
 import (
-	"bytes"
-	"compress/gzip"
-	"encoding/base64"
+	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/kestrel-os/kestrel/pkg/writefiles"
 )
 
 // runCheck applies a check tag to one scalar value.
@@ -29,11 +28,13 @@ func runCheck(check, v string) error {
 	}
 	switch check {
 	case "encoding":
-		if _, err := normalizeEncoding(v); err != nil {
-			return err
+		// Decoding empty content checks the encoding name; an error about
+		// the (empty) content is not an encoding problem.
+		if _, err := writefiles.Decode("", v); err != nil && strings.HasPrefix(err.Error(), "encoding: ") {
+			return errors.New(strings.TrimPrefix(err.Error(), "encoding: "))
 		}
 	case "octal":
-		if _, err := ParseMode(v); err != nil {
+		if _, err := writefiles.ParseMode(v); err != nil {
 			return err
 		}
 	case "cidr":
@@ -98,107 +99,21 @@ var (
 	taintRE    = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?(=[-A-Za-z0-9_.]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$`)
 )
 
-// Encodings of write_files content, by canonical name.
-const (
-	EncodingNone     = ""
-	EncodingBase64   = "b64"
-	EncodingGzip     = "gz"
-	EncodingGzBase64 = "gz+b64"
-)
-
-// normalizeEncoding maps every spelling k3OS (and cloud-init) accepts to
-// one canonical name.
-func normalizeEncoding(e string) (string, error) {
-	switch strings.ToLower(strings.TrimSpace(e)) {
-	case "", "text/plain", "plain", "none":
-		return EncodingNone, nil
-	case "b64", "base64":
-		return EncodingBase64, nil
-	case "gz", "gzip":
-		return EncodingGzip, nil
-	case "gz+b64", "gzip+base64", "gz+base64", "gzip+b64":
-		return EncodingGzBase64, nil
-	}
-	return "", fmt.Errorf("unknown encoding %q (use b64, base64, gz, gzip, gz+b64, gzip+base64, gz+base64 or gzip+b64)", e)
-}
-
-// DecodeContent decodes write_files content given its encoding.
-func DecodeContent(encoding, content string) ([]byte, error) {
-	enc, err := normalizeEncoding(encoding)
-	if err != nil {
-		return nil, err
-	}
-	data := []byte(content)
-	if enc == EncodingBase64 || enc == EncodingGzBase64 {
-		// Base64 in YAML is often folded over lines; whitespace is ignored.
-		clean := strings.Join(strings.Fields(content), "")
-		if data, err = base64.StdEncoding.DecodeString(clean); err != nil {
-			return nil, fmt.Errorf("content is not valid base64: %w", err)
-		}
-	}
-	if enc == EncodingGzip || enc == EncodingGzBase64 {
-		zr, err := gzip.NewReader(bytes.NewReader(data))
-		if err != nil {
-			return nil, fmt.Errorf("content is not gzip data: %w", err)
-		}
-		// 256 MiB is far beyond any sane config file and bounds a gzip bomb.
-		const limit = 256 << 20
-		out, err := io.ReadAll(io.LimitReader(zr, limit+1))
-		if err != nil {
-			return nil, fmt.Errorf("content: gunzip: %w", err)
-		}
-		if len(out) > limit {
-			return nil, fmt.Errorf("content: gunzipped data larger than %d bytes", limit)
-		}
-		data = out
-	}
-	return data, nil
-}
-
-// Data returns the file's decoded content.
-func (f File) Data() ([]byte, error) { return DecodeContent(f.Encoding, f.Content) }
+// Data returns the file's decoded content (pkg/writefiles decodes, so
+// validation and the applier agree on every encoding spelling).
+func (f File) Data() ([]byte, error) { return writefiles.Decode(f.Content, f.Encoding) }
 
 // Mode returns the file's permissions (default 0644).
-func (f File) Mode() (fs.FileMode, error) {
-	if f.Permissions == "" {
-		return 0o644, nil
-	}
-	return ParseMode(f.Permissions)
-}
+func (f File) Mode() (fs.FileMode, error) { return writefiles.ParseMode(f.Permissions) }
 
-// ParseMode parses an octal mode string ("0644", "644", "0o755", "4755").
-func ParseMode(s string) (fs.FileMode, error) {
-	t := strings.TrimPrefix(strings.TrimPrefix(s, "0o"), "0O")
-	n, err := strconv.ParseUint(t, 8, 32)
-	if err != nil || n > 0o7777 || t == "" {
-		return 0, fmt.Errorf("%q is not an octal mode (like \"0644\")", s)
-	}
-	m := fs.FileMode(n & 0o777)
-	if n&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if n&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	if n&0o1000 != 0 {
-		m |= fs.ModeSticky
-	}
-	return m, nil
-}
-
-// Owner splits the file's owner into user and group ("root", "0:0",
-// "kestrel:wheel"); an empty group means the user's primary group.
-func (f File) OwnerParts() (user, group string) {
-	if f.Owner == "" {
-		return "root", "root"
-	}
-	u, g, _ := strings.Cut(f.Owner, ":")
-	return u, g
+// WriteFile is the entry as pkg/writefiles takes it.
+func (f File) WriteFile() writefiles.File {
+	return writefiles.File{Path: f.Path, Content: f.Content, Encoding: f.Encoding, Owner: f.Owner, Permissions: f.Permissions}
 }
 
 func (f File) check() []problem {
 	if _, err := f.Data(); err != nil {
-		return []problem{{"content", err.Error()}}
+		return []problem{{"content", strings.TrimPrefix(err.Error(), "content: ")}}
 	}
 	return nil
 }

@@ -28,8 +28,8 @@ func TestEveryKey(t *testing.T) {
 		want Config
 	}{
 		{"ssh_authorized_keys: [ssh-ed25519 AAAA a@b, github:alice]", Config{SSHAuthorizedKeys: []string{"ssh-ed25519 AAAA a@b", "github:alice"}}},
-		{"write_files:\n- path: /etc/a\n  content: aGk=\n  encoding: b64\n  owner: root:root\n  permissions: '0600'\n  append: true",
-			Config{WriteFiles: []File{{Path: "/etc/a", Content: "aGk=", Encoding: "b64", Owner: "root:root", Permissions: "0600", Append: true}}}},
+		{"write_files:\n- path: /etc/a\n  content: aGk=\n  encoding: b64\n  owner: root:root\n  permissions: '0600'",
+			Config{WriteFiles: []File{{Path: "/etc/a", Content: "aGk=", Encoding: "b64", Owner: "root:root", Permissions: "0600"}}}},
 		{"hostname: edge-1", Config{Hostname: "edge-1"}},
 		{"init_cmd: [a]\nboot_cmd: [b]\nrun_cmd: [c, d]", Config{InitCmd: []string{"a"}, BootCmd: []string{"b"}, RunCmd: []string{"c", "d"}}},
 		{"kestrel: {data_sources: [aws, openstack, cdrom]}", Config{Kestrel: Section{DataSources: []string{"aws", "openstack", "cdrom"}}}},
@@ -129,8 +129,8 @@ func TestErrors(t *testing.T) {
 		{"write_files:\n- content: x", `t.yaml:2:3: write_files[0]: missing required key "path"`},
 		{"write_files:\n- path: etc/x", `t.yaml:2:9: write_files[0].path: "etc/x" is not an absolute path`},
 		{"write_files:\n- path: /x\n  encoding: rot13", `t.yaml:3:13: write_files[0].encoding: unknown encoding "rot13"`},
-		{"write_files:\n- path: /x\n  encoding: b64\n  content: '%%%'", `t.yaml:4:12: write_files[0].content: content is not valid base64`},
-		{"write_files:\n- path: /x\n  encoding: gz\n  content: plain", `write_files[0].content: content is not gzip data`},
+		{"write_files:\n- path: /x\n  encoding: b64\n  content: '%%%'", `t.yaml:4:12: write_files[0].content: invalid base64`},
+		{"write_files:\n- path: /x\n  encoding: gz\n  content: plain", `write_files[0].content: invalid gzip`},
 		{"write_files:\n- path: /x\n  permissions: '0999'", `write_files[0].permissions: "0999" is not an octal mode`},
 		{"kestrel:\n  mounts:\n  - {path: /m}", `t.yaml:3:5: kestrel.mounts[0]: give exactly one of device, label, uuid`},
 		{"kestrel:\n  users:\n  - {name: Bad}", `"Bad" is not a valid user name`},

@@ -56,7 +56,6 @@ var Keys = []Key{
 	{"write_files[].encoding", PhaseNone, "content encoding: empty (plain), b64/base64, gz/gzip, gz+b64 (also gzip+base64, gz+base64, gzip+b64)"},
 	{"write_files[].owner", PhaseNone, "user[:group], names or numbers (default root:root)"},
 	{"write_files[].permissions", PhaseNone, "octal mode as a string (default \"0644\")"},
-	{"write_files[].append", PhaseNone, "append to the file instead of replacing it"},
 	{"hostname", PhaseBoot, "host name: /etc/hostname, /etc/hosts and the kernel"},
 	{"init_cmd", PhaseInitramfs, "shell commands run in the initramfs, before switch_root"},
 	{"boot_cmd", PhaseBoot, "shell commands run at boot, before the network is up"},

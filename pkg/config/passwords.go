@@ -5,7 +5,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/kestrel-os/kestrel/pkg/config/sha512crypt"
+	"github.com/kestrel-os/kestrel/pkg/shacrypt"
 )
 
 // IsPasswordHash reports whether a password value is already a crypt hash
@@ -19,7 +19,7 @@ func HashPassword(p string, rnd io.Reader) (string, error) {
 	if p == "" || IsPasswordHash(p) {
 		return p, nil
 	}
-	return sha512crypt.Hash(p, rnd)
+	return shacrypt.HashSHA512(p, rnd)
 }
 
 // HashPasswords replaces every plain password in c (kestrel.password and

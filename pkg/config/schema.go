@@ -35,7 +35,6 @@ type File struct {
 	Encoding    string `yaml:"encoding,omitempty" check:"encoding"`
 	Owner       string `yaml:"owner,omitempty"`
 	Permissions string `yaml:"permissions,omitempty" check:"octal"`
-	Append      bool   `yaml:"append,omitempty"`
 }
 
 // Section holds the keys of the `kestrel:` (or legacy `k3os:`) section: the
