@@ -7,8 +7,10 @@
 //     they appear: kestrel.hostname="a b" and "kestrel.hostname=a b" are the
 //     same; there is no escape character, as in the kernel;
 //   - key=value splits at the first '='; a bare key means value "true";
+//   - a lone "--" ends the kernel's parameters: what follows is init's
+//     argv and is not read (as in the kernel and pkg/kcmdline);
 //   - only kestrel.* and k3os.* keys are config; everything else (console=,
-//     root=, quiet, init arguments after "--") is ignored;
+//     root=, quiet) is ignored;
 //   - the keys in Reserved are boot switches read by stage 1, not config;
 //   - the rest of the key is a config path; config.ParseCmdline types it
 //     by the schema (repeated keys build lists, map keys may contain dots).
@@ -63,6 +65,9 @@ func Split(s string) []Param {
 		}
 		raw := s[start:i]
 		tok := b.String()
+		if raw == "--" {
+			break
+		}
 		// The '=' that splits is the first one outside quotes; since quotes
 		// are removed, find it in the raw text.
 		p := Param{Offset: start}

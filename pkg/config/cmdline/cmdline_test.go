@@ -21,7 +21,8 @@ func TestSplit(t *testing.T) {
 		{`"a=b"=c`, []Param{{Key: "a=b", Value: "c"}}},
 		{`k="unterminated x`, []Param{{Key: "k", Value: "unterminated x"}}},
 		{"a  b\n", []Param{{Key: "a", Bare: true}, {Key: "b", Bare: true, Offset: 3}}},
-		{"-- init arg", []Param{{Key: "--", Bare: true}, {Key: "init", Bare: true, Offset: 3}, {Key: "arg", Bare: true, Offset: 8}}},
+		{"a -- init kestrel.hostname=x", []Param{{Key: "a", Bare: true}}},
+		{`a "--" b`, []Param{{Key: "a", Bare: true}, {Key: "--", Bare: true, Offset: 2}, {Key: "b", Bare: true, Offset: 7}}},
 	} {
 		if got := Split(tc.in); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("Split(%q)\n got  %+v\n want %+v", tc.in, got, tc.want)
