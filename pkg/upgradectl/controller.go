@@ -60,11 +60,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	batchlisters "k8s.io/client-go/listers/batch/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -150,6 +153,14 @@ func (c *Config) defaults() {
 	}
 }
 
+// eventScheme resolves references for events on Plans and Nodes.
+var eventScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(plan.AddToScheme(s))
+	return s
+}()
+
 // Controller reconciles Plans.
 type Controller struct {
 	cfg    Config
@@ -212,7 +223,7 @@ func New(cfg Config) (*Controller, error) {
 		drains:   map[string]*drainState{},
 	}
 	c.bcast = record.NewBroadcaster()
-	c.events = c.bcast.NewRecorder(plan.Scheme, corev1.EventSource{Component: cfg.Job.ControllerName})
+	c.events = c.bcast.NewRecorder(eventScheme, corev1.EventSource{Component: cfg.Job.ControllerName})
 
 	c.factory = informers.NewSharedInformerFactoryWithOptions(kube, 0,
 		informers.WithTransform(slim))

@@ -29,9 +29,9 @@ import (
 
 // env is the package's shared apiserver; nil when the binaries are absent.
 var (
-	env     *testenv.Env
-	envErr  error
-	runSeq  atomic.Int64
+	env    *testenv.Env
+	envErr error
+	runSeq atomic.Int64
 )
 
 func TestMain(m *testing.M) {
@@ -137,7 +137,7 @@ func (c *cluster) controller(mod func(*Config)) (stop func()) {
 	c.t.Helper()
 	cfg := Config{
 		RestConfig: env.Config, Namespace: c.ns,
-		Health: health.Gate{Deadline: 20 * time.Second, Settle: 2 * time.Second},
+		Health:           health.Gate{Deadline: 20 * time.Second, Settle: 2 * time.Second},
 		ChannelRetryBase: 200 * time.Millisecond, ChannelRetryMax: time.Second,
 		Log: slog.New(slog.NewTextHandler(testWriter{c.t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}

@@ -15,7 +15,7 @@ import (
 
 // Leader configures leader election over a coordination.k8s.io Lease.
 type Leader struct {
-	Namespace, Name, Identity                string
+	Namespace, Name, Identity                 string
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 }
 

@@ -103,6 +103,18 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		}
 	}
 
+	// A node that rolled back from this version, wherever the rollout saw
+	// it or not, fails it.
+	for _, name := range rs.rolledBack {
+		if rs.done[name] || rs.failed[name] != "" {
+			continue
+		}
+		msg := fmt.Sprintf("%s: node %s rolled back from %s", health.ReasonRolledBack, name, latest)
+		if err := c.failNode(ctx, p, rs, name, health.ReasonRolledBack, msg); err != nil {
+			return 0, err
+		}
+	}
+
 	halted, haltMsg := false, ""
 	if kestrel {
 		halted, haltMsg = rs.halted(p, latest)
@@ -257,6 +269,7 @@ type survey struct {
 	stale       []*batchv1.Job
 	busy        map[string]bool // nodes running another exclusive plan's job
 	lastDone    time.Time
+	rolledBack  []string // nodes saying they rolled back from this version, not yet recorded
 	jobFailed   string
 	drainFailed string
 }
@@ -291,10 +304,12 @@ func (c *Controller) survey(p *plan.Plan) (*survey, error) {
 		if n.Annotations[FailedPrefix+p.Name] == st.LatestVersion {
 			rs.failed[n.Name] = n.Annotations[FailedReasonPrefix+p.Name]
 		} else if kestrel {
-			if from, ok := n.Annotations[health.KeyRolledBackFrom]; ok && versionMatch(from, st.LatestVersion) {
-				rs.failed[n.Name] = fmt.Sprintf("%s: node %s rolled back from %s", health.ReasonRolledBack, n.Name, from)
-			} else if from, ok := n.Labels[health.KeyRolledBackFrom]; ok && versionMatch(from, st.LatestVersion) {
-				rs.failed[n.Name] = fmt.Sprintf("%s: node %s rolled back from %s", health.ReasonRolledBack, n.Name, from)
+			from, ok := n.Annotations[health.KeyRolledBackFrom]
+			if !ok {
+				from, ok = n.Labels[health.KeyRolledBackFrom]
+			}
+			if ok && versionMatch(from, st.LatestVersion) {
+				rs.rolledBack = append(rs.rolledBack, n.Name)
 			}
 		}
 	}
@@ -603,4 +618,3 @@ func boolSet(m map[string]string) map[string]bool {
 	}
 	return out
 }
-
