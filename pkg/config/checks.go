@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kestrel-os/kestrel/pkg/hostname"
+	"github.com/kestrel-os/kestrel/pkg/kmodload"
+	"github.com/kestrel-os/kestrel/pkg/sysctl"
 	"github.com/kestrel-os/kestrel/pkg/writefiles"
 )
 
@@ -60,8 +63,16 @@ func runCheck(check, v string) error {
 			return fmt.Errorf("%q is not an absolute path", v)
 		}
 	case "hostname":
-		if !hostnameRE.MatchString(v) || len(v) > 253 {
-			return fmt.Errorf("%q is not a valid host name (letters, digits, '-' and '.', labels of at most 63 characters)", v)
+		if !hostname.Valid(v) {
+			return fmt.Errorf("%q is not a valid host name (letters, digits, '-' and '.', labels of at most 63 characters, 64 in all)", v)
+		}
+	case "module":
+		if _, err := kmodload.Parse(v); err != nil {
+			return err
+		}
+	case "sysctl":
+		if _, err := sysctl.Path(v); err != nil {
+			return fmt.Errorf("sysctl name %q: %v", v, err)
 		}
 	case "username":
 		if !usernameRE.MatchString(v) {
@@ -93,7 +104,6 @@ func runCheck(check, v string) error {
 }
 
 var (
-	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 	usernameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 	tzRE       = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$`)
 	taintRE    = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?(=[-A-Za-z0-9_.]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$`)

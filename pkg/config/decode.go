@@ -154,7 +154,7 @@ func (w *walker) value(n *yaml.Node, t reflect.Type, path, check string) *yaml.N
 	case reflect.Struct:
 		return w.structValue(n, t, path)
 	case reflect.Map:
-		return w.mapValue(n, t, path)
+		return w.mapValue(n, t, path, check)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			w.errorf(n, path, "expected a list, got %s", kindName(n))
@@ -237,7 +237,8 @@ func copyNode(n *yaml.Node) *yaml.Node {
 	return &c
 }
 
-func (w *walker) mapValue(n *yaml.Node, t reflect.Type, path string) *yaml.Node {
+// mapValue validates a map; check, if any, applies to its keys.
+func (w *walker) mapValue(n *yaml.Node, t reflect.Type, path, check string) *yaml.Node {
 	if n.Kind != yaml.MappingNode {
 		w.errorf(n, path, "expected a mapping, got %s", kindName(n))
 		return nil
@@ -261,6 +262,12 @@ func (w *walker) mapValue(n *yaml.Node, t reflect.Type, path string) *yaml.Node 
 			continue
 		}
 		seen[k.Value] = k.Line
+		if check != "" {
+			if err := runCheck(check, k.Value); err != nil {
+				w.errorf(k, p, "%v", err)
+				continue
+			}
+		}
 		nv := w.value(v, t.Elem(), p, "")
 		if nv == nil {
 			continue

@@ -8,8 +8,9 @@ package config
 //   alias:"other"      a second accepted spelling (k3OS compatibility); it
 //                      is rewritten to the main name before merging
 //   check:"..."        a value check run during validation, with the
-//                      position of the value: enum=a|b|c, octal, cidr, ip,
-//                      url, taint, absolute, duration
+//                      position of the value (of each item of a list, of
+//                      each key of a map): enum=a|b|c, octal, cidr, ip,
+//                      url, taint, absolute, hostname, module, sysctl, ...
 //
 // Optional booleans are *bool so that appliers can tell "not set" from
 // "false"; everything else uses its zero value as "not set".
@@ -41,8 +42,8 @@ type File struct {
 // k3OS keys first, then what Kestrel adds.
 type Section struct {
 	DataSources    []string          `yaml:"data_sources,omitempty" check:"enum=aws|ec2|gcp|openstack|digitalocean|hetzner|packet|scaleway|vultr|cdrom|nocloud"`
-	Modules        []string          `yaml:"modules,omitempty"`
-	Sysctl         map[string]string `yaml:"sysctl,omitempty" alias:"sysctls"`
+	Modules        []string          `yaml:"modules,omitempty" check:"module"`
+	Sysctl         map[string]string `yaml:"sysctl,omitempty" alias:"sysctls" check:"sysctl"`
 	NTPServers     []string          `yaml:"ntp_servers,omitempty"`
 	DNSNameservers []string          `yaml:"dns_nameservers,omitempty" check:"ip"`
 	Wifi           []Wifi            `yaml:"wifi,omitempty"`
