@@ -1,0 +1,33 @@
+// Package config is Kestrel's config schema and the machinery around it:
+// strict decoding, validation with file:line:col errors, merging of all
+// sources with provenance, and the boot phase of every key.
+//
+// One set of Go types (Config and below) is the schema; k3OS documents are
+// accepted unchanged (`k3os:` is read as `kestrel:`, `sysctls:` as
+// `sysctl:`). The Keys table gives every key its phase and meaning; the
+// JSON Schema (schema/config.schema.json, go generate) and
+// config.yaml.example are tested against it.
+//
+// Use, in the phase runner:
+//
+//	loc := config.DefaultLocations(root, espMount, "/proc/cmdline")
+//	src := config.LoadLocal(loc)                    // sources 1-5
+//	local := datasource.Local(ctx, src, nocloud)    // source 6
+//	r, err := src.Merge()                           // r.Config, r.Errors
+//	... initramfs and boot phases from r.Config ...
+//	net := datasource.Network(ctx, src, r.Config, env) // sources 7-8
+//	r2, err := src.Merge()
+//	for _, k := range config.Changed(r.Config, r2.Config) { ... apply late ... }
+//	datasource.SaveCache(datasource.DefaultCache, datasource.Cache{Documents: append(local, net...), ...})
+//
+// Rules (details on Merge and LoadLocal): a source with any error is
+// skipped whole, its errors kept in Result.Errors; mappings merge key by
+// key, lists and scalars replace, null changes nothing.
+//
+// Limits: one YAML document per source; YAML merge keys (<<) are refused;
+// anchors and aliases are expanded (at most 100000 values per document);
+// syntax errors carry the line yaml.v3 reports and column 1; strings
+// accept any YAML scalar (port: 8080 is the string "8080"). Cross-field
+// rules that need the merged result (an agent without a server URL, a
+// timezone missing from the image's zoneinfo) are the appliers' to check.
+package config
