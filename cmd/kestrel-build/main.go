@@ -1,6 +1,6 @@
 // Command kestrel-build is Kestrel's host-side image builder.
 //
-//	kestrel-build image -def images/amd64.yaml [-out out] [-version 0.1.0]
+//	kestrel-build image -def images/amd64.yaml [-out out] [-version 0.1.0] [-k3s none|pinned|standin]
 //	kestrel-build baseline-initrd -def images/amd64.yaml [-out out]
 //
 // Run it from the repository root (paths default to the repository's
@@ -51,6 +51,7 @@ func run(command string, args []string) error {
 	baseline := fs.String("baseline-init", "./cmd/kestrel-baseline-init", "Go package of the baseline /init, or a prebuilt binary")
 	overlay := fs.String("overlay", "overlay", "rootfs overlay directory")
 	ca := fs.String("ca", "/etc/ssl/certs/ca-certificates.crt", "CA bundle for the rootfs (the host's, from Debian's ca-certificates)")
+	k3s := fs.String("k3s", "none", "k3s in the rootfs: none, pinned (versions file; $K3S_BINARY, cache or download) or standin (test images: $K3S_BINARY may be the test stand-in)")
 	hostBusybox := fs.String("host-busybox", "/bin/busybox", "host busybox-static listing applets for foreign-arch targets")
 	fs.Parse(args)
 
@@ -69,7 +70,7 @@ func run(command string, args []string) error {
 	o := imagebuild.Options{
 		Image: img, Versions: v, Version: *version, OutDir: *out, CacheDir: *cache,
 		Kestrel: *kestrel, BaselineInit: *baseline, Overlay: *overlay, CABundle: *ca,
-		HostBusybox: *hostBusybox, Time: epoch, Log: log.Default(),
+		HostBusybox: *hostBusybox, K3s: *k3s, VersionsFile: *versions, Time: epoch, Log: log.Default(),
 	}
 	switch command {
 	case "image":

@@ -18,11 +18,15 @@
 // reused (pkg/rootfs). Everything else is rebuilt each time; it takes
 // seconds.
 //
+// k3s goes into the rootfs only when asked (Options.K3s), through
+// pkg/k3sfetch; a base image has none.
+//
 // Limits: one slot (a) is installed; root-b stays empty until the first
 // upgrade. Only the systemd-boot chain is implemented.
 package imagebuild
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -40,6 +44,7 @@ import (
 	"github.com/kestrel-os/kestrel/pkg/diskimage"
 	"github.com/kestrel-os/kestrel/pkg/imagedef"
 	"github.com/kestrel-os/kestrel/pkg/initramfs"
+	"github.com/kestrel-os/kestrel/pkg/k3sfetch"
 	"github.com/kestrel-os/kestrel/pkg/kmod"
 	"github.com/kestrel-os/kestrel/pkg/layout"
 	"github.com/kestrel-os/kestrel/pkg/rootfs"
@@ -67,11 +72,27 @@ type Options struct {
 	// HostBusybox lists the applets when the target's busybox cannot run
 	// on the host (foreign arch); same Debian version, same applets.
 	HostBusybox string
+	// K3s says whether the rootfs carries k3s: K3sNone (the base OS),
+	// K3sPinned (the release pinned in the versions file, via pkg/k3sfetch:
+	// $K3S_BINARY, cache or download, always checked against the pin) or
+	// K3sStandin (like K3sPinned but $K3S_BINARY may be the test stand-in;
+	// for test images only).
+	K3s string
+	// VersionsFile is the versions file path, read by pkg/k3sfetch for the
+	// k3s pin.
+	VersionsFile string
 	// Time stamps every file in the images (SOURCE_DATE_EPOCH).
 	Time int64
 	// Log receives progress lines; nil discards them.
 	Log *log.Logger
 }
+
+// Values of Options.K3s.
+const (
+	K3sNone    = "none"
+	K3sPinned  = "pinned"
+	K3sStandin = "standin"
+)
 
 // Artifact is one output file in the manifest.
 type Artifact struct {
@@ -98,6 +119,16 @@ type Manifest struct {
 	} `json:"modules"`
 	// Partitions in MiB, as laid out in the disk image.
 	Partitions imagedef.Partitions `json:"partitions"`
+	// K3s is the k3s in the rootfs; absent for a base image.
+	K3s *K3sInfo `json:"k3s,omitempty"`
+}
+
+// K3sInfo records which k3s went into the rootfs.
+type K3sInfo struct {
+	Version string `json:"version"`
+	SHA256  string `json:"sha256"`
+	Source  string `json:"source"` // local, cache, download
+	Standin bool   `json:"standin,omitempty"`
 }
 
 // Prefix is the common file name stem: kestrel-<v>-<name>.
@@ -148,6 +179,10 @@ func Image(o Options) (*Manifest, error) {
 		return nil, err
 	}
 	o.Log.Printf("kestrel binary ready (%s)", since(start))
+	k3s, err := o.fetchK3s()
+	if err != nil {
+		return nil, err
+	}
 
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("output dir: %w", err)
@@ -162,7 +197,7 @@ func Image(o Options) (*Manifest, error) {
 		return nil, err
 	}
 	o.Log.Printf("initramfs: %d modules (%s)", len(initSel.Modules), since(start))
-	if err := o.writeRootfs(squashOut, filepath.Join(work, "rootfs"), kestrelBin, in, tree, rootSel); err != nil {
+	if err := o.writeRootfs(squashOut, filepath.Join(work, "rootfs"), kestrelBin, k3s, in, tree, rootSel); err != nil {
 		return nil, err
 	}
 	o.Log.Printf("rootfs: %d modules (%s)", len(rootSel.Modules), since(start))
@@ -198,6 +233,9 @@ func Image(o Options) (*Manifest, error) {
 		Cmdline: entry.Cmdline(), Partitions: img.Partitions,
 	}
 	m.Modules.Initramfs, m.Modules.Rootfs = initSel.Names(), rootSel.Names()
+	if k3s != nil {
+		m.K3s = &K3sInfo{Version: k3s.Version, SHA256: k3s.SHA256, Source: string(k3s.Source), Standin: k3s.Standin}
+	}
 	for _, a := range []struct{ kind, path string }{
 		{"disk", diskOut}, {"kernel", kernelOut}, {"initrd", initrdOut}, {"rootfs", squashOut},
 	} {
@@ -296,6 +334,29 @@ func (o Options) binary(src, out string) (string, error) {
 	return out, nil
 }
 
+// fetchK3s returns the verified k3s for the rootfs, or nil for K3sNone.
+func (o Options) fetchK3s() (*k3sfetch.Result, error) {
+	switch o.K3s {
+	case "", K3sNone:
+		return nil, nil
+	case K3sPinned, K3sStandin:
+	default:
+		return nil, fmt.Errorf("k3s %q: want %s, %s or %s", o.K3s, K3sNone, K3sPinned, K3sStandin)
+	}
+	pin, err := k3sfetch.LoadPin(o.VersionsFile)
+	if err != nil {
+		return nil, err
+	}
+	res, err := k3sfetch.Fetch(context.Background(), k3sfetch.Options{
+		Pin: pin, Arch: o.Image.Arch, CacheDir: filepath.Join(o.CacheDir, "k3s"),
+		Logf: o.Log.Printf, AllowStandin: o.K3s == K3sStandin,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
 // cmdline is the kernel command line of every slot, before kestrel.slot=.
 func (o Options) cmdline() []string {
 	var words []string
@@ -348,7 +409,7 @@ func (o Options) writeInitramfs(out, kestrelBin string, in inputs, tree *kmod.Tr
 	return a.WriteFile(out, o.Image.Initramfs.Compression)
 }
 
-func (o Options) writeRootfs(out, dir, kestrelBin string, in inputs, tree *kmod.Tree, sel kmod.Selection) error {
+func (o Options) writeRootfs(out, dir, kestrelBin string, k3s *k3sfetch.Result, in inputs, tree *kmod.Tree, sel kmod.Selection) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}
@@ -377,6 +438,11 @@ func (o Options) writeRootfs(out, dir, kestrelBin string, in inputs, tree *kmod.
 	}
 	if err := os.WriteFile(filepath.Join(dir, layout.ModuleList), kmod.ListFile(sel), 0o644); err != nil {
 		return fmt.Errorf("rootfs: %w", err)
+	}
+	if k3s != nil {
+		if err := k3sfetch.Install(*k3s, dir); err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
 	}
 	opts := rootfs.SquashOptions{Compression: o.Image.Rootfs.Compression, BCJ: bcjFilter[o.Image.Arch], Time: o.Time}
 	return rootfs.Squash(dir, out, opts, filepath.Join(o.CacheDir, "build", o.Image.Name, "squashfs-cache"))

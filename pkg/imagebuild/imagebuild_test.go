@@ -326,3 +326,32 @@ func readInitrd(t *testing.T, path string) map[string][]byte {
 	}
 	return out
 }
+
+func TestFetchK3sChoice(t *testing.T) {
+	tests := []struct {
+		k3s     string
+		wantNil bool
+		wantErr string
+	}{
+		{k3s: "", wantNil: true},
+		{k3s: K3sNone, wantNil: true},
+		{k3s: "latest", wantErr: `k3s "latest"`},
+		{k3s: K3sPinned, wantErr: "no k3s: section"},
+	}
+	empty := filepath.Join(t.TempDir(), "versions.yaml")
+	if err := os.WriteFile(empty, []byte("kestrel: 0.1.0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		res, err := Options{K3s: tt.k3s, VersionsFile: empty}.withDefaults().fetchK3s()
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("k3s=%q: err = %v, want %q", tt.k3s, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || (res == nil) != tt.wantNil {
+			t.Errorf("k3s=%q: %v, %v", tt.k3s, res, err)
+		}
+	}
+}
