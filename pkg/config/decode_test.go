@@ -182,3 +182,16 @@ func TestAliasBomb(t *testing.T) {
 		t.Fatal("want an error")
 	}
 }
+
+// TestWindowsEditedFile: an ESP config.yaml saved by a Windows editor
+// (UTF-8 BOM, CRLF line ends) reads the same, with the same positions.
+func TestWindowsEditedFile(t *testing.T) {
+	c := parseOne(t, "\xef\xbb\xbfhostname: win\r\nkestrel:\r\n  timezone: UTC\r\n")
+	if c.Hostname != "win" || c.Kestrel.Timezone != "UTC" {
+		t.Fatalf("%+v", c)
+	}
+	_, err := Parse("t.yaml", []byte("\xef\xbb\xbfhostname: win\r\nkestrel:\r\n  tz: UTC\r\n"))
+	if err == nil || !strings.HasPrefix(err.Error(), "t.yaml:3:3: kestrel.tz: unknown key") {
+		t.Fatalf("%v", err)
+	}
+}

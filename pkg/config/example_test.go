@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -88,6 +90,33 @@ func TestJSONSchemaUpToDate(t *testing.T) {
 		last := p[strings.LastIndexAny(p, ".]")+1:]
 		if !bytes.Contains(got, []byte(`"`+last+`"`)) {
 			t.Errorf("schema lacks %s", p)
+		}
+	}
+}
+
+// TestJSONSchemaAcceptsExamples checks the generated schema with an
+// independent validator (Python's jsonschema, skipped when missing): the
+// example and the k3OS document pass, a misspelt key fails.
+func TestJSONSchemaAcceptsExamples(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed")
+	}
+	if exec.Command(py, "-c", "import jsonschema, yaml").Run() != nil {
+		t.Skip("python3 jsonschema or yaml module missing")
+	}
+	const script = `
+import json, sys, yaml, jsonschema
+schema = json.load(open(sys.argv[1]))
+doc = yaml.safe_load(open(sys.argv[2])) or {}
+jsonschema.Draft202012Validator(schema).validate(doc)
+`
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("kestrel:\n  modles: [x]\n"), 0o644)
+	for file, ok := range map[string]bool{examplePath: true, "testdata/k3os.yaml": true, bad: false} {
+		out, err := exec.Command(py, "-c", script, "../../schema/config.schema.json", file).CombinedOutput()
+		if (err == nil) != ok {
+			t.Errorf("%s: valid=%v, want %v\n%s", file, err == nil, ok, out)
 		}
 	}
 }
