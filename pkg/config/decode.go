@@ -237,6 +237,26 @@ func copyNode(n *yaml.Node) *yaml.Node {
 	return &c
 }
 
+// key checks one mapping key (a non-empty UTF-8 string, not a merge key,
+// not given twice) and returns its path.
+func (w *walker) key(k *yaml.Node, path string, seen map[string]int) (string, bool) {
+	if k.Kind != yaml.ScalarNode || k.Value == "" || !utf8.ValidString(k.Value) {
+		w.errorf(k, path, "keys must be non-empty UTF-8 strings")
+		return "", false
+	}
+	p := join(path, k.Value)
+	if k.Value == "<<" {
+		w.errorf(k, p, "YAML merge keys (<<) are not supported")
+		return "", false
+	}
+	if line, dup := seen[k.Value]; dup {
+		w.errorf(k, p, "key given twice (first on line %d)", line)
+		return "", false
+	}
+	seen[k.Value] = k.Line
+	return p, true
+}
+
 // mapValue validates a map; check, if any, applies to its keys.
 func (w *walker) mapValue(n *yaml.Node, t reflect.Type, path, check string) *yaml.Node {
 	if n.Kind != yaml.MappingNode {
@@ -248,20 +268,10 @@ func (w *walker) mapValue(n *yaml.Node, t reflect.Type, path, check string) *yam
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode || k.Value == "" || !utf8.ValidString(k.Value) {
-			w.errorf(k, path, "keys must be non-empty UTF-8 strings")
+		p, ok := w.key(k, path, seen)
+		if !ok {
 			continue
 		}
-		p := join(path, k.Value)
-		if k.Value == "<<" {
-			w.errorf(k, p, "YAML merge keys (<<) are not supported")
-			continue
-		}
-		if line, dup := seen[k.Value]; dup {
-			w.errorf(k, p, "key given twice (first on line %d)", line)
-			continue
-		}
-		seen[k.Value] = k.Line
 		if check != "" {
 			if err := runCheck(check, k.Value); err != nil {
 				w.errorf(k, p, "%v", err)
@@ -291,13 +301,8 @@ func (w *walker) structValue(n *yaml.Node, t reflect.Type, path string) *yaml.No
 	var order []string
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			w.errorf(k, path, "keys must be strings")
-			continue
-		}
-		p := join(path, k.Value)
-		if k.Value == "<<" {
-			w.errorf(k, p, "YAML merge keys (<<) are not supported")
+		p, ok := w.key(k, path, seen)
+		if !ok {
 			continue
 		}
 		f, ok := lookupField(t, k.Value)
@@ -305,11 +310,6 @@ func (w *walker) structValue(n *yaml.Node, t reflect.Type, path string) *yaml.No
 			w.errorf(k, p, "%s", unknownKey(t, k.Value))
 			continue
 		}
-		if line, dup := seen[k.Value]; dup {
-			w.errorf(k, p, "key given twice (first on line %d)", line)
-			continue
-		}
-		seen[k.Value] = k.Line
 		nv := w.value(v, f.Type, join(path, k.Value), f.Check)
 		if nv == nil {
 			if f.Required && isNull(v) {
