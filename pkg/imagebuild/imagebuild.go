@@ -11,7 +11,8 @@
 // kestrel-<v>-<name>.img (disk), .vmlinuz, .initrd, .squashfs (the parts,
 // for benchmarks and upgrade bundles) and .json (manifest: sizes, sha256,
 // kernel release, module lists). The baseline initramfs of the boot
-// benchmark is kestrel-baseline-<name>.initrd.
+// benchmark, baseline-<name>.initrd, is written next to them (the
+// baseline-initrd command writes only it).
 //
 // Caching: packages are downloaded and unpacked once (pkg/deb), Go's build
 // cache covers the binaries, and a squashfs of an unchanged rootfs tree is
@@ -96,7 +97,7 @@ const (
 
 // Artifact is one output file in the manifest.
 type Artifact struct {
-	Kind   string `json:"kind"` // disk, kernel, initrd, rootfs
+	Kind   string `json:"kind"` // disk, kernel, initrd, rootfs, baseline-initrd
 	Path   string `json:"path"` // relative to the manifest
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
@@ -135,7 +136,7 @@ type K3sInfo struct {
 func Prefix(version, target string) string { return "kestrel-" + version + "-" + target }
 
 // BaselineName is the baseline initramfs's file name.
-func BaselineName(target string) string { return "kestrel-baseline-" + target + ".initrd" }
+func BaselineName(target string) string { return "baseline-" + target + ".initrd" }
 
 // inputs are the unpacked packages a build uses.
 type inputs struct {
@@ -226,6 +227,10 @@ func Image(o Options) (*Manifest, error) {
 		return nil, err
 	}
 	o.Log.Printf("disk image written (%s)", since(start))
+	baseline, err := Baseline(o)
+	if err != nil {
+		return nil, err
+	}
 
 	m := &Manifest{
 		Version: o.Version, Target: img.Name, Arch: img.Arch,
@@ -238,6 +243,7 @@ func Image(o Options) (*Manifest, error) {
 	}
 	for _, a := range []struct{ kind, path string }{
 		{"disk", diskOut}, {"kernel", kernelOut}, {"initrd", initrdOut}, {"rootfs", squashOut},
+		{"baseline-initrd", baseline},
 	} {
 		art, err := describe(a.kind, a.path)
 		if err != nil {

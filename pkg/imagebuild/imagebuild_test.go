@@ -89,7 +89,7 @@ func TestImage(t *testing.T) {
 		if err := json.Unmarshal(data, &got); err != nil {
 			t.Fatal(err)
 		}
-		if got.KernelRelease != release || got.Version != o.Version || len(got.Artifacts) != 4 {
+		if got.KernelRelease != release || got.Version != o.Version || len(got.Artifacts) != 5 {
 			t.Errorf("manifest: %+v", got)
 		}
 		for _, a := range got.Artifacts {
