@@ -327,7 +327,8 @@ func (s *sim) loop(ctx context.Context) {
 			j := &l.Items[i]
 			nodeName := j.Labels[plan.LabelNode]
 			n := byName[nodeName]
-			if n == nil || n.Labels[plan.LabelPlanName(s.planName)] == j.Labels[plan.LabelPlanName(s.planName)] || n.Annotations[FailedPrefix+s.planName] != "" {
+			pl := j.Labels[plan.LabelPlan]
+			if n == nil || n.Labels[plan.LabelPlanName(pl)] == j.Labels[plan.LabelPlanName(pl)] || n.Annotations[FailedPrefix+pl] != "" {
 				continue
 			}
 			fly++
