@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/disk"
@@ -69,8 +70,8 @@ type Spec struct {
 	RootA string
 	// StateDirs are created empty at the root of the state filesystem.
 	StateDirs []string
-	// Time is the fixed timestamp (seconds) mkfs.ext4 stamps into the
-	// state filesystem.
+	// Time is the fixed timestamp (seconds) of every file on the ESP
+	// (from 1980 on, FAT's epoch) and in the state filesystem.
 	Time int64
 }
 
@@ -162,7 +163,7 @@ func fill(d *disk.Disk, s Spec, parts []*gpt.Partition, tmpDir string) error {
 	if err != nil {
 		return err
 	}
-	if err := fixFAT32(w, int64(parts[0].Start*sectorSize)); err != nil {
+	if err := fixFAT32(w, int64(parts[0].Start*sectorSize), time.Unix(s.Time, 0)); err != nil {
 		return fmt.Errorf("ESP: %w", err)
 	}
 	if err := copyInto(d, parts[1], s.RootA); err != nil {
@@ -264,34 +265,46 @@ func copyInto(d *disk.Disk, p *gpt.Partition, src string) error {
 // makeState creates the ext4 state filesystem in a temporary file in dir
 // and returns its path. 4 KiB blocks (mkfs.ext4 would pick 1 KiB for a
 // small filesystem) because stage 1 grows it to the whole disk online.
+// The directories are made with debugfs rather than mkfs.ext4 -d, which
+// would copy the build host's ctime into the inodes: with
+// E2FSPROGS_FAKE_TIME every timestamp is s.Time and the bytes repeat.
 func makeState(s Spec, size int64, dir string) (string, error) {
-	tree, err := os.MkdirTemp(dir, ".state-tree-")
-	if err != nil {
-		return "", fmt.Errorf("state: %w", err)
-	}
-	defer os.RemoveAll(tree)
-	for _, sd := range s.StateDirs {
-		perm := os.FileMode(0o755)
-		if sd == "root" {
-			perm = 0o700
-		}
-		if err := os.Mkdir(filepath.Join(tree, sd), perm); err != nil {
-			return "", fmt.Errorf("state: %w", err)
-		}
-		if err := os.Chmod(filepath.Join(tree, sd), perm); err != nil {
-			return "", fmt.Errorf("state: %w", err)
-		}
-	}
 	img := filepath.Join(dir, ".state.ext4")
 	os.Remove(img)
 	u := s.guid("state-fs")
-	cmd := exec.Command("mkfs.ext4", "-q", "-F", "-b", "4096", "-T", "default",
+	// e2fsprogs reads E2FSPROGS_FAKE_TIME=0 as "not set": 1 is the epoch.
+	env := append(os.Environ(), fmt.Sprintf("E2FSPROGS_FAKE_TIME=%d", max(s.Time, 1)))
+	mkfs := exec.Command("mkfs.ext4", "-q", "-F", "-b", "4096", "-T", "default",
 		"-L", layout.LabelState, "-U", u, "-E", "root_owner=0:0,hash_seed="+u,
-		"-d", tree, img, fmt.Sprintf("%dk", size/1024))
-	// Fixed timestamps in the superblock and inodes: reproducible output.
-	cmd.Env = append(os.Environ(), fmt.Sprintf("E2FSPROGS_FAKE_TIME=%d", s.Time))
-	if out, err := cmd.CombinedOutput(); err != nil {
+		img, fmt.Sprintf("%dk", size/1024))
+	mkfs.Env = env
+	if out, err := mkfs.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("state: mkfs.ext4: %w\n%s", err, out)
+	}
+	var script strings.Builder
+	for _, sd := range s.StateDirs {
+		fmt.Fprintf(&script, "mkdir %s\n", sd)
+		if sd == "root" {
+			fmt.Fprintf(&script, "set_inode_field %s mode 040700\n", sd)
+		}
+	}
+	debugfs := exec.Command("debugfs", "-w", "-f", "-", img)
+	debugfs.Env = env
+	debugfs.Stdin = strings.NewReader(script.String())
+	var stderr strings.Builder
+	debugfs.Stderr = &stderr
+	err := debugfs.Run()
+	// debugfs exits 0 even when a command fails; its errors go to stderr
+	// after a version banner.
+	var problems []string
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if line != "" && !strings.HasPrefix(line, "debugfs ") {
+			problems = append(problems, line)
+		}
+	}
+	if err != nil || len(problems) > 0 {
+		os.Remove(img)
+		return "", fmt.Errorf("state: debugfs: %v %s", err, strings.Join(problems, "; "))
 	}
 	return img, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"time"
 )
 
 type readWriterAt interface {
@@ -11,89 +12,165 @@ type readWriterAt interface {
 	io.WriterAt
 }
 
-// fixFAT32 repairs two things go-diskfs v1.9.4's FAT32 writer gets wrong,
-// so that `fsck.fat -n` passes and strict firmware reads the ESP:
+// fixFAT32 repairs what go-diskfs v1.9.4's FAT32 writer gets wrong or
+// leaves to chance, so that `fsck.fat -n` passes, strict firmware reads
+// the ESP and the same inputs give the same bytes:
 //
 //   - a directory directly under the root gets a ".." entry pointing at the
 //     root directory's cluster; the FAT specification wants cluster 0;
+//   - every directory entry carries the build host's clock; they are set
+//     to stamp (clamped to 1980, FAT's epoch);
 //   - the FSInfo free-cluster count is left "unknown" (0xFFFFFFFF), which
 //     fsck.fat reports; it is set to the real count.
 //
-// f is the disk image, off the byte offset of the FAT32 volume. Only the
-// root directory's first cluster is scanned (the ESP's root holds a
-// handful of entries).
-func fixFAT32(f readWriterAt, off int64) error {
+// f is the disk image, off the byte offset of the FAT32 volume.
+func fixFAT32(f readWriterAt, off int64, stamp time.Time) error {
+	v, err := readFATVolume(f, off)
+	if err != nil {
+		return err
+	}
+	if err := v.fixDir(v.rootCluster, fatTimestamp(stamp), 0); err != nil {
+		return err
+	}
+	return v.writeFreeCount()
+}
+
+// fatVolume is the geometry of a FAT32 volume and its first FAT.
+type fatVolume struct {
+	f                             readWriterAt
+	off                           int64
+	bytesPerSector, clusterSize   int64
+	reserved, fatSectors, numFATs int64
+	totalSectors, fsInfoSector    int64
+	rootCluster                   uint32
+	fat                           []byte // the first FAT, as read
+}
+
+func readFATVolume(f readWriterAt, off int64) (*fatVolume, error) {
 	bs := make([]byte, 512)
 	if _, err := f.ReadAt(bs, off); err != nil {
-		return fmt.Errorf("read FAT32 boot sector: %w", err)
+		return nil, fmt.Errorf("read FAT32 boot sector: %w", err)
 	}
-	bytesPerSector := int64(binary.LittleEndian.Uint16(bs[11:13]))
-	sectorsPerCluster := int64(bs[13])
-	reserved := int64(binary.LittleEndian.Uint16(bs[14:16]))
-	numFATs := int64(bs[16])
-	totalSectors := int64(binary.LittleEndian.Uint32(bs[32:36]))
-	fatSectors := int64(binary.LittleEndian.Uint32(bs[36:40]))
-	rootCluster := binary.LittleEndian.Uint32(bs[44:48])
-	fsInfoSector := int64(binary.LittleEndian.Uint16(bs[48:50]))
-	if bytesPerSector == 0 || sectorsPerCluster == 0 || fatSectors == 0 {
-		return fmt.Errorf("FAT32 boot sector: not a FAT32 volume")
+	v := &fatVolume{
+		f: f, off: off,
+		bytesPerSector: int64(binary.LittleEndian.Uint16(bs[11:13])),
+		reserved:       int64(binary.LittleEndian.Uint16(bs[14:16])),
+		numFATs:        int64(bs[16]),
+		totalSectors:   int64(binary.LittleEndian.Uint32(bs[32:36])),
+		fatSectors:     int64(binary.LittleEndian.Uint32(bs[36:40])),
+		rootCluster:    binary.LittleEndian.Uint32(bs[44:48]),
+		fsInfoSector:   int64(binary.LittleEndian.Uint16(bs[48:50])),
 	}
-	clusterSize := bytesPerSector * sectorsPerCluster
-	dataStart := off + (reserved+numFATs*fatSectors)*bytesPerSector
-	clusterOff := func(c uint32) int64 { return dataStart + int64(c-2)*clusterSize }
+	v.clusterSize = v.bytesPerSector * int64(bs[13])
+	if v.clusterSize == 0 || v.fatSectors == 0 || string(bs[82:87]) != "FAT32" {
+		return nil, fmt.Errorf("FAT32 boot sector: not a FAT32 volume")
+	}
+	v.fat = make([]byte, v.fatSectors*v.bytesPerSector)
+	if _, err := f.ReadAt(v.fat, off+v.reserved*v.bytesPerSector); err != nil {
+		return nil, fmt.Errorf("read FAT: %w", err)
+	}
+	return v, nil
+}
 
-	root := make([]byte, clusterSize)
-	if _, err := f.ReadAt(root, clusterOff(rootCluster)); err != nil {
-		return fmt.Errorf("read FAT32 root directory: %w", err)
+func (v *fatVolume) clusterOffset(c uint32) int64 {
+	dataStart := v.off + (v.reserved+v.numFATs*v.fatSectors)*v.bytesPerSector
+	return dataStart + int64(c-2)*v.clusterSize
+}
+
+// chain returns the clusters of the chain starting at first.
+func (v *fatVolume) chain(first uint32) ([]uint32, error) {
+	var out []uint32
+	for c := first; c >= 2 && c < 0x0FFFFFF8; {
+		if int64(len(out)) > int64(len(v.fat))/4 || int64(c)*4+4 > int64(len(v.fat)) {
+			return nil, fmt.Errorf("FAT chain from cluster %d is corrupt", first)
+		}
+		out = append(out, c)
+		c = binary.LittleEndian.Uint32(v.fat[4*c:]) & 0x0FFFFFFF
 	}
-	for i := 0; i+32 <= len(root); i += 32 {
-		e := root[i : i+32]
-		if e[0] == 0 {
-			break // end of directory
-		}
-		attr := e[11]
-		if e[0] == 0xE5 || attr == 0x0F || attr&0x10 == 0 || e[0] == '.' {
-			continue // deleted, long-name part, not a directory, or dot entry
-		}
-		first := uint32(binary.LittleEndian.Uint16(e[20:22]))<<16 | uint32(binary.LittleEndian.Uint16(e[26:28]))
-		dotdot := make([]byte, 32)
-		at := clusterOff(first) + 32
-		if _, err := f.ReadAt(dotdot, at); err != nil {
+	return out, nil
+}
+
+// fixDir rewrites the timestamps of every entry of the directory at
+// cluster first (depth 0 is the root), fixes a root child's "..", and
+// recurses into subdirectories.
+func (v *fatVolume) fixDir(first uint32, stamp [4]byte, depth int) error {
+	if depth > 32 {
+		return fmt.Errorf("FAT32 directories nested deeper than 32")
+	}
+	clusters, err := v.chain(first)
+	if err != nil {
+		return err
+	}
+	var subdirs []uint32
+	for _, c := range clusters {
+		buf := make([]byte, v.clusterSize)
+		if _, err := v.f.ReadAt(buf, v.clusterOffset(c)); err != nil {
 			return fmt.Errorf("read FAT32 directory: %w", err)
 		}
-		if string(dotdot[0:11]) != "..         " {
-			continue
+		end := false
+		for i := 0; i+32 <= len(buf); i += 32 {
+			e := buf[i : i+32]
+			if e[0] == 0 {
+				end = true
+				break
+			}
+			if e[0] == 0xE5 || e[11] == 0x0F {
+				continue // deleted, or part of a long name
+			}
+			e[13] = 0                  // creation time, tenths
+			copy(e[14:16], stamp[0:2]) // creation time
+			copy(e[16:18], stamp[2:4]) // creation date
+			copy(e[18:20], stamp[2:4]) // access date
+			copy(e[22:24], stamp[0:2]) // write time
+			copy(e[24:26], stamp[2:4]) // write date
+			if e[11]&0x10 == 0 {
+				continue
+			}
+			cl := uint32(binary.LittleEndian.Uint16(e[20:22]))<<16 | uint32(binary.LittleEndian.Uint16(e[26:28]))
+			switch string(e[0:11]) {
+			case ".          ":
+			case "..         ":
+				if cl == v.rootCluster && depth == 1 {
+					binary.LittleEndian.PutUint16(e[20:22], 0)
+					binary.LittleEndian.PutUint16(e[26:28], 0)
+				}
+			default:
+				subdirs = append(subdirs, cl)
+			}
 		}
-		if uint32(binary.LittleEndian.Uint16(dotdot[20:22]))<<16|uint32(binary.LittleEndian.Uint16(dotdot[26:28])) != rootCluster {
-			continue
+		if _, err := v.f.WriteAt(buf, v.clusterOffset(c)); err != nil {
+			return fmt.Errorf("write FAT32 directory: %w", err)
 		}
-		binary.LittleEndian.PutUint16(dotdot[20:22], 0)
-		binary.LittleEndian.PutUint16(dotdot[26:28], 0)
-		if _, err := f.WriteAt(dotdot, at); err != nil {
-			return fmt.Errorf("fix FAT32 '..' entry: %w", err)
+		if end {
+			break
 		}
 	}
+	for _, sd := range subdirs {
+		if err := v.fixDir(sd, stamp, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-	// Count free clusters in the first FAT.
-	clusters := (totalSectors-reserved-numFATs*fatSectors)/sectorsPerCluster + 2
-	fat := make([]byte, fatSectors*bytesPerSector)
-	if _, err := f.ReadAt(fat, off+reserved*bytesPerSector); err != nil {
-		return fmt.Errorf("read FAT: %w", err)
-	}
+// writeFreeCount stores the number of free clusters and the first free
+// one in the primary and backup FSInfo sectors.
+func (v *fatVolume) writeFreeCount() error {
+	clusters := (v.totalSectors-v.reserved-v.numFATs*v.fatSectors)/(v.clusterSize/v.bytesPerSector) + 2
 	var free uint32
 	nextFree := uint32(0xFFFFFFFF)
-	for c := int64(2); c < clusters && 4*c+4 <= int64(len(fat)); c++ {
-		if binary.LittleEndian.Uint32(fat[4*c:])&0x0FFFFFFF == 0 {
+	for c := int64(2); c < clusters && 4*c+4 <= int64(len(v.fat)); c++ {
+		if binary.LittleEndian.Uint32(v.fat[4*c:])&0x0FFFFFFF == 0 {
 			free++
 			if nextFree == 0xFFFFFFFF {
 				nextFree = uint32(c)
 			}
 		}
 	}
-	for _, sector := range []int64{fsInfoSector, fsInfoSector + 6} { // primary and backup
+	for _, sector := range []int64{v.fsInfoSector, v.fsInfoSector + 6} { // primary, backup
 		info := make([]byte, 512)
-		at := off + sector*bytesPerSector
-		if _, err := f.ReadAt(info, at); err != nil {
+		at := v.off + sector*v.bytesPerSector
+		if _, err := v.f.ReadAt(info, at); err != nil {
 			return fmt.Errorf("read FSInfo: %w", err)
 		}
 		if binary.LittleEndian.Uint32(info[0:4]) != 0x41615252 {
@@ -101,9 +178,25 @@ func fixFAT32(f readWriterAt, off int64) error {
 		}
 		binary.LittleEndian.PutUint32(info[488:492], free)
 		binary.LittleEndian.PutUint32(info[492:496], nextFree)
-		if _, err := f.WriteAt(info, at); err != nil {
+		if _, err := v.f.WriteAt(info, at); err != nil {
 			return fmt.Errorf("write FSInfo: %w", err)
 		}
 	}
 	return nil
+}
+
+// fatTimestamp encodes t as FAT time (2-second resolution) and date, both
+// little-endian, clamped to FAT's range 1980..2107.
+func fatTimestamp(t time.Time) [4]byte {
+	t = t.UTC()
+	if t.Year() < 1980 {
+		t = time.Date(1980, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	if t.Year() > 2107 {
+		t = time.Date(2107, 12, 31, 23, 59, 58, 0, time.UTC)
+	}
+	var b [4]byte
+	binary.LittleEndian.PutUint16(b[0:2], uint16(t.Hour()<<11|t.Minute()<<5|t.Second()/2))
+	binary.LittleEndian.PutUint16(b[2:4], uint16((t.Year()-1980)<<9|int(t.Month())<<5|t.Day()))
+	return b
 }
