@@ -106,16 +106,16 @@ func Unpack(debPath, dest string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("unpack %s: %w", debPath, err)
 	}
-	if old, err := os.ReadFile(filepath.Join(dest, stampName)); err == nil && string(old) == sum {
+	if stamped(dest, sum) {
 		return dest, nil
 	}
 	// Unpack next to dest and rename, so an interrupted unpack never looks
-	// complete.
-	tmp := dest + ".partial"
-	if err := os.RemoveAll(tmp); err != nil {
+	// complete; a private name, so that two builds may unpack at once.
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return "", fmt.Errorf("unpack %s: %w", debPath, err)
 	}
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
+	tmp, err := os.MkdirTemp(filepath.Dir(dest), filepath.Base(dest)+".partial-")
+	if err != nil {
 		return "", fmt.Errorf("unpack %s: %w", debPath, err)
 	}
 	defer os.RemoveAll(tmp) // only left to remove when something failed
@@ -130,13 +130,22 @@ func Unpack(debPath, dest string) (string, error) {
 	if err := os.WriteFile(filepath.Join(tmp, stampName), []byte(sum), 0o644); err != nil {
 		return "", fmt.Errorf("unpack %s: %w", debPath, err)
 	}
+	if stamped(dest, sum) {
+		return dest, nil // another build finished the same unpack first
+	}
 	if err := os.RemoveAll(dest); err != nil {
 		return "", fmt.Errorf("unpack %s: %w", debPath, err)
 	}
-	if err := os.Rename(tmp, dest); err != nil {
+	if err := os.Rename(tmp, dest); err != nil && !stamped(dest, sum) {
 		return "", fmt.Errorf("unpack %s: %w", debPath, err)
 	}
 	return dest, nil
+}
+
+// stamped tells whether dir holds a complete unpack of the .deb with sha256 sum.
+func stamped(dir, sum string) bool {
+	old, err := os.ReadFile(filepath.Join(dir, stampName))
+	return err == nil && string(old) == sum
 }
 
 // FetchUnpack is Fetch followed by Unpack into <dir>/<name>_<version>_<arch>/.

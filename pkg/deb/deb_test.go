@@ -152,8 +152,8 @@ func TestUnpackSynthetic(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
 				}
-				if _, err := os.Stat(dest); err == nil {
-					t.Error("a failed unpack left the destination behind")
+				if left, _ := filepath.Glob(dest + "*"); len(left) > 0 {
+					t.Errorf("a failed unpack left %v behind", left)
 				}
 				return
 			}

@@ -269,8 +269,12 @@ func copyInto(d *disk.Disk, p *gpt.Partition, src string) error {
 // would copy the build host's ctime into the inodes: with
 // E2FSPROGS_FAKE_TIME every timestamp is s.Time and the bytes repeat.
 func makeState(s Spec, size int64, dir string) (string, error) {
-	img := filepath.Join(dir, ".state.ext4")
-	os.Remove(img)
+	f, err := os.CreateTemp(dir, ".state-*.ext4")
+	if err != nil {
+		return "", fmt.Errorf("state: %w", err)
+	}
+	img := f.Name()
+	f.Close()
 	u := s.guid("state-fs")
 	// e2fsprogs reads E2FSPROGS_FAKE_TIME=0 as "not set": 1 is the epoch.
 	env := append(os.Environ(), fmt.Sprintf("E2FSPROGS_FAKE_TIME=%d", max(s.Time, 1)))
@@ -279,6 +283,7 @@ func makeState(s Spec, size int64, dir string) (string, error) {
 		img, fmt.Sprintf("%dk", size/1024))
 	mkfs.Env = env
 	if out, err := mkfs.CombinedOutput(); err != nil {
+		os.Remove(img)
 		return "", fmt.Errorf("state: mkfs.ext4: %w\n%s", err, out)
 	}
 	var script strings.Builder
@@ -293,7 +298,7 @@ func makeState(s Spec, size int64, dir string) (string, error) {
 	debugfs.Stdin = strings.NewReader(script.String())
 	var stderr strings.Builder
 	debugfs.Stderr = &stderr
-	err := debugfs.Run()
+	err = debugfs.Run()
 	// debugfs exits 0 even when a command fails; its errors go to stderr
 	// after a version banner.
 	var problems []string

@@ -171,10 +171,11 @@ func Image(o Options) (*Manifest, error) {
 		o.Log.Printf("optional module %s: not in kernel %s, left out", m, in.release)
 	}
 
-	work := filepath.Join(o.CacheDir, "build", img.Name)
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		return nil, fmt.Errorf("work dir: %w", err)
+	work, err := o.workDir()
+	if err != nil {
+		return nil, err
 	}
+	defer os.RemoveAll(work)
 	kestrelBin, err := o.binary(o.Kestrel, filepath.Join(work, "kestrel"))
 	if err != nil {
 		return nil, err
@@ -267,10 +268,11 @@ func Image(o Options) (*Manifest, error) {
 // path written.
 func Baseline(o Options) (string, error) {
 	o = o.withDefaults()
-	work := filepath.Join(o.CacheDir, "build", o.Image.Name)
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		return "", fmt.Errorf("work dir: %w", err)
+	work, err := o.workDir()
+	if err != nil {
+		return "", err
 	}
+	defer os.RemoveAll(work)
 	bin, err := o.binary(o.BaselineInit, filepath.Join(work, "baseline-init"))
 	if err != nil {
 		return "", err
@@ -300,6 +302,21 @@ func (o Options) withDefaults() Options {
 		o.Log = log.New(io.Discard, "", 0)
 	}
 	return o
+}
+
+// workDir makes a scratch directory of this build under the cache, so
+// that builds running side by side (make image and the boot tests) never
+// share a rootfs tree. Only the squashfs cache next to it is shared.
+func (o Options) workDir() (string, error) {
+	parent := filepath.Join(o.CacheDir, "build", o.Image.Name)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", fmt.Errorf("work dir: %w", err)
+	}
+	dir, err := os.MkdirTemp(parent, "run-")
+	if err != nil {
+		return "", fmt.Errorf("work dir: %w", err)
+	}
+	return dir, nil
 }
 
 // fetch downloads and unpacks the pinned packages.
@@ -416,9 +433,6 @@ func (o Options) writeInitramfs(out, kestrelBin string, in inputs, tree *kmod.Tr
 }
 
 func (o Options) writeRootfs(out, dir, kestrelBin string, k3s *k3sfetch.Result, in inputs, tree *kmod.Tree, sel kmod.Selection) error {
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("rootfs: %w", err)
-	}
 	busybox := filepath.Join(in.busyboxRoot, "bin/busybox")
 	listWith := busybox
 	if o.Image.Arch != runtime.GOARCH && o.HostBusybox != "" {

@@ -302,7 +302,8 @@ func symlink(root, name, target string) error {
 	return nil
 }
 
-// installFile copies src to dst with mode perm, creating parents.
+// installFile copies src to dst with mode perm, creating parents, through
+// a temporary file so that a reader never sees half a file.
 func installFile(src, dst string, perm os.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -312,11 +313,11 @@ func installFile(src, dst string, perm os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	out, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
 	if err != nil {
 		return err
 	}
+	defer os.Remove(out.Name()) // fails harmlessly after the rename
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
 		return err
@@ -324,10 +325,10 @@ func installFile(src, dst string, perm os.FileMode) error {
 	if err := out.Close(); err != nil {
 		return err
 	}
-	if err := os.Chmod(tmp, perm); err != nil {
+	if err := os.Chmod(out.Name(), perm); err != nil {
 		return err
 	}
-	return os.Rename(tmp, dst)
+	return os.Rename(out.Name(), dst)
 }
 
 // copyTree copies src's files, directories and symlinks into dst, keeping
