@@ -4,6 +4,8 @@
 package metrics
 
 import (
+	"net/http"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -21,6 +23,7 @@ type Metrics struct {
 	JobsCreated *prometheus.CounterVec
 	NodesFailed *prometheus.CounterVec
 	Reconciles  *prometheus.CounterVec
+	APIRequests *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them on reg (nil: not registered).
@@ -42,9 +45,13 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: "kestrel", Subsystem: "upgrade", Name: "reconciles_total",
 			Help: "Plan reconciles, by result (ok, error, conflict).",
 		}, []string{"result"}),
+		APIRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kestrel", Subsystem: "upgrade", Name: "api_requests_total",
+			Help: "Requests the controller sent to the Kubernetes API, by HTTP method (a watch counts once).",
+		}, []string{"method"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Nodes, m.JobsCreated, m.NodesFailed, m.Reconciles)
+		reg.MustRegister(m.Nodes, m.JobsCreated, m.NodesFailed, m.Reconciles, m.APIRequests)
 	}
 	return m
 }
@@ -62,4 +69,20 @@ func (m *Metrics) ForgetPlan(ns, plan string) {
 	m.Nodes.DeletePartialMatch(prometheus.Labels{"namespace": ns, "plan": plan})
 	m.JobsCreated.DeletePartialMatch(prometheus.Labels{"namespace": ns, "plan": plan})
 	m.NodesFailed.DeletePartialMatch(prometheus.Labels{"namespace": ns, "plan": plan})
+}
+
+// WrapTransport counts every request sent through rt (for rest.Config's
+// WrapTransport).
+func (m *Metrics) WrapTransport(rt http.RoundTripper) http.RoundTripper {
+	return countingTransport{rt: rt, c: m.APIRequests}
+}
+
+type countingTransport struct {
+	rt http.RoundTripper
+	c  *prometheus.CounterVec
+}
+
+func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.c.WithLabelValues(r.Method).Inc()
+	return t.rt.RoundTrip(r)
 }
