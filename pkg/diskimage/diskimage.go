@@ -18,6 +18,7 @@
 package diskimage
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -114,6 +115,12 @@ func (s Spec) Partitions() ([]*gpt.Partition, int64, error) {
 	return parts, int64(start+alignSectors) * sectorSize, nil
 }
 
+// volumeID is the ESP's FAT serial number, derived like the GUIDs.
+func (s Spec) volumeID() uint32 {
+	u := uuid.NewSHA1(uuid.NameSpaceOID, []byte("kestrel/"+s.Seed+"/esp-serial"))
+	return binary.BigEndian.Uint32(u[:4])
+}
+
 func (s Spec) guid(what string) string {
 	return uuid.NewSHA1(uuid.NameSpaceOID, []byte("kestrel/"+s.Seed+"/"+what)).String()
 }
@@ -163,7 +170,7 @@ func fill(d *disk.Disk, s Spec, parts []*gpt.Partition, tmpDir string) error {
 	if err != nil {
 		return err
 	}
-	if err := fixFAT32(w, int64(parts[0].Start*sectorSize), time.Unix(s.Time, 0)); err != nil {
+	if err := fixFAT32(w, int64(parts[0].Start*sectorSize), time.Unix(s.Time, 0), s.volumeID()); err != nil {
 		return fmt.Errorf("ESP: %w", err)
 	}
 	if err := copyInto(d, parts[1], s.RootA); err != nil {

@@ -127,6 +127,9 @@ func TestBuildReadBack(t *testing.T) {
 		if out, err := exec.Command("fsck.fat", "-n", esp).CombinedOutput(); err != nil {
 			t.Errorf("fsck.fat -n: %v\n%s", err, out)
 		}
+		if out, err := exec.Command("blkid", "-p", "-s", "UUID", "-o", "value", esp).Output(); err != nil || len(bytes.TrimSpace(out)) != 9 || bytes.HasPrefix(out, []byte("0000-0000")) {
+			t.Errorf("ESP serial %q (%v), want a set XXXX-XXXX", out, err)
+		}
 		fs, err := d.GetFilesystem(1)
 		if err != nil {
 			t.Fatal(err)

@@ -21,12 +21,17 @@ type readWriterAt interface {
 //   - every directory entry carries the build host's clock; they are set
 //     to stamp (clamped to 1980, FAT's epoch);
 //   - the FSInfo free-cluster count is left "unknown" (0xFFFFFFFF), which
-//     fsck.fat reports; it is set to the real count.
+//     fsck.fat reports; it is set to the real count;
+//   - a reproducible volume has serial number 0000-0000, which is what
+//     /dev/disk/by-uuid shows; it is set to volID.
 //
 // f is the disk image, off the byte offset of the FAT32 volume.
-func fixFAT32(f readWriterAt, off int64, stamp time.Time) error {
+func fixFAT32(f readWriterAt, off int64, stamp time.Time, volID uint32) error {
 	v, err := readFATVolume(f, off)
 	if err != nil {
+		return err
+	}
+	if err := v.writeVolumeID(volID); err != nil {
 		return err
 	}
 	if err := v.fixDir(v.rootCluster, fatTimestamp(stamp), 0); err != nil {
@@ -148,6 +153,18 @@ func (v *fatVolume) fixDir(first uint32, stamp [4]byte, depth int) error {
 	for _, sd := range subdirs {
 		if err := v.fixDir(sd, stamp, depth+1); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// writeVolumeID sets BS_VolID in the boot sector and its backup.
+func (v *fatVolume) writeVolumeID(id uint32) error {
+	var b [4]byte
+	binary.LittleEndian.PutUint32(b[:], id)
+	for _, sector := range []int64{0, 6} { // boot sector, backup
+		if _, err := v.f.WriteAt(b[:], v.off+sector*v.bytesPerSector+67); err != nil {
+			return fmt.Errorf("write FAT32 volume ID: %w", err)
 		}
 	}
 	return nil
