@@ -192,7 +192,7 @@ func Image(o Options) (*Manifest, error) {
 	prefix := filepath.Join(o.OutDir, Prefix(o.Version, img.Name))
 	kernelOut, initrdOut, squashOut, diskOut := prefix+".vmlinuz", prefix+".initrd", prefix+".squashfs", prefix+".img"
 
-	if err := copyFile(filepath.Join(in.kernelRoot, "boot", "vmlinuz-"+in.release), kernelOut); err != nil {
+	if err := rootfs.CopyFile(filepath.Join(in.kernelRoot, "boot", "vmlinuz-"+in.release), kernelOut, 0o644); err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
 	if err := o.writeInitramfs(initrdOut, kestrelBin, in, tree, initSel); err != nil {
@@ -484,23 +484,6 @@ func describe(kind, path string) (Artifact, error) {
 		return Artifact{}, fmt.Errorf("manifest: hash %s: %w", path, err)
 	}
 	return Artifact{Kind: kind, Path: filepath.Base(path), Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 func since(t time.Time) string {

@@ -106,13 +106,13 @@ func Assemble(spec Spec, dir string) error {
 			}
 		}
 	}
-	if err := installFile(spec.Kestrel, filepath.Join(dir, layout.KestrelBin), 0o755); err != nil {
+	if err := CopyFile(spec.Kestrel, filepath.Join(dir, layout.KestrelBin), 0o755); err != nil {
 		return fmt.Errorf("rootfs: kestrel: %w", err)
 	}
 	if err := symlink(dir, layout.SbinInit, layout.KestrelBin); err != nil {
 		return err
 	}
-	if err := installFile(spec.Busybox, filepath.Join(dir, "bin/busybox"), 0o755); err != nil {
+	if err := CopyFile(spec.Busybox, filepath.Join(dir, "bin/busybox"), 0o755); err != nil {
 		return fmt.Errorf("rootfs: busybox: %w", err)
 	}
 	for _, a := range spec.Applets {
@@ -128,7 +128,7 @@ func Assemble(spec Spec, dir string) error {
 		}
 	}
 	if spec.CABundle != "" {
-		if err := installFile(spec.CABundle, filepath.Join(dir, CABundlePath), 0o644); err != nil {
+		if err := CopyFile(spec.CABundle, filepath.Join(dir, CABundlePath), 0o644); err != nil {
 			return fmt.Errorf("rootfs: CA bundle: %w", err)
 		}
 	}
@@ -214,7 +214,7 @@ func Squash(dir, out string, opts SquashOptions, cacheDir string) error {
 		key := sha256.Sum256([]byte(digest + "\x00" + strings.Join(opts.args(), " ")))
 		cached = filepath.Join(cacheDir, hex.EncodeToString(key[:12])+".squashfs")
 		if _, err := os.Stat(cached); err == nil {
-			return installFile(cached, out, 0o644)
+			return CopyFile(cached, out, 0o644)
 		}
 	}
 	args := append([]string{dir, out}, opts.args()...)
@@ -226,7 +226,7 @@ func Squash(dir, out string, opts SquashOptions, cacheDir string) error {
 		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 			return fmt.Errorf("squashfs cache: %w", err)
 		}
-		if err := installFile(out, cached, 0o644); err != nil {
+		if err := CopyFile(out, cached, 0o644); err != nil {
 			return fmt.Errorf("squashfs cache: %w", err)
 		}
 	}
@@ -302,9 +302,9 @@ func symlink(root, name, target string) error {
 	return nil
 }
 
-// installFile copies src to dst with mode perm, creating parents, through
-// a temporary file so that a reader never sees half a file.
-func installFile(src, dst string, perm os.FileMode) error {
+// CopyFile copies src to dst with mode perm, creating parents, through a
+// temporary file so that a reader never sees half a file.
+func CopyFile(src, dst string, perm os.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -361,7 +361,7 @@ func copyTree(src, dst string) error {
 			os.Remove(target)
 			return os.Symlink(link, target)
 		case info.Mode().IsRegular():
-			return installFile(p, target, info.Mode().Perm())
+			return CopyFile(p, target, info.Mode().Perm())
 		}
 		return fmt.Errorf("%s: unsupported file type %v", p, info.Mode().Type())
 	})
