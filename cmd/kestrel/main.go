@@ -21,6 +21,7 @@ import (
 	"github.com/kestrel-os/kestrel/pkg/buildinfo"
 	"github.com/kestrel-os/kestrel/pkg/console"
 	"github.com/kestrel-os/kestrel/pkg/layout"
+	"github.com/kestrel-os/kestrel/pkg/randomseed"
 	"github.com/kestrel-os/kestrel/pkg/stage1"
 	"github.com/kestrel-os/kestrel/pkg/stage2"
 )
@@ -56,7 +57,7 @@ func runStage1() {
 		Console: os.Stdout, Proc: "/proc", Sys: "/sys", Dev: "/dev", Root: "/",
 		NewRoot: layout.NewRoot, EtcStage: "/.etc",
 		Clock: boottime.Now, Mount: unix.Mount, WaitTimeout: 10 * time.Second,
-		SwitchRoot: stage1.SwitchRoot,
+		SwitchRoot: stage1.SwitchRoot, Entropy: randomseed.Linux{},
 	})
 	rescue(fmt.Sprintf("stage 1 failed: %v", err))
 }

@@ -85,6 +85,9 @@ const (
 	// ControlSocket is PID 1's unix socket (mode 0600) for the CLI:
 	// one JSON request line, one JSON response line (pkg/control).
 	ControlSocket = "/run/kestrel/control.sock"
+	// RandomSeed carries entropy from one boot to the next (on the state
+	// partition through the /var bind mount; pkg/randomseed).
+	RandomSeed = "/var/lib/kestrel/random-seed"
 )
 
 // PersistentDirs are bind-mounted from StateMount/<dir> onto /<dir>.

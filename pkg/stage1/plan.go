@@ -17,6 +17,7 @@ const (
 	OpMkdir            // create Path with Mode
 	OpCopy             // copy the tree From into To
 	OpResize           // grow the ext4 on Device mounted at Path to fill Device
+	OpSeed             // credit the random seed at Path to the kernel
 )
 
 // Step is one thing stage 1 does to assemble the new root.
@@ -40,6 +41,8 @@ func (s Step) String() string {
 		return fmt.Sprintf("copy %s -> %s", s.From, s.To)
 	case OpResize:
 		return fmt.Sprintf("grow ext4 on %s at %s", s.Device, s.Path)
+	case OpSeed:
+		return "load random seed " + s.Path
 	}
 	return fmt.Sprintf("op %d", int(s.Op))
 }
@@ -54,6 +57,7 @@ type PlanInput struct {
 	EtcStage       string   // initramfs directory where the /etc tmpfs is filled
 	Proc, Sys, Dev string   // the initramfs's API mounts, moved into the new root
 	GrowState      bool     // grow the state filesystem online after mounting it
+	RandomSeed     string   // seed file inside the new root ("": none)
 }
 
 // Plan returns, in order, every step that turns the initramfs into a
@@ -85,6 +89,9 @@ func Plan(in PlanInput) []Step {
 			Step{Op: OpMount, Mount: mounts.Mount{Source: src, Target: nr(d), Flags: syscall.MS_BIND}},
 		)
 	}
+	if in.RandomSeed != "" {
+		steps = append(steps, Step{Op: OpSeed, Path: nr(in.RandomSeed)})
+	}
 	steps = append(steps,
 		Step{Op: OpMount, Mount: mounts.Mount{Source: "tmpfs", Target: nr("run"), FSType: "tmpfs", Flags: syscall.MS_NOSUID | syscall.MS_NODEV, Data: "mode=0755"}},
 		Step{Op: OpMount, Mount: mounts.Mount{Source: "tmpfs", Target: nr("tmp"), FSType: "tmpfs", Flags: syscall.MS_NOSUID | syscall.MS_NODEV, Data: "mode=1777"}},
@@ -114,12 +121,13 @@ type Ops struct {
 	Mkdir  func(path string, mode uint32) error
 	Copy   func(from, to string) error
 	Resize func(dev, mountPoint string) (from, to uint64, err error)
+	Seed   func(path string) error // nil: skip
 	Logf   func(format string, args ...any)
 }
 
 // Execute runs steps in order and stops at the first failure, except a
-// failed online resize, which is logged: a node with a small state
-// partition still boots.
+// failed online resize or random seed, which are logged: a node with a
+// small state partition or a slow CRNG still boots.
 func Execute(steps []Step, ops Ops) error {
 	for _, s := range steps {
 		var err error
@@ -130,6 +138,12 @@ func Execute(steps []Step, ops Ops) error {
 			err = ops.Mkdir(s.Path, s.Mode)
 		case OpCopy:
 			err = ops.Copy(s.From, s.To)
+		case OpSeed:
+			if ops.Seed != nil {
+				if serr := ops.Seed(s.Path); serr != nil {
+					ops.Logf("warning: %v", serr)
+				}
+			}
 		case OpResize:
 			from, to, rerr := ops.Resize(s.Device, s.Path)
 			if rerr != nil {
@@ -138,8 +152,11 @@ func Execute(steps []Step, ops Ops) error {
 				ops.Logf("grew state filesystem from %d to %d blocks", from, to)
 			}
 		}
-		if err != nil {
+		if err != nil && s.Op != OpMount { // Mount.Do already names the mount
 			return fmt.Errorf("%s: %w", s, err)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil

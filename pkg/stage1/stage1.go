@@ -33,6 +33,7 @@ import (
 	"github.com/kestrel-os/kestrel/pkg/layout"
 	"github.com/kestrel-os/kestrel/pkg/modload"
 	"github.com/kestrel-os/kestrel/pkg/mounts"
+	"github.com/kestrel-os/kestrel/pkg/randomseed"
 )
 
 // Env is everything stage 1 touches.
@@ -47,6 +48,10 @@ type Env struct {
 	Clock       boottime.Clock
 	Mount       mounts.MountFunc
 	WaitTimeout time.Duration // how long to wait for the partitions to appear
+
+	// Entropy, if set, takes the random seed from the state partition
+	// (layout.RandomSeed) so the CRNG is ready for stage 2.
+	Entropy randomseed.Kernel
 
 	// SwitchRoot makes NewRoot the root and execs init there; it only
 	// returns on failure.
@@ -109,11 +114,15 @@ func Run(env Env) error {
 	}
 
 	mark("state checked")
-	plan := Plan(PlanInput{
+	in := PlanInput{
 		NewRoot: env.NewRoot, RootDev: rootDev.Path(env.Dev), StateDev: stateDev.Path(env.Dev),
 		StateMount: layout.StateMount, PersistentDirs: layout.PersistentDirs, EtcStage: env.EtcStage,
 		Proc: env.Proc, Sys: env.Sys, Dev: env.Dev, GrowState: grow,
-	})
+	}
+	if env.Entropy != nil {
+		in.RandomSeed = layout.RandomSeed
+	}
+	plan := Plan(in)
 	if debug {
 		for _, s := range plan {
 			logf("plan: %s", s)
@@ -124,7 +133,11 @@ func Run(env Env) error {
 		Mkdir:  func(p string, m uint32) error { return os.MkdirAll(p, os.FileMode(m)) },
 		Copy:   CopyTree,
 		Resize: growpart.ResizeExt4,
-		Logf:   logf,
+		Seed: func(p string) error {
+			_, err := randomseed.Load(p, env.Entropy)
+			return err
+		},
+		Logf: logf,
 	}
 	if err := Execute(plan[:1], ops); err != nil {
 		return &NotFoundError{Looking: fmt.Sprintf("a squashfs root filesystem on %s (GPT %q, slot %s)", rootDev.Path(env.Dev), rootName, slot),

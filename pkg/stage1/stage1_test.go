@@ -22,7 +22,7 @@ func TestPlan(t *testing.T) {
 	steps := Plan(PlanInput{
 		NewRoot: "/newroot", RootDev: "/dev/vda2", StateDev: "/dev/vda4", StateMount: "/state",
 		PersistentDirs: []string{"var", "home", "root"}, EtcStage: "/.etc",
-		Proc: "/proc", Sys: "/sys", Dev: "/dev", GrowState: true,
+		Proc: "/proc", Sys: "/sys", Dev: "/dev", GrowState: true, RandomSeed: "/var/lib/kestrel/random-seed",
 	})
 	want := []string{
 		"mount /dev/vda2 on /newroot type squashfs (ro)",
@@ -34,6 +34,7 @@ func TestPlan(t *testing.T) {
 		"mount /newroot/state/home on /newroot/home (bind)",
 		"mkdir /newroot/state/root (0700)",
 		"mount /newroot/state/root on /newroot/root (bind)",
+		"load random seed /newroot/var/lib/kestrel/random-seed",
 		"mount tmpfs on /newroot/run type tmpfs (nosuid,nodev,mode=0755)",
 		"mount tmpfs on /newroot/tmp type tmpfs (nosuid,nodev,mode=1777)",
 		"mount tmpfs on /.etc type tmpfs (nosuid,nodev,mode=0755)",

@@ -47,6 +47,7 @@ import (
 	"github.com/kestrel-os/kestrel/pkg/netconf"
 	"github.com/kestrel-os/kestrel/pkg/netup"
 	"github.com/kestrel-os/kestrel/pkg/power"
+	"github.com/kestrel-os/kestrel/pkg/randomseed"
 	"github.com/kestrel-os/kestrel/pkg/reaper"
 	"github.com/kestrel-os/kestrel/pkg/status"
 	"github.com/kestrel-os/kestrel/pkg/supervisor"
@@ -140,6 +141,7 @@ func Run(env Env) error {
 		}
 	}
 	mark("stage 2 start")
+	randomseed.Warm(randomseed.Linux{}) // a first boot has no seed
 
 	skipped, err := mounts.Apply(Mounts("/"), env.Mount)
 	if err != nil {
@@ -237,6 +239,14 @@ func Run(env Env) error {
 	}
 	st := sys.status(ready)
 	fmt.Fprintf(env.Console, "\n%s\n%s\n", st.Summary(), st.ReadyLine())
+
+	// Leave a random seed for the next boot (waits for the CRNG on a
+	// first boot, which had none).
+	go func() {
+		if err := randomseed.Save(layout.RandomSeed, randomseed.Linux{}); err != nil {
+			sys.Warn("%v", err)
+		}
+	}()
 
 	tty := console.Device("/sys", "/dev", "/dev/console")
 	if err := sup.Start(supervisor.Spec{Name: "console", Path: env.Shell, Args: []string{"-l"}, TTY: tty, Env: console.Env("linux")}); err != nil {
