@@ -18,7 +18,7 @@ const (
 	cmdTimeout  = 60 * time.Second
 )
 
-var readyRE = regexp.MustCompile(layout.ReadyMarker + `[^\n]*`)
+var readyRE = regexp.MustCompile(layout.ReadyMarker + `[^\n]*\n`) // whole line: the console arrives in chunks
 
 // bootVM starts a machine on dir's disk and waits for the ready line.
 func bootVM(t *testing.T, cfg vm.Config) (*vm.VM, map[string]string) {
