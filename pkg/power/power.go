@@ -65,7 +65,8 @@ func (a Action) RebootCmd() int {
 type Shutdown struct {
 	StopServices func()                        // supervisor.StopAll
 	KillAll      func(sig syscall.Signal)      // kill(-1, sig): every process but PID 1
-	Settle       time.Duration                 // between SIGTERM and SIGKILL to the rest
+	Remaining    func() int                    // processes left besides PID 1 and kernel threads
+	Settle       time.Duration                 // at most this long between SIGTERM and SIGKILL
 	Sync         func()                        // sync(2)
 	ReadMounts   func() ([]mounts.Info, error) // /proc/self/mountinfo
 	Unmount      func(target string) error     // umount2(target, 0)
@@ -80,7 +81,10 @@ func (s Shutdown) Run(a Action) error {
 	s.Logf("%s: stopping services", a)
 	s.StopServices()
 	s.KillAll(syscall.SIGTERM)
-	s.Sleep(s.Settle)
+	const tick = 50 * time.Millisecond
+	for waited := time.Duration(0); waited < s.Settle && s.Remaining() > 0; waited += tick {
+		s.Sleep(tick)
+	}
 	s.KillAll(syscall.SIGKILL)
 	s.Sync()
 	if err := s.unmountAll(); err != nil {

@@ -41,6 +41,7 @@ func TestShutdownSequence(t *testing.T) {
 		StopServices: func() { calls = append(calls, "stop") },
 		KillAll:      func(sig syscall.Signal) { calls = append(calls, "kill "+sig.String()) },
 		Settle:       time.Second,
+		Remaining:    func() int { return 1 }, // one process ignores SIGTERM
 		Sleep:        func(d time.Duration) { calls = append(calls, "sleep "+d.String()) },
 		Sync:         func() { calls = append(calls, "sync") },
 		ReadMounts:   func() ([]mounts.Info, error) { return mounted, nil },
@@ -69,7 +70,7 @@ func TestShutdownSequence(t *testing.T) {
 		t.Error("Run returned nil although reboot failed")
 	}
 	got := strings.Join(calls, "; ")
-	want := "stop; kill terminated; sleep 1s; kill killed; sync; " +
+	want := "stop; kill terminated; " + strings.Repeat("sleep 50ms; ", 20) + "kill killed; sync; " +
 		"umount /boot/efi; umount /dev/pts; umount /sys/fs/cgroup; umount /run; umount /home; " +
 		"ro /var; ro /state; sync; reboot 0x4321fedc"
 	if got != want {
