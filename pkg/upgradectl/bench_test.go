@@ -45,7 +45,7 @@ func envInt(name string, def int) int {
 //	go test ./pkg/upgradectl -run '^$' -bench Rollout -benchtime 1x
 func BenchmarkRollout(b *testing.B) {
 	if env == nil {
-		b.Skipf("skipping: needs a real kube-apiserver and etcd: %v (run scripts/k8s-test-bins.sh)", envErr)
+		b.Skipf("skipping: needs a real kube-apiserver and etcd: %v", envErr)
 	}
 	nodes := envInt("KESTREL_BENCH_NODES", 1000)
 	conc := envInt("KESTREL_BENCH_CONCURRENCY", 50)

@@ -77,7 +77,7 @@ type cluster struct {
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	if env == nil {
-		t.Skipf("skipping: needs a real kube-apiserver and etcd: %v (run %s)", envErr, testenv.Script)
+		t.Skipf("skipping: needs a real kube-apiserver and etcd: %v", envErr)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)

@@ -121,7 +121,7 @@ func readManifests(t *testing.T, name string) []*unstructured.Unstructured {
 // live-booted and the not-opted-in nodes are not.
 func TestManifestsRollOutAsServiceAccount(t *testing.T) {
 	if env == nil {
-		t.Skipf("skipping: needs a real kube-apiserver and etcd: %v (run %s)", envErr, "scripts/k8s-test-bins.sh")
+		t.Skipf("skipping: needs a real kube-apiserver and etcd: %v", envErr)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

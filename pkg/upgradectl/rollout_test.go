@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/kestrel-os/kestrel/pkg/plan"
+	"github.com/kestrel-os/kestrel/pkg/upgradectl/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -26,7 +29,8 @@ func TestRolloutSUCPlan(t *testing.T) {
 	if err := setNodeLabel(c, names[6], "role", "server"); err != nil {
 		t.Fatal(err)
 	}
-	c.controller(nil)
+	m := metrics.New(prometheus.NewRegistry())
+	c.controller(func(cfg *Config) { cfg.Metrics = m })
 	s := c.sim("k3s", "v1.30.1+k3s1", jobOnly, 150*time.Millisecond)
 	p := c.createPlan(&plan.Plan{
 		ObjectMeta: metav1.ObjectMeta{Name: "k3s"},
@@ -92,6 +96,14 @@ func TestRolloutSUCPlan(t *testing.T) {
 	}
 	if len(got.Status.Applying) != 0 {
 		t.Errorf("applying = %v at the end", got.Status.Applying)
+	}
+	for state, want := range map[string]float64{"pending": 0, "applying": 0, "done": 5, "failed": 0} {
+		if v := testutil.ToFloat64(m.Nodes.WithLabelValues(c.ns, "k3s", state)); v != want {
+			t.Errorf("metric plan_nodes{state=%s} = %v, want %v", state, v, want)
+		}
+	}
+	if v := testutil.ToFloat64(m.JobsCreated.WithLabelValues(c.ns, "k3s")); v != 5 {
+		t.Errorf("jobs_created_total = %v, want 5", v)
 	}
 }
 

@@ -75,7 +75,11 @@ func BinDir() (string, error) {
 			return c, nil
 		}
 	}
-	return "", fmt.Errorf("kube-apiserver and etcd not found (looked in %s); build them with %s", strings.Join(cands, ", "), Script)
+	where := strings.Join(cands, ", ")
+	if where == "" {
+		where = "nowhere: $" + BinsEnv + " and $KUBEBUILDER_ASSETS are unset and no Kestrel module root is above the working directory"
+	}
+	return "", fmt.Errorf("kube-apiserver and etcd not found (looked in %s); build them with %s", where, Script)
 }
 
 func isExec(p string) bool {
