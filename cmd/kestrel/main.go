@@ -65,7 +65,7 @@ func runStage1() {
 func runStage2() {
 	defer pid1Guard()
 	err := stage2.Run(stage2.Env{
-		Console: os.Stdout, Clock: boottime.Now, Now: time.Now, Mount: unix.Mount,
+		Console: os.Stdout, Root: "/", Clock: boottime.Now, Now: time.Now, Mount: unix.Mount,
 		Version: buildinfo.Version, Shell: "/bin/sh", DHCPWait: 10 * time.Second,
 		Hooks: stage2Hooks(),
 	})

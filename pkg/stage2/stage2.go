@@ -29,6 +29,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -56,6 +57,7 @@ import (
 // Env is what stage 2 runs with.
 type Env struct {
 	Console  io.Writer
+	Root     string           // "/" on the device; every path stage 2 touches is under it
 	Clock    boottime.Clock   // CLOCK_BOOTTIME
 	Now      func() time.Time // wall clock
 	Mount    mounts.MountFunc
@@ -94,6 +96,7 @@ type System struct {
 	Hostname   string
 	Logf       func(format string, args ...any)
 
+	root     string
 	mu       sync.Mutex
 	leases   []netup.Lease
 	warnings []string
@@ -125,8 +128,9 @@ func Run(env Env) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	sys := &System{Version: env.Version, Logf: logf}
-	cmd, err := kcmdline.Read("/proc/cmdline")
+	sys := &System{Version: env.Version, Logf: logf, root: env.Root}
+	p := sys.path
+	cmd, err := kcmdline.Read(p("/proc/cmdline"))
 	if err != nil {
 		sys.Warn("%v", err)
 	}
@@ -143,7 +147,7 @@ func Run(env Env) error {
 	mark("stage 2 start")
 	randomseed.Warm(randomseed.Linux{}) // a first boot has no seed
 
-	skipped, err := mounts.Apply(Mounts("/"), env.Mount)
+	skipped, err := mounts.Apply(Mounts(env.Root), env.Mount)
 	if err != nil {
 		return err
 	}
@@ -153,7 +157,7 @@ func Run(env Env) error {
 		}
 	}
 	cgroupsOK := true
-	if _, err := cgroup.Setup("/sys/fs/cgroup", "init", os.Getpid()); err != nil {
+	if _, err := cgroup.Setup(p("/sys/fs/cgroup"), "init", os.Getpid()); err != nil {
 		sys.Warn("cgroup delegation: %v", err)
 		cgroupsOK = false
 	}
@@ -167,19 +171,19 @@ func Run(env Env) error {
 	syscall.Reboot(syscall.LINUX_REBOOT_CMD_CAD_OFF)
 
 	mark("mounts, cgroups")
-	if n, err := modload.Load(layout.ModuleList, modload.Options{Root: "/", SysRoot: "/sys"}); err != nil {
+	if n, err := modload.Load(layout.ModuleList, modload.Options{Root: p("/"), SysRoot: p("/sys")}); err != nil {
 		sys.Warn("kernel modules (%d loaded): %v", n, err)
 	}
 	mark("modules loaded")
 	mountESP(sys, env.Mount)
 
-	wired, _ := netup.WiredInterfaces("/sys/class/net")
-	etcName, _ := os.ReadFile("/etc/hostname")
-	sys.Hostname = hostname.Choose(etcName, hostname.FirstMAC("/sys/class/net", wired))
+	wired, _ := netup.WiredInterfaces(p("/sys/class/net"))
+	etcName, _ := os.ReadFile(p("/etc/hostname"))
+	sys.Hostname = hostname.Choose(etcName, hostname.FirstMAC(p("/sys/class/net"), wired))
 	if err := syscall.Sethostname([]byte(sys.Hostname)); err != nil {
 		sys.Warn("set hostname: %v", err)
 	}
-	if err := hostname.WriteEtc("/etc", sys.Hostname); err != nil {
+	if err := hostname.WriteEtc(p("/etc"), sys.Hostname); err != nil {
 		sys.Warn("%v", err)
 	}
 	if err := netup.LoopbackUp(); err != nil {
@@ -188,9 +192,9 @@ func Run(env Env) error {
 
 	cgroupRoot := ""
 	if cgroupsOK {
-		cgroupRoot = "/sys/fs/cgroup"
+		cgroupRoot = p("/sys/fs/cgroup")
 	}
-	sup := supervisor.New(supervisor.Config{Reaper: rp, LogDir: "/var/log", CgroupRoot: cgroupRoot, Now: env.Now, Logf: logf})
+	sup := supervisor.New(supervisor.Config{Reaper: rp, LogDir: p("/var/log"), CgroupRoot: cgroupRoot, Now: env.Now, Logf: logf})
 	sys.Supervisor = sup
 
 	actions := make(chan power.Action, 1)
@@ -211,7 +215,7 @@ func Run(env Env) error {
 		})
 	}
 	go func() {
-		if err := sys.Control.Serve(ctx, layout.ControlSocket); err != nil {
+		if err := sys.Control.Serve(ctx, p(layout.ControlSocket)); err != nil {
 			sys.Warn("%v", err)
 		}
 	}()
@@ -234,7 +238,7 @@ func Run(env Env) error {
 	mark("network-up hooks")
 
 	ready := env.Clock()
-	if err := boottime.Append(layout.BootTimes, boottime.Entry{Name: boottime.Stage2, D: ready - start}, boottime.Entry{Name: boottime.Ready, D: ready}); err != nil {
+	if err := boottime.Append(p(layout.BootTimes), boottime.Entry{Name: boottime.Stage2, D: ready - start}, boottime.Entry{Name: boottime.Ready, D: ready}); err != nil {
 		sys.Warn("%v", err)
 	}
 	st := sys.status(ready)
@@ -243,16 +247,16 @@ func Run(env Env) error {
 	// Leave a random seed for the next boot (waits for the CRNG on a
 	// first boot, which had none).
 	go func() {
-		if err := randomseed.Save(layout.RandomSeed, randomseed.Linux{}); err != nil {
+		if err := randomseed.Save(p(layout.RandomSeed), randomseed.Linux{}); err != nil {
 			sys.Warn("%v", err)
 		}
 	}()
 
-	tty := console.Device("/sys", "/dev", "/dev/console")
+	tty := console.Device(p("/sys"), p("/dev"), p("/dev/console"))
 	if err := sup.Start(supervisor.Spec{Name: "console", Path: env.Shell, Args: []string{"-l"}, TTY: tty, Env: console.Env("linux")}); err != nil {
 		sys.Warn("console shell: %v", err)
 	}
-	if n := power.WatchPowerButton(ctx, "/dev/input", func() { request(power.Poweroff) }); n == 0 {
+	if n := power.WatchPowerButton(ctx, p("/dev/input"), func() { request(power.Poweroff) }); n == 0 {
 		logf("no input devices: the power button will not be seen")
 	}
 
@@ -287,7 +291,7 @@ func runHooks(ctx context.Context, sys *System, hooks []Hook) {
 }
 
 func mountESP(sys *System, mount mounts.MountFunc) {
-	devs, err := blockdev.List("/sys")
+	devs, err := blockdev.List(sys.path("/sys"))
 	if err != nil {
 		sys.Warn("ESP: %v", err)
 		return
@@ -297,7 +301,7 @@ func mountESP(sys *System, mount mounts.MountFunc) {
 		sys.Warn("ESP: %v", err)
 		return
 	}
-	m := ESPMount(esp.Path("/dev"), layout.ESPMount)
+	m := ESPMount(esp.Path(sys.path("/dev")), sys.path(layout.ESPMount))
 	if err := m.Do(mount); err != nil {
 		m.Data += ",iocharset=ascii" // the default NLS module may be absent
 		if err2 := m.Do(mount); err2 != nil {
@@ -310,19 +314,20 @@ func bringUpNetwork(ctx context.Context, sys *System, ifs []string, wait time.Du
 	if ifs != nil && len(ifs) == 0 {
 		return
 	}
+	p := sys.path
 	writeDNS := func(leases []netup.Lease) {
 		ns, search := netup.DNS(leases)
 		if len(ns) == 0 {
-			if _, err := os.Stat("/etc/resolv.conf"); err == nil {
+			if _, err := os.Stat(p("/etc/resolv.conf")); err == nil {
 				return // static DNS from the config stays
 			}
 		}
-		if err := netconf.WriteResolvConf("/etc/resolv.conf", ns, search); err != nil {
+		if err := netconf.WriteResolvConf(p("/etc/resolv.conf"), ns, search); err != nil {
 			sys.Warn("%v", err)
 		}
 	}
 	leases, err := netup.Up(ctx, netup.Config{
-		SysClassNet: "/sys/class/net", Interfaces: ifs, Timeout: wait, Hostname: sys.Hostname, Logf: sys.Logf,
+		SysClassNet: p("/sys/class/net"), Interfaces: ifs, Timeout: wait, Hostname: sys.Hostname, Logf: sys.Logf,
 		OnRenew: func(l netup.Lease) {
 			sys.mu.Lock()
 			for i := range sys.leases {
@@ -353,7 +358,7 @@ func (s *System) status(now time.Duration) status.Status {
 			st.IP = l.Addr.IP.String()
 		}
 	}
-	if t, err := boottime.Read(layout.BootTimes); err == nil {
+	if t, err := boottime.Read(s.path(layout.BootTimes)); err == nil {
 		st.Kernel, _ = t.Get(boottime.Kernel)
 		st.Stage1, _ = t.Get(boottime.Stage1)
 		st.Stage2, _ = t.Get(boottime.Stage2)
@@ -366,4 +371,12 @@ func (s *System) status(now time.Duration) status.Status {
 	st.Warnings = slices.Clone(s.warnings)
 	s.mu.Unlock()
 	return st
+}
+
+// path returns p under the system's root.
+func (s *System) path(p string) string {
+	if s.root == "" {
+		return p
+	}
+	return filepath.Join(s.root, p)
 }
