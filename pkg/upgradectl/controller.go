@@ -177,6 +177,7 @@ type Controller struct {
 
 	runCtx context.Context
 
+	exclusive     sync.Mutex // serialises reconciles of exclusive Plans
 	mu            sync.Mutex
 	kubeSystemUID string
 	channels      map[string]*channelState // by plan key

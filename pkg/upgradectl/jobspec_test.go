@@ -78,6 +78,7 @@ func TestJobSpecMatchesSUC(t *testing.T) {
 		{"label controller", j.Labels[plan.LabelController], "kestrel-upgrade-controller"},
 		{"pod label plan", j.Spec.Template.Labels[plan.LabelPlan], "shape"},
 		{"pod label exclusive", j.Spec.Template.Labels[job.LabelExclusive], "true"},
+		{"job label exclusive", j.Labels[job.LabelExclusive], "true"},
 		{"ttl annotation", j.Annotations[plan.AnnotationTTLSecondsAfterFinished], "900"},
 		{"backoffLimit", str(*j.Spec.BackoffLimit), "2"},
 		{"ttlSecondsAfterFinished", str(*j.Spec.TTLSecondsAfterFinished), "900"},

@@ -57,6 +57,15 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		return 0, nil
 	}
 	orig := obj.(*plan.Plan)
+	if orig.Spec.Exclusive {
+		// Exclusive Plans decide one at a time, so two cannot pick the
+		// same node between a status write and the other's next look.
+		c.exclusive.Lock()
+		defer c.exclusive.Unlock()
+		if o, ok, err := c.planInf.GetStore().GetByKey(key); err == nil && ok {
+			orig = o.(*plan.Plan)
+		}
+	}
 	p := orig.DeepCopy()
 	st := &p.Status
 	now := c.cfg.Now()
@@ -339,6 +348,16 @@ func (c *Controller) survey(p *plan.Plan) (*survey, error) {
 		}
 	}
 	if p.Spec.Exclusive {
+		// Other exclusive Plans' applying nodes (their status is written
+		// before their Jobs exist) and their unfinished Jobs.
+		for _, obj := range c.planInf.GetStore().List() {
+			o := obj.(*plan.Plan)
+			if o.Spec.Exclusive && (o.Namespace != p.Namespace || o.Name != p.Name) {
+				for _, n := range o.Status.Applying {
+					rs.busy[n] = true
+				}
+			}
+		}
 		all, err := c.jobs.List(labels.SelectorFromSet(labels.Set{job.LabelExclusive: "true"}))
 		if err == nil {
 			for _, j := range all {

@@ -77,10 +77,10 @@ func New(p *plan.Plan, node *corev1.Node, o Options) *batchv1.Job {
 		plan.LabelVersion:          st.LatestVersion,
 		plan.LabelPlanName(p.Name): st.LatestHash,
 	}
-	podLabels := copyMap(lbls)
 	if p.Spec.Exclusive {
-		podLabels[LabelExclusive] = "true"
+		lbls[LabelExclusive] = "true"
 	}
+	podLabels := copyMap(lbls)
 	zero, one := int32(0), int32(1)
 	backoff, ttl := o.BackoffLimit, o.TTLSecondsAfterFinished
 	hostDir := corev1.HostPathDirectory
