@@ -117,8 +117,8 @@ func readManifests(t *testing.T, name string) []*unstructured.Unstructured {
 
 // The shipped manifests apply to a real apiserver, and the controller,
 // running with exactly the shipped RBAC (impersonating its service
-// account), rolls the default Plan out: the opted-in node is upgraded, the
-// live-booted and the not-opted-in nodes are not.
+// account), rolls the default Plan out: the opted-in node is upgraded; live-booted,
+// slot-less, opted-out and not-opted-in nodes are not.
 func TestManifestsRollOutAsServiceAccount(t *testing.T) {
 	if env == nil {
 		t.Skipf("skipping: needs a real kube-apiserver and etcd: %v", envErr)
@@ -157,11 +157,15 @@ func TestManifestsRollOutAsServiceAccount(t *testing.T) {
 	if c.plans, err = plan.NewClient(env.Config); err != nil {
 		t.Fatal(err)
 	}
-	opted := c.nodes(1, "v0.1.0", map[string]string{"kestrel.io/upgrade": "true", "kestrel.io/mode": "disk"})
+	opted := c.nodes(1, "v0.1.0", map[string]string{"kestrel.io/upgrade": "true", "kestrel.io/slot": "a"})
 	c.prefix = "m-live-"
-	live := c.nodes(1, "v0.1.0", map[string]string{"kestrel.io/upgrade": "true", "kestrel.io/mode": "live"})
+	live := c.nodes(1, "v0.1.0", map[string]string{"kestrel.io/upgrade": "true", "kestrel.io/mode": "live", "kestrel.io/slot": "a"})
+	c.prefix = "m-noslot-"
+	noSlot := c.nodes(1, "v0.1.0", map[string]string{"kestrel.io/upgrade": "true"})
 	c.prefix = "m-out-"
-	out := c.nodes(1, "v0.1.0", map[string]string{"kestrel.io/mode": "disk"})
+	out := c.nodes(1, "v0.1.0", map[string]string{"kestrel.io/slot": "b"})
+	c.prefix = "m-off-"
+	off := c.nodes(1, "v0.1.0", map[string]string{"kestrel.io/upgrade": "disabled", "kestrel.io/slot": "b"})
 
 	sa := rest.CopyConfig(env.Config)
 	sa.Impersonate = rest.ImpersonationConfig{
@@ -201,7 +205,7 @@ func TestManifestsRollOutAsServiceAccount(t *testing.T) {
 	if c.node(opted[0]).Labels[plan.LabelPlanName("kestrel")] != got.Status.LatestHash {
 		t.Errorf("opted-in node not upgraded")
 	}
-	for _, n := range append(live, out...) {
+	for _, n := range append(append(append(live, out...), noSlot...), off...) {
 		if v, ok := c.node(n).Labels[plan.LabelPlanName("kestrel")]; ok {
 			t.Errorf("node %s touched: %q", n, v)
 		}
