@@ -59,12 +59,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -407,24 +404,10 @@ func candidateOrder(nodes []*corev1.Node, p *plan.Plan, hash string) {
 	sort.Slice(nodes, func(i, j int) bool { return keys[nodes[i]] < keys[nodes[j]] })
 }
 
-// doneSelector selects nodes already at hash.
-func labelReq(key string, op selection.Operator, vals ...string) labels.Requirement {
-	r, err := labels.NewRequirement(key, op, vals)
-	if err != nil {
-		panic(fmt.Sprintf("label requirement %s: %v", key, err))
-	}
-	return *r
-}
-
 // patchNode applies a JSON merge patch to a node.
 func (c *Controller) patchNode(ctx context.Context, name string, patch []byte) error {
 	if _, err := c.kube.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("patch node %s: %w", name, err)
 	}
 	return nil
-}
-
-// waitFor polls cond until it holds or ctx ends; used by callers and tests.
-func waitFor(ctx context.Context, every time.Duration, cond func() bool) error {
-	return wait.PollUntilContextCancel(ctx, every, true, func(context.Context) (bool, error) { return cond(), nil })
 }

@@ -376,9 +376,9 @@ func (c *Controller) survey(p *plan.Plan) (*survey, error) {
 // FailedReasonPrefix + plan name is the node annotation saying why.
 const FailedReasonPrefix = "failed-reason.upgrade.kestrel.io/"
 
-func versionMatch(a, b string) bool {
-	n := func(s string) string { return strings.TrimPrefix(plan.MungeVersion(strings.TrimSpace(s)), "v") }
-	return a == "" || n(a) == n(b)
+// versionMatch: a rolled-back-from value names the version (or is empty).
+func versionMatch(from, version string) bool {
+	return from == "" || health.SameVersion(from, version)
 }
 
 func (rs *survey) halted(p *plan.Plan, latest string) (bool, string) {

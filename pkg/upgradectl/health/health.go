@@ -70,7 +70,7 @@ type Result struct {
 // Evaluate judges node for version. bootID is the node's boot ID when the
 // Job was made ("" if unknown), jobDone when the Job completed.
 func (g Gate) Evaluate(node *corev1.Node, version, bootID string, jobDone, now time.Time) Result {
-	if from, ok := rolledBackFrom(node); ok && (from == "" || sameVersion(from, version)) {
+	if from, ok := rolledBackFrom(node); ok && (from == "" || SameVersion(from, version)) {
 		return Result{Verdict: Failed, Reason: ReasonRolledBack,
 			Message: fmt.Sprintf("node %s rolled back from %s", node.Name, version)}
 	}
@@ -80,7 +80,7 @@ func (g Gate) Evaluate(node *corev1.Node, version, bootID string, jobDone, now t
 		(ready && readySince.After(jobDone))
 	deadline := jobDone.Add(g.Deadline)
 	if rebooted && ready {
-		if sameVersion(have, version) {
+		if SameVersion(have, version) {
 			return Result{Verdict: Healthy, Message: fmt.Sprintf("node %s is Ready on %s", node.Name, version)}
 		}
 		settled := readySince.Add(g.Settle)
@@ -112,7 +112,7 @@ func NodeVersion(node *corev1.Node, want string) string {
 	}
 	img := node.Status.NodeInfo.OSImage
 	for _, f := range strings.Fields(img) {
-		if sameVersion(f, want) {
+		if SameVersion(f, want) {
 			return want
 		}
 	}
@@ -127,9 +127,9 @@ func rolledBackFrom(node *corev1.Node) (string, bool) {
 	return v, ok
 }
 
-// sameVersion compares versions the way tags are munged (`+` as `-`) and
-// with or without a leading v.
-func sameVersion(a, b string) bool {
+// SameVersion compares versions the way tags and labels munge them (`+`
+// as `-`), with or without a leading v; an empty version matches nothing.
+func SameVersion(a, b string) bool {
 	norm := func(s string) string {
 		return strings.TrimPrefix(strings.ReplaceAll(strings.TrimSpace(s), "+", "-"), "v")
 	}
