@@ -113,10 +113,12 @@ type Manifest struct {
 	KernelVersion string     `json:"kernel_package_version"`
 	Cmdline       string     `json:"cmdline"`
 	Artifacts     []Artifact `json:"artifacts"`
-	// Modules lists the module load order of each image.
+	// Modules lists the module load order of each image, and the rootfs
+	// modules shipped for on-demand loading only.
 	Modules struct {
 		Initramfs []string `json:"initramfs"`
 		Rootfs    []string `json:"rootfs"`
+		OnDemand  []string `json:"rootfs_on_demand"`
 	} `json:"modules"`
 	// Partitions in MiB, as laid out in the disk image.
 	Partitions imagedef.Partitions `json:"partitions"`
@@ -167,6 +169,11 @@ func Image(o Options) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rootfs modules: %w", err)
 	}
+	// What the rootfs carries: the boot set plus the on-demand set.
+	shipSel, err := tree.Resolve(append(append([]string(nil), img.Rootfs.Modules...), img.Rootfs.Shipped...), img.Rootfs.Optional)
+	if err != nil {
+		return nil, fmt.Errorf("rootfs shipped modules: %w", err)
+	}
 	for _, m := range rootSel.Missing {
 		o.Log.Printf("optional module %s: not in kernel %s, left out", m, in.release)
 	}
@@ -199,10 +206,10 @@ func Image(o Options) (*Manifest, error) {
 		return nil, err
 	}
 	o.Log.Printf("initramfs: %d modules (%s)", len(initSel.Modules), since(start))
-	if err := o.writeRootfs(squashOut, filepath.Join(work, "rootfs"), kestrelBin, k3s, in, tree, rootSel); err != nil {
+	if err := o.writeRootfs(squashOut, filepath.Join(work, "rootfs"), kestrelBin, k3s, in, tree, rootSel, shipSel); err != nil {
 		return nil, err
 	}
-	o.Log.Printf("rootfs: %d modules (%s)", len(rootSel.Modules), since(start))
+	o.Log.Printf("rootfs: %d modules, %d loaded at boot (%s)", len(shipSel.Modules), len(rootSel.Modules), since(start))
 
 	entry := bls.Entry{Slot: layout.Slots[0], Version: o.Version, Options: o.cmdline()}
 	spec := diskimage.Spec{
@@ -239,6 +246,15 @@ func Image(o Options) (*Manifest, error) {
 		Cmdline: entry.Cmdline(), Partitions: img.Partitions,
 	}
 	m.Modules.Initramfs, m.Modules.Rootfs = initSel.Names(), rootSel.Names()
+	loaded := map[string]bool{}
+	for _, n := range m.Modules.Rootfs {
+		loaded[n] = true
+	}
+	for _, n := range shipSel.Names() {
+		if !loaded[n] {
+			m.Modules.OnDemand = append(m.Modules.OnDemand, n)
+		}
+	}
 	if k3s != nil {
 		m.K3s = &K3sInfo{Version: k3s.Version, SHA256: k3s.SHA256, Source: string(k3s.Source), Standin: k3s.Standin}
 	}
@@ -432,7 +448,9 @@ func (o Options) writeInitramfs(out, kestrelBin string, in inputs, tree *kmod.Tr
 	return a.WriteFile(out, o.Image.Initramfs.Compression)
 }
 
-func (o Options) writeRootfs(out, dir, kestrelBin string, k3s *k3sfetch.Result, in inputs, tree *kmod.Tree, sel kmod.Selection) error {
+// writeRootfs assembles the rootfs tree in dir and squashes it to out; the
+// modules of ship go in, those of load are listed for stage 2.
+func (o Options) writeRootfs(out, dir, kestrelBin string, k3s *k3sfetch.Result, in inputs, tree *kmod.Tree, load, ship kmod.Selection) error {
 	busybox := filepath.Join(in.busyboxRoot, "bin/busybox")
 	listWith := busybox
 	if o.Image.Arch != runtime.GOARCH && o.HostBusybox != "" {
@@ -450,13 +468,13 @@ func (o Options) writeRootfs(out, dir, kestrelBin string, k3s *k3sfetch.Result, 
 	if err := rootfs.Assemble(spec, dir); err != nil {
 		return err
 	}
-	if err := tree.Install(sel, filepath.Join(dir, layout.ModulesDir, in.release)); err != nil {
+	if err := tree.Install(ship, filepath.Join(dir, layout.ModulesDir, in.release)); err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(layout.ModuleList)), 0o755); err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, layout.ModuleList), kmod.ListFile(sel), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, layout.ModuleList), kmod.ListFile(load), 0o644); err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}
 	if k3s != nil {

@@ -171,6 +171,14 @@ func TestImage(t *testing.T) {
 		if len(m.Modules.Rootfs) < 50 {
 			t.Errorf("rootfs module list has %d entries", len(m.Modules.Rootfs))
 		}
+		// shipped_modules are in the tree for on-demand loading, not in the boot list.
+		if !strings.Contains(list, "/kernel/net/netfilter/xt_recent.ko") {
+			t.Error("rootfs lacks the on-demand module xt_recent")
+		}
+		bootList, err := exec.Command("unsquashfs", "-cat", prefix+".squashfs", layout.ModuleList).Output()
+		if err != nil || !strings.Contains(string(bootList), "\nbr_netfilter\n") || strings.Contains(string(bootList), "xt_recent") {
+			t.Errorf("rootfs boot module list (%v):\n%s", err, bootList)
+		}
 	})
 
 	t.Run("disk", func(t *testing.T) {

@@ -84,9 +84,14 @@ type Rootfs struct {
 	// Modules are shipped in the rootfs and loaded by stage 2, same
 	// syntax as Initramfs.Modules.
 	Modules []string `yaml:"modules"`
-	// Optional are modules to ship when the kernel has them, without
-	// failing the build when it does not (or builds them in).
+	// Optional are modules to ship and load when the kernel has them,
+	// without failing the build when it does not.
 	Optional []string `yaml:"optional_modules"`
+	// Shipped are modules put into the rootfs but not loaded at boot: the
+	// kernel loads them on demand (iptables matches, nft expressions, ipset
+	// types) through /sbin/modprobe (busybox) and modules.alias. Same
+	// syntax; a pattern matching nothing is an error.
+	Shipped []string `yaml:"shipped_modules"`
 }
 
 // Partitions gives partition sizes in MiB.
