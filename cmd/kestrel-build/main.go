@@ -41,6 +41,9 @@ func main() {
 }
 
 func run(command string, args []string) error {
+	if command != "image" && command != "baseline-initrd" {
+		return errors.New(usage)
+	}
 	fs := flag.NewFlagSet(command, flag.ExitOnError)
 	def := fs.String("def", "images/amd64.yaml", "image definition")
 	versions := fs.String("versions", "versions.yaml", "pinned versions file")
@@ -72,18 +75,15 @@ func run(command string, args []string) error {
 		Kestrel: *kestrel, BaselineInit: *baseline, Overlay: *overlay, CABundle: *ca,
 		HostBusybox: *hostBusybox, K3s: *k3s, VersionsFile: *versions, Time: epoch, Log: log.Default(),
 	}
-	switch command {
-	case "image":
-		_, err := imagebuild.Image(o)
-		return err
-	case "baseline-initrd":
+	if command == "baseline-initrd" {
 		path, err := imagebuild.Baseline(o)
 		if err == nil {
 			log.Printf("wrote %s", path)
 		}
 		return err
 	}
-	return errors.New(usage)
+	_, err = imagebuild.Image(o)
+	return err
 }
 
 // sourceDateEpoch is the timestamp of every file in the images:

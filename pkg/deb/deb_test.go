@@ -190,3 +190,22 @@ func TestFileName(t *testing.T) {
 		t.Errorf("String = %q, want %q", got, want)
 	}
 }
+
+// TestFetchCached: a .deb already in the directory is used as it is; apt
+// is not run (a missing apt-get would fail otherwise).
+func TestFetchCached(t *testing.T) {
+	dir := t.TempDir()
+	p := Package{Name: "example", Version: "1:2.0-1", Arch: "arm64"}
+	want := filepath.Join(dir, p.FileName())
+	if err := os.WriteFile(want, []byte("!<arch>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", t.TempDir()) // no apt-get
+	got, err := Fetch(p, dir)
+	if err != nil || got != want {
+		t.Errorf("Fetch = %q, %v; want %q", got, err, want)
+	}
+	if _, err := Fetch(Package{Name: "absent", Version: "1", Arch: "amd64"}, dir); err == nil || !strings.Contains(err.Error(), "absent:amd64=1") {
+		t.Errorf("Fetch of an absent package without apt-get: %v", err)
+	}
+}
