@@ -32,7 +32,10 @@
 // honouring PodDisruptionBudgets) while the node's Job is held at
 // parallelism 0; the Job then runs.
 //
-// Limits: one controller instance acts at a time (leader election, see
+// Limits: the Secrets of the watched namespace are cached (to hash the
+// ones Plans mount); with no namespace given that is every Secret in the
+// cluster, so the shipped Deployment always names one. One controller
+// instance acts at a time (leader election, see
 // RunWithLeaderElection); Plans' spec.exclusive is honoured among Plans this
 // controller manages; channel results are kept in memory and re-resolved
 // after a restart.
@@ -170,6 +173,7 @@ type Controller struct {
 	planInf cache.SharedIndexInformer
 	nodes   corelisters.NodeLister
 	jobs    batchlisters.JobLister
+	secrets corelisters.SecretLister
 	factory informers.SharedInformerFactory
 
 	runCtx context.Context
@@ -275,7 +279,38 @@ func New(cfg Config) (*Controller, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("upgradectl: job handler: %w", err)
 	}
-	c.factory = &multiFactory{c.factory, jobFactory}
+	// Secrets a Plan mounts feed its hash: a change re-rolls the Plan, as
+	// in SUC. Only the watched namespace's secrets are cached.
+	nsFactory := informers.NewSharedInformerFactoryWithOptions(kube, 0,
+		informers.WithNamespace(cfg.Namespace), informers.WithTransform(slim))
+	secretInf := nsFactory.Core().V1().Secrets()
+	c.secrets = secretInf.Lister()
+	secretPlans := func(obj any) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		sec, ok := obj.(*corev1.Secret)
+		if !ok {
+			return
+		}
+		for _, o := range c.planInf.GetStore().List() {
+			p := o.(*plan.Plan)
+			if p.Namespace != sec.Namespace {
+				continue
+			}
+			for _, s := range p.Spec.Secrets {
+				if s.Name == sec.Name {
+					c.queue.Add(p.Namespace + "/" + p.Name)
+				}
+			}
+		}
+	}
+	if _, err := secretInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: secretPlans, UpdateFunc: func(_, n any) { secretPlans(n) }, DeleteFunc: secretPlans,
+	}); err != nil {
+		return nil, fmt.Errorf("upgradectl: secret handler: %w", err)
+	}
+	c.factory = &multiFactory{c.factory, []informers.SharedInformerFactory{jobFactory, nsFactory}}
 	return c, nil
 }
 
@@ -292,15 +327,17 @@ func slim(obj any) (any, error) {
 	return obj, nil
 }
 
-// multiFactory starts and syncs two informer factories as one.
+// multiFactory starts and syncs several informer factories as one.
 type multiFactory struct {
 	informers.SharedInformerFactory
-	other informers.SharedInformerFactory
+	others []informers.SharedInformerFactory
 }
 
 func (m *multiFactory) Start(stop <-chan struct{}) {
 	m.SharedInformerFactory.Start(stop)
-	m.other.Start(stop)
+	for _, o := range m.others {
+		o.Start(stop)
+	}
 }
 
 // Run starts the informers and workers and blocks until ctx ends.
@@ -317,9 +354,11 @@ func (c *Controller) Run(ctx context.Context) error {
 			return fmt.Errorf("upgradectl: node cache did not sync: %w", ctx.Err())
 		}
 	}
-	for _, ok := range mf.other.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("upgradectl: job cache did not sync: %w", ctx.Err())
+	for _, o := range mf.others {
+		for typ, ok := range o.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fmt.Errorf("upgradectl: %v cache did not sync: %w", typ, ctx.Err())
+			}
 		}
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), c.planInf.HasSynced) {

@@ -201,7 +201,7 @@ func (c *Controller) validate(ctx context.Context, p *plan.Plan) (map[string]*co
 		if s.IgnoreUpdates {
 			continue
 		}
-		sec, err := c.kube.CoreV1().Secrets(p.Namespace).Get(ctx, s.Name, metav1.GetOptions{})
+		sec, err := c.secrets.Secrets(p.Namespace).Get(s.Name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("spec.secrets: %s: %w", s.Name, err))
 			continue
