@@ -144,6 +144,7 @@ func BaselineName(target string) string { return "baseline-" + target + ".initrd
 type inputs struct {
 	kernelRoot, bootRoot, busyboxRoot string
 	release                           string
+	applets                           []string // busybox applet paths
 }
 
 // Image runs the whole pipeline and returns the manifest it wrote.
@@ -202,7 +203,7 @@ func Image(o Options) (*Manifest, error) {
 	if err := rootfs.CopyFile(filepath.Join(in.kernelRoot, "boot", "vmlinuz-"+in.release), kernelOut, 0o644); err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
-	if err := o.writeInitramfs(initrdOut, kestrelBin, in, tree, initSel); err != nil {
+	if err := o.writeInitramfs(initrdOut, work, kestrelBin, in, tree, initSel); err != nil {
 		return nil, err
 	}
 	o.Log.Printf("initramfs: %d modules (%s)", len(initSel.Modules), since(start))
@@ -352,7 +353,17 @@ func fetch(o Options) (inputs, error) {
 		}
 		roots[i] = root
 	}
-	return inputs{kernelRoot: roots[0], bootRoot: roots[1], busyboxRoot: roots[2], release: v.KernelRelease(img)}, nil
+	in := inputs{kernelRoot: roots[0], bootRoot: roots[1], busyboxRoot: roots[2], release: v.KernelRelease(img)}
+	listWith := filepath.Join(in.busyboxRoot, "bin/busybox")
+	if img.Arch != runtime.GOARCH && o.HostBusybox != "" {
+		listWith = o.HostBusybox
+	}
+	applets, err := rootfs.BusyboxApplets(listWith)
+	if err != nil {
+		return inputs{}, err
+	}
+	in.applets = applets
+	return in, nil
 }
 
 // binary returns a target binary: src itself when it is an existing file,
@@ -411,7 +422,8 @@ func (o Options) cmdline() []string {
 // initramfsDirs are the mount points stage 1 uses inside the initramfs.
 var initramfsDirs = []string{"/proc", "/sys", "/dev", "/run", "/tmp", layout.NewRoot}
 
-func (o Options) writeInitramfs(out, kestrelBin string, in inputs, tree *kmod.Tree, sel kmod.Selection) error {
+// writeInitramfs writes the stage-1 initramfs to out; work is scratch space.
+func (o Options) writeInitramfs(out, work, kestrelBin string, in inputs, tree *kmod.Tree, sel kmod.Selection) error {
 	a := initramfs.New(o.Time)
 	if err := a.AddHostFile(layout.Init, kestrelBin); err != nil {
 		return err
@@ -424,21 +436,24 @@ func (o Options) writeInitramfs(out, kestrelBin string, in inputs, tree *kmod.Tr
 			return err
 		}
 	}
-	// The rescue shell stage 1 drops to when the root cannot be mounted.
+	// The rescue shell stage 1 drops to when the root cannot be mounted,
+	// with every applet (ls, mount, blkid, dmesg, ...) but init.
 	if err := a.AddHostFile("/bin/busybox", filepath.Join(in.busyboxRoot, "bin/busybox")); err != nil {
 		return err
 	}
-	if err := a.AddSymlink("/bin/sh", "busybox"); err != nil {
-		return err
+	for _, p := range in.applets {
+		switch p {
+		case "/bin/busybox", "/linuxrc", "/sbin/init", layout.Init:
+			continue
+		}
+		if err := a.AddSymlink(p, "/bin/busybox"); err != nil {
+			return err
+		}
 	}
 	if err := a.AddFile(layout.ModuleList, kmod.ListFile(sel), 0o644); err != nil {
 		return err
 	}
-	modDir, err := os.MkdirTemp(filepath.Dir(out), ".initramfs-modules-")
-	if err != nil {
-		return fmt.Errorf("initramfs: %w", err)
-	}
-	defer os.RemoveAll(modDir)
+	modDir := filepath.Join(work, "initramfs-modules")
 	if err := tree.Install(sel, modDir); err != nil {
 		return err
 	}
@@ -451,17 +466,8 @@ func (o Options) writeInitramfs(out, kestrelBin string, in inputs, tree *kmod.Tr
 // writeRootfs assembles the rootfs tree in dir and squashes it to out; the
 // modules of ship go in, those of load are listed for stage 2.
 func (o Options) writeRootfs(out, dir, kestrelBin string, k3s *k3sfetch.Result, in inputs, tree *kmod.Tree, load, ship kmod.Selection) error {
-	busybox := filepath.Join(in.busyboxRoot, "bin/busybox")
-	listWith := busybox
-	if o.Image.Arch != runtime.GOARCH && o.HostBusybox != "" {
-		listWith = o.HostBusybox
-	}
-	applets, err := rootfs.BusyboxApplets(listWith)
-	if err != nil {
-		return fmt.Errorf("rootfs: %w", err)
-	}
 	spec := rootfs.Spec{
-		Kestrel: kestrelBin, Busybox: busybox, Applets: applets,
+		Kestrel: kestrelBin, Busybox: filepath.Join(in.busyboxRoot, "bin/busybox"), Applets: in.applets,
 		Overlay: o.Overlay, CABundle: o.CABundle,
 		OSRelease: rootfs.OSRelease{Version: o.Version, Arch: o.Image.Name, Kernel: in.release},
 	}
