@@ -1,7 +1,9 @@
 // Package diskimage writes Kestrel's raw GPT disk image: an ESP (FAT32,
 // written with go-diskfs), root-a holding a squashfs image byte for byte,
 // an empty root-b of the same size, and an ext4 state partition (made with
-// mkfs.ext4 -d from e2fsprogs, then copied in).
+// mkfs.ext4 and debugfs from e2fsprogs, then copied in). go-diskfs's FAT32
+// output is patched after writing (fatfix.go) so that fsck.fat -n passes
+// and the bytes are reproducible.
 //
 // Partitions are 1 MiB aligned and found by their GPT names (package
 // layout); the image file is sparse, so the empty root-b and the unused
@@ -14,7 +16,8 @@
 // 1 looks partitions up by name.
 //
 // Limits: GPT only (no MBR, no hybrid for Raspberry Pi firmware yet); 512
-// byte sectors; the ESP is written once, files are never updated in place.
+// byte sectors; the ESP is written once, files are never updated in place;
+// the state filesystem holds only empty directories.
 package diskimage
 
 import (
