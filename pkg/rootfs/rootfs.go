@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/kestrel-os/kestrel/pkg/layout"
 )
@@ -214,6 +215,8 @@ func Squash(dir, out string, opts SquashOptions, cacheDir string) error {
 		key := sha256.Sum256([]byte(digest + "\x00" + strings.Join(opts.args(), " ")))
 		cached = filepath.Join(cacheDir, hex.EncodeToString(key[:12])+".squashfs")
 		if _, err := os.Stat(cached); err == nil {
+			now := time.Now()
+			os.Chtimes(cached, now, now) // most recently used: kept longest
 			return CopyFile(cached, out, 0o644)
 		}
 	}
@@ -229,8 +232,32 @@ func Squash(dir, out string, opts SquashOptions, cacheDir string) error {
 		if err := CopyFile(out, cached, 0o644); err != nil {
 			return fmt.Errorf("squashfs cache: %w", err)
 		}
+		pruneCache(cacheDir, squashCacheKeep)
 	}
 	return nil
+}
+
+// squashCacheKeep is how many squashfs images the cache keeps: a few
+// versions and targets, not every build ever made.
+const squashCacheKeep = 6
+
+// pruneCache removes all but the keep most recently used images.
+func pruneCache(dir string, keep int) {
+	entries, _ := filepath.Glob(filepath.Join(dir, "*.squashfs"))
+	type aged struct {
+		path string
+		mod  time.Time
+	}
+	var files []aged
+	for _, e := range entries {
+		if st, err := os.Stat(e); err == nil {
+			files = append(files, aged{e, st.ModTime()})
+		}
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].mod.After(files[j].mod) })
+	for i := keep; i < len(files); i++ {
+		os.Remove(files[i].path)
+	}
 }
 
 // TreeDigest hashes what mksquashfs -all-root would store of a tree: every

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func writeFile(t *testing.T, path, data string, perm os.FileMode) {
@@ -200,5 +201,25 @@ func TestTreeDigestChanges(t *testing.T) {
 			t.Errorf("%s: digest did not change", c.name)
 		}
 		prev = d
+	}
+}
+
+func TestPruneCache(t *testing.T) {
+	dir := t.TempDir()
+	base := time.Now().Add(-time.Hour)
+	for i := 0; i < 9; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("%d.squashfs", i))
+		writeFile(t, p, "x", 0o644)
+		os.Chtimes(p, base, base.Add(time.Duration(i)*time.Minute))
+	}
+	pruneCache(dir, 6)
+	left, _ := filepath.Glob(filepath.Join(dir, "*.squashfs"))
+	if len(left) != 6 {
+		t.Fatalf("%d images left, want 6", len(left))
+	}
+	for _, gone := range []string{"0", "1", "2"} {
+		if _, err := os.Stat(filepath.Join(dir, gone+".squashfs")); err == nil {
+			t.Errorf("oldest image %s kept", gone)
+		}
 	}
 }
