@@ -98,9 +98,12 @@ func TestSurvivesRestarts(t *testing.T) {
 	}
 	waitTrue(t, c, 60*time.Second, "6 nodes done", func() bool { return doneCount() >= 6 })
 
+	// A second instance waits on the Lease while the first still holds it,
+	// then takes over when the first stops (a rolling restart).
 	t.Log("restarting the controller")
-	stopA()
 	c.leaderController("b")
+	time.Sleep(time.Second)
+	stopA()
 	got := c.waitPlan(p.Name, 90*time.Second, "Complete", func(p *plan.Plan) bool { return p.Status.IsTrue(plan.CondComplete) })
 	if doneCount() != 12 {
 		t.Errorf("%d of 12 nodes done", doneCount())
