@@ -8,7 +8,6 @@ OUT     ?= $(CURDIR)/out
 DEF     ?= images/$(ARCH).yaml
 GO      ?= go
 export GOFLAGS := -buildvcs=false
-export GOCACHE ?= $(CURDIR)/.cache/go-build
 
 IMAGE := $(OUT)/kestrel-$(VERSION)-$(ARCH).img
 
