@@ -91,7 +91,14 @@ func TestRBACLeastPrivilege(t *testing.T) {
 
 func readManifests(t *testing.T, name string) []*unstructured.Unstructured {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(manifestDir, name))
+	return readYAMLDocs(t, filepath.Join(manifestDir, name), nil)
+}
+
+// readYAMLDocs reads a multi-document YAML file into objects; check, when
+// given, sees each document's bytes first.
+func readYAMLDocs(t *testing.T, path string, check func(doc []byte)) []*unstructured.Unstructured {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,11 +110,17 @@ func readManifests(t *testing.T, name string) []*unstructured.Unstructured {
 			return out
 		}
 		if err != nil {
-			t.Fatalf("%s: %v", name, err)
+			t.Fatalf("%s: %v", path, err)
+		}
+		if len(bytes.TrimSpace(doc)) == 0 {
+			continue
+		}
+		if check != nil {
+			check(doc)
 		}
 		u := &unstructured.Unstructured{}
 		if err := yaml.Unmarshal(doc, &u.Object); err != nil {
-			t.Fatalf("%s: %v", name, err)
+			t.Fatalf("%s: %v", path, err)
 		}
 		if len(u.Object) > 0 {
 			out = append(out, u)

@@ -473,15 +473,7 @@ func (c *Controller) completeNode(ctx context.Context, p *plan.Plan, rs *survey,
 	for k, v := range p.Spec.NodeLabels() {
 		lbls[k] = plan.ExpandLabel(v, &p.Status)
 	}
-	patch := map[string]any{"metadata": map[string]any{"labels": lbls}}
-	if p.Spec.CordonRequested() {
-		patch["spec"] = map[string]any{"unschedulable": false}
-	}
-	b, err := json.Marshal(patch)
-	if err != nil {
-		return err
-	}
-	if err := c.patchNode(ctx, name, b); err != nil {
+	if err := c.finishNode(ctx, p, name, "labels", lbls); err != nil {
 		return err
 	}
 	delete(rs.inflight, name)
@@ -493,18 +485,10 @@ func (c *Controller) completeNode(ctx context.Context, p *plan.Plan, rs *survey,
 // failNode records on the node that this version failed there (so it is
 // never retried), says so in events, and takes it out of the rollout.
 func (c *Controller) failNode(ctx context.Context, p *plan.Plan, rs *survey, name, reason, msg string) error {
-	patch := map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+	if err := c.finishNode(ctx, p, name, "annotations", map[string]string{
 		FailedPrefix + p.Name:       p.Status.LatestVersion,
 		FailedReasonPrefix + p.Name: msg,
-	}}}
-	if p.Spec.CordonRequested() {
-		patch["spec"] = map[string]any{"unschedulable": false}
-	}
-	b, err := json.Marshal(patch)
-	if err != nil {
-		return err
-	}
-	if err := c.patchNode(ctx, name, b); err != nil {
+	}); err != nil {
 		return err
 	}
 	delete(rs.inflight, name)
@@ -516,6 +500,21 @@ func (c *Controller) failNode(ctx context.Context, p *plan.Plan, rs *survey, nam
 	}
 	c.cfg.Log.Warn("node failed upgrade; rollout halted", "plan", p.Namespace+"/"+p.Name, "node", name, "reason", reason, "detail", msg)
 	return nil
+}
+
+// finishNode writes the node's outcome (metadata field "labels" or
+// "annotations") and, when the Plan cordoned the node, uncordons it, in one
+// merge patch.
+func (c *Controller) finishNode(ctx context.Context, p *plan.Plan, name, field string, kv map[string]string) error {
+	patch := map[string]any{"metadata": map[string]any{field: kv}}
+	if p.Spec.CordonRequested() {
+		patch["spec"] = map[string]any{"unschedulable": false}
+	}
+	b, err := json.Marshal(patch)
+	if err != nil {
+		return fmt.Errorf("node %s patch: %w", name, err)
+	}
+	return c.patchNode(ctx, name, b)
 }
 
 // start makes sure an applying node has its Job, cordons or drains the

@@ -1,14 +1,10 @@
 package upgradectl
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,47 +14,22 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 )
 
 var planGVR = schema.GroupVersionResource{Group: plan.Group, Version: plan.Version, Resource: plan.Resource}
 
-// readPlans splits a multi-document YAML file into unstructured Plans.
+// readPlans reads a multi-document YAML file of Plans, each of which the
+// Go types must decode strictly (they know every field the file uses).
 func readPlans(t *testing.T, path string) []*unstructured.Unstructured {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*unstructured.Unstructured
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
-	for {
-		doc, err := r.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		if len(bytes.TrimSpace(doc)) == 0 {
-			continue
-		}
-		// The Go types know every field the file uses.
+	return readYAMLDocs(t, path, func(doc []byte) {
 		var strict plan.Plan
 		if err := yaml.UnmarshalStrict(doc, &strict); err != nil {
 			t.Fatalf("%s: strict decode: %v", path, err)
 		}
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal(doc, &u.Object); err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		if len(u.Object) > 0 {
-			out = append(out, u)
-		}
-	}
-	return out
+	})
 }
 
 // Existing SUC Plans (k3OS's k3os-latest, k3s's server and agent plans) are
