@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kestrel-os/kestrel/pkg/hostname"
 	"github.com/kestrel-os/kestrel/pkg/kmodload"
@@ -92,6 +93,10 @@ func runCheck(check, v string) error {
 	case "mtu":
 		if n, _ := strconv.Atoi(v); n < 68 || n > 65535 {
 			return fmt.Errorf("MTU %s is outside 68-65535", v)
+		}
+	case "duration":
+		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+			return fmt.Errorf("%q is not a positive duration (90s, 5m, 1h30m)", v)
 		}
 	case "vlanid":
 		if n, _ := strconv.Atoi(v); n < 1 || n > 4094 {

@@ -91,3 +91,14 @@ func TestSuggest(t *testing.T) {
 		}
 	}
 }
+
+func TestDurationCheck(t *testing.T) {
+	for _, tc := range []struct {
+		v  string
+		ok bool
+	}{{"90s", true}, {"5m", true}, {"1h30m", true}, {"0s", false}, {"-1m", false}, {"90", false}, {"soon", false}} {
+		if err := runCheck("duration", tc.v); (err == nil) != tc.ok {
+			t.Errorf("duration %q: %v, want ok=%v", tc.v, err, tc.ok)
+		}
+	}
+}

@@ -194,6 +194,9 @@ type K3s struct {
 	Labels            map[string]string `yaml:"labels,omitempty"`
 	Taints            []string          `yaml:"taints,omitempty" check:"taint"`
 	Args              []string          `yaml:"args,omitempty"`
+	// HealthTimeout bounds the wait for k3s to be healthy before the boot
+	// is declared not good (a Go duration: 90s, 5m).
+	HealthTimeout string `yaml:"health_timeout,omitempty" check:"duration"`
 	// UpgradeController false keeps the upgrade controller manifests out of
 	// k3s's auto-deploy directory (air-gapped or externally managed).
 	UpgradeController *bool `yaml:"upgrade_controller,omitempty"`
