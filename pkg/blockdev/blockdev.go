@@ -151,9 +151,13 @@ var ErrNotFound = errors.New("partition not found")
 
 // Wait polls sysfs every poll until partitions named by all of names exist,
 // or ctx ends. It returns the last listing either way, so a caller can
-// report what it did find.
-func Wait(ctx context.Context, sysRoot string, names []string, poll time.Duration) ([]Device, error) {
+// report what it did find. tick, if not nil, runs before each look (stage 1
+// loads drivers for devices that appeared meanwhile, a USB disk).
+func Wait(ctx context.Context, sysRoot string, names []string, poll time.Duration, tick func()) ([]Device, error) {
 	for {
+		if tick != nil {
+			tick()
+		}
 		devs, err := List(sysRoot)
 		missing := ""
 		if err == nil {

@@ -113,9 +113,13 @@ func TestWaitAndDescribe(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	devs, err := Wait(ctx, sys, []string{"root-a", "state"}, 5*time.Millisecond)
+	ticks := 0
+	devs, err := Wait(ctx, sys, []string{"root-a", "state"}, 5*time.Millisecond, func() { ticks++ })
 	if err != nil {
 		t.Fatalf("Wait: %v", err)
+	}
+	if ticks == 0 {
+		t.Error("tick never ran")
 	}
 	desc := Describe(devs)
 	for _, want := range []string{"vda2", "root-a", "(none)", "(disk)", "2.0 GiB"} {
@@ -126,7 +130,7 @@ func TestWaitAndDescribe(t *testing.T) {
 
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel2()
-	devs, err = Wait(ctx2, sys, []string{"root-b"}, 5*time.Millisecond)
+	devs, err = Wait(ctx2, sys, []string{"root-b"}, 5*time.Millisecond, nil)
 	if err == nil || !strings.Contains(err.Error(), `"root-b"`) || len(devs) != 5 {
 		t.Errorf("Wait for a missing name: devs %d, err %v", len(devs), err)
 	}

@@ -13,13 +13,10 @@ package modload
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/u-root/u-root/pkg/kmodule"
 )
 
 // ReadList returns the module names in the list file at path.
@@ -49,40 +46,18 @@ type Options struct {
 	KVer    string // kernel release; "" means uname -r
 	SysRoot string // sysfs, to recognise built-in modules ("/sys")
 	Logf    func(format string, args ...any)
+	DryRun  func(name string) // tests: record instead of loading
 }
 
 // Load loads every module named in the list file at listPath (a path
-// inside Root). It returns how many it loaded or found present, and
-// the joined errors of those it could not load.
+// inside Root), in order. It returns how many it loaded or found present,
+// and the joined errors of those it could not load.
 func Load(listPath string, o Options) (int, error) {
-	names, err := ReadList(filepath.Join(o.Root, listPath))
+	l, err := Open(listPath, o)
 	if err != nil {
 		return 0, err
 	}
-	if len(names) == 0 {
-		return 0, nil
-	}
-	p, err := kmodule.NewProber(kmodule.ProbeOpts{RootDir: o.Root, KVer: o.KVer})
-	if err != nil {
-		return 0, fmt.Errorf("modules.dep under %s: %w", o.Root, err)
-	}
-	var errs []error
-	ok := 0
-	for _, n := range names {
-		if err := p.Probe(n, ""); err != nil {
-			if builtin(o.SysRoot, n) {
-				ok++
-				continue
-			}
-			errs = append(errs, fmt.Errorf("module %s: %w", n, err))
-			if o.Logf != nil {
-				o.Logf("module %s: %v", n, err)
-			}
-			continue
-		}
-		ok++
-	}
-	return ok, errors.Join(errs...)
+	return l.LoadRest()
 }
 
 // builtin reports whether the kernel already has the module: built in, or

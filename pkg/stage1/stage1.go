@@ -56,6 +56,11 @@ type Env struct {
 	// SwitchRoot makes NewRoot the root and execs init there; it only
 	// returns on failure.
 	SwitchRoot func(newRoot, init string) error
+
+	// Unmount undoes Mount (the ESP is mounted only for Hooks).
+	Unmount func(target string, flags int) error
+	// Hooks let other packages take part in stage 1 (see hooks.go).
+	Hooks Hooks
 }
 
 // Run performs stage 1. On success it does not return (SwitchRoot execs
@@ -87,14 +92,24 @@ func Run(env Env) error {
 		return fmt.Errorf("kernel command line: %s=%q is not a slot (want one of %s)", layout.CmdlineSlot, slot, strings.Join(layout.Slots, ", "))
 	}
 
-	if n, err := modload.Load(layout.ModuleList, modload.Options{Root: env.Root, SysRoot: env.Sys}); err != nil {
-		logf("some modules did not load (%d did): %v", n, err)
+	// Drivers for the hardware present and the filesystems; drivers for
+	// devices that show up while we wait (USB) load in the wait loop.
+	var coldplug func()
+	if mods, err := modload.Open(layout.ModuleList, modload.Options{Root: env.Root, SysRoot: env.Sys, Logf: logf}); err != nil {
+		logf("warning: kernel modules: %v", err)
+	} else {
+		mark("module index read")
+		loaded, _ := mods.Coldplug(true)
+		if debug {
+			logf("modules: %s", strings.Join(loaded, " "))
+		}
+		coldplug = func() { mods.Coldplug(false) }
 	}
 	mark("modules loaded")
 
 	rootName := layout.RootPartition(slot)
 	ctx, cancel := context.WithTimeout(context.Background(), env.WaitTimeout)
-	devs, err := blockdev.Wait(ctx, env.Sys, []string{rootName, layout.PartState}, 20*time.Millisecond)
+	devs, err := blockdev.Wait(ctx, env.Sys, []string{rootName, layout.PartState}, 20*time.Millisecond, coldplug)
 	cancel()
 	if err != nil {
 		return &NotFoundError{Looking: fmt.Sprintf("GPT partitions %q (slot %s root) and %q", rootName, slot, layout.PartState),
@@ -148,6 +163,8 @@ func Run(env Env) error {
 		return err
 	}
 	mark("plan done")
+	runHooks(env, devs, logf)
+	mark("initramfs hooks")
 
 	end := env.Clock()
 	run := filepath.Join(env.NewRoot, layout.RunDir)

@@ -31,6 +31,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -76,7 +77,10 @@ type Hooks struct {
 	// interfaces that should get DHCP (nil: every wired interface).
 	Network func(ctx context.Context, sys *System) ([]string, error)
 	// NetworkUp runs once DHCP is done, before the node is declared
-	// ready (starting k3s under the supervisor belongs here).
+	// ready (starting k3s under the supervisor belongs here). Kernel
+	// modules other than the drivers of present hardware load after the
+	// node is ready: a hook that needs them waits with
+	// System.WaitModules, in a goroutine.
 	NetworkUp []Hook
 }
 
@@ -96,10 +100,11 @@ type System struct {
 	Hostname   string
 	Logf       func(format string, args ...any)
 
-	root     string
-	mu       sync.Mutex
-	leases   []netup.Lease
-	warnings []string
+	root        string
+	modulesDone chan struct{}
+	mu          sync.Mutex
+	leases      []netup.Lease
+	warnings    []string
 }
 
 // Leases returns the DHCP leases.
@@ -107,6 +112,19 @@ func (s *System) Leases() []netup.Lease {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.leases)
+}
+
+// WaitModules blocks until every module of the node list is loaded (the
+// ones not needed for the hardware load after the node is ready), or ctx
+// ends. Hooks that need netfilter or bridges (k3s) call it first, from a
+// goroutine so the node's readiness does not wait for it.
+func (s *System) WaitModules(ctx context.Context) error {
+	select {
+	case <-s.modulesDone:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Warn records a problem for `kestrel status` and logs it.
@@ -128,7 +146,7 @@ func Run(env Env) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	sys := &System{Version: env.Version, Logf: logf, root: env.Root}
+	sys := &System{Version: env.Version, Logf: logf, root: env.Root, modulesDone: make(chan struct{})}
 	p := sys.path
 	cmd, err := kcmdline.Read(p("/proc/cmdline"))
 	if err != nil {
@@ -171,10 +189,22 @@ func Run(env Env) error {
 	syscall.Reboot(syscall.LINUX_REBOOT_CMD_CAD_OFF)
 
 	mark("mounts, cgroups")
-	if n, err := modload.Load(layout.ModuleList, modload.Options{Root: p("/"), SysRoot: p("/sys")}); err != nil {
-		sys.Warn("kernel modules (%d loaded): %v", n, err)
+	// Drivers for the hardware present now; the rest of the node set
+	// (netfilter, bridge, drivers for absent hardware) loads after ready.
+	mods, err := modload.Open(layout.ModuleList, modload.Options{Root: p("/"), SysRoot: p("/sys"), Logf: logf})
+	mark("module index read")
+	if err != nil {
+		sys.Warn("kernel modules: %v", err)
+	} else {
+		loaded, err := mods.Coldplug(false)
+		if err != nil {
+			sys.Warn("kernel modules: %v", err)
+		}
+		if debug {
+			logf("drivers: %s", strings.Join(loaded, " "))
+		}
 	}
-	mark("modules loaded")
+	mark("drivers loaded")
 	mountESP(sys, env.Mount)
 
 	wired, _ := netup.WiredInterfaces(p("/sys/class/net"))
@@ -243,6 +273,19 @@ func Run(env Env) error {
 	}
 	st := sys.status(ready)
 	fmt.Fprintf(env.Console, "\n%s\n%s\n", st.Summary(), st.ReadyLine())
+
+	go func() {
+		defer close(sys.modulesDone)
+		if mods == nil {
+			return
+		}
+		if _, err := mods.LoadRest(); err != nil {
+			sys.Warn("kernel modules: %v", err)
+		}
+		if debug {
+			logf("all modules loaded %6.3fs", env.Clock().Seconds())
+		}
+	}()
 
 	// Leave a random seed for the next boot (waits for the CRNG on a
 	// first boot, which had none).

@@ -1,0 +1,273 @@
+package modload
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/u-root/u-root/pkg/kmodule"
+)
+
+// Loader loads the modules of one list in two steps: Coldplug loads the
+// drivers for devices present now (matching each device's modalias
+// against modules.alias, repeated until no new device appears, the way
+// udev's coldplug does) and LoadRest loads everything else in the list.
+// Boot code calls Coldplug before it needs the hardware and LoadRest when
+// it can afford to, so a node set of a hundred modules (netfilter,
+// bridges, NIC drivers for hardware this box does not have) does not
+// stand between power-on and a working network.
+//
+// A module counts as a driver when modules.alias gives it a pattern on a
+// device bus (pci:, usb:, virtio:, acpi*:, input:, ...); a module without
+// one (filesystems, crypto, netfilter) only loads with LoadRest, or with
+// Coldplug(true).
+//
+// Limits: no hotplug events after boot (a device that appears later gets
+// its driver only if LoadRest loaded it anyway, which it does for every
+// driver in the list); aliases are matched with path.Match, which
+// treats '/' specially, a character modaliases do not contain.
+type Loader struct {
+	o       Options
+	names   []string // the list, in order
+	prober  *kmodule.Prober
+	aliases map[string][]alias // module name (underscores) -> device patterns
+	isDep   map[string]bool    // modules another module depends on
+	done    map[string]bool
+}
+
+type alias struct {
+	pattern string
+	literal string // pattern up to its first wildcard: a cheap prefix test
+}
+
+// deviceBuses are the modalias prefixes of hardware; modules.alias also
+// holds aliases like "fs-ext4" or "crypto-crc32c", which are not hardware.
+var deviceBuses = []string{"pci", "usb", "virtio", "acpi", "platform", "of", "input", "hid", "sdio", "mmc",
+	"scsi", "pnp", "serio", "i2c", "spi", "dmi", "cpu", "mdio", "pcmcia", "amba", "vmbus", "xen", "mhi", "ieee1394", "wmi"}
+
+// Open reads the list at listPath (inside o.Root), modules.dep and
+// modules.alias.
+func Open(listPath string, o Options) (*Loader, error) {
+	names, err := ReadList(filepath.Join(o.Root, listPath))
+	if err != nil {
+		return nil, err
+	}
+	l := &Loader{o: o, names: names, aliases: map[string][]alias{}, isDep: map[string]bool{}, done: map[string]bool{}}
+	if len(names) == 0 {
+		return l, nil
+	}
+	l.prober, err = kmodule.NewProber(kmodule.ProbeOpts{RootDir: o.Root, KVer: o.KVer})
+	if err != nil {
+		return nil, fmt.Errorf("modules.dep under %s: %w", o.Root, err)
+	}
+	dir, err := moduleDir(o)
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[norm(n)] = true
+	}
+	if err := l.readDeps(filepath.Join(dir, "modules.dep")); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(filepath.Join(dir, "modules.alias"))
+	if err != nil {
+		return l, nil // no aliases: Coldplug loads nothing, LoadRest everything
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fl := strings.Fields(sc.Text())
+		if len(fl) != 3 || fl[0] != "alias" || !want[norm(fl[2])] || !isDevicePattern(fl[1]) {
+			continue
+		}
+		lit := fl[1]
+		if i := strings.IndexAny(lit, "*?["); i >= 0 {
+			lit = lit[:i]
+		}
+		m := norm(fl[2])
+		l.aliases[m] = append(l.aliases[m], alias{pattern: fl[1], literal: lit})
+	}
+	return l, sc.Err()
+}
+
+func moduleDir(o Options) (string, error) {
+	kver := o.KVer
+	if kver == "" {
+		var err error
+		if kver, err = uname(); err != nil {
+			return "", err
+		}
+	}
+	for _, d := range []string{"/lib/modules", "/usr/lib/modules"} {
+		p := filepath.Join(o.Root, d, kver)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no module directory for kernel %s under %s", kver, o.Root)
+}
+
+func isDevicePattern(p string) bool {
+	bus, _, ok := strings.Cut(p, ":")
+	if !ok {
+		return false
+	}
+	bus = strings.TrimRight(bus, "*")
+	return slices.Contains(deviceBuses, bus)
+}
+
+func norm(name string) string { return strings.ReplaceAll(name, "-", "_") }
+
+func (l *Loader) readDeps(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("modules.dep: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		_, deps, _ := strings.Cut(sc.Text(), ":")
+		for _, d := range strings.Fields(deps) {
+			l.isDep[modName(d)] = true
+		}
+	}
+	return sc.Err()
+}
+
+// modName turns "kernel/fs/fat/fat.ko.xz" into "fat".
+func modName(p string) string {
+	b := path.Base(p)
+	if i := strings.Index(b, ".ko"); i >= 0 {
+		b = b[:i]
+	}
+	return norm(b)
+}
+
+// IsDriver reports whether the module has hardware aliases.
+func (l *Loader) IsDriver(name string) bool { return len(l.aliases[norm(name)]) > 0 }
+
+// Coldplug loads, in list order, the drivers that match a device present
+// now, rescanning after each round, until a round finds nothing new. With
+// all, it also loads every module that is not a driver and that no other
+// module depends on (filesystems, not the libraries of drivers, which
+// load with their driver). It returns the modules it loaded.
+func (l *Loader) Coldplug(all bool) ([]string, error) {
+	var loaded []string
+	var errs []error
+	for round := 0; round < 8; round++ {
+		devs := DeviceAliases(l.o.SysRoot)
+		var next []string
+		for _, n := range l.names {
+			if l.done[norm(n)] {
+				continue
+			}
+			if (all && !l.IsDriver(n) && !l.isDep[norm(n)]) || l.matches(n, devs) {
+				next = append(next, n)
+			}
+		}
+		if len(next) == 0 {
+			break
+		}
+		for _, n := range next {
+			if err := l.load(n); err != nil {
+				errs = append(errs, err)
+			}
+			loaded = append(loaded, n)
+		}
+	}
+	return loaded, errors.Join(errs...)
+}
+
+// LoadRest loads every module of the list not loaded yet.
+func (l *Loader) LoadRest() (int, error) {
+	var errs []error
+	n := 0
+	for _, name := range l.names {
+		if l.done[norm(name)] {
+			continue
+		}
+		if err := l.load(name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// Pending returns the modules of the list not loaded yet.
+func (l *Loader) Pending() []string {
+	var out []string
+	for _, n := range l.names {
+		if !l.done[norm(n)] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (l *Loader) matches(name string, devs []string) bool {
+	for _, a := range l.aliases[norm(name)] {
+		for _, d := range devs {
+			if !strings.HasPrefix(d, a.literal) {
+				continue
+			}
+			if ok, _ := path.Match(a.pattern, d); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// load probes one module; it is marked done either way, so a module
+// that fails is not retried in every round.
+func (l *Loader) load(name string) error {
+	l.done[norm(name)] = true
+	if l.o.DryRun != nil {
+		l.o.DryRun(name)
+		return nil
+	}
+	if err := l.prober.Probe(name, ""); err != nil {
+		if builtin(l.o.SysRoot, name) || errors.Is(err, errNoDevice) {
+			return nil
+		}
+		if l.o.Logf != nil {
+			l.o.Logf("module %s: %v", name, err)
+		}
+		return fmt.Errorf("module %s: %w", name, err)
+	}
+	return nil
+}
+
+// DeviceAliases returns the modalias of every device on a bus and of
+// every input device, from sysfs.
+func DeviceAliases(sysRoot string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, glob := range []string{"bus/*/devices/*/modalias", "class/input/*/modalias"} {
+		files, _ := filepath.Glob(filepath.Join(sysRoot, glob))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			for _, a := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				if a != "" && !seen[a] {
+					seen[a] = true
+					out = append(out, a)
+				}
+			}
+		}
+	}
+	return out
+}
