@@ -80,7 +80,7 @@ func TestHealthGateHalts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t)
 			c.nodes(4, "v1.0.0", nil)
-			c.controller(func(cfg *Config) { cfg.Health.Deadline = 4 * time.Second; cfg.Health.Settle = time.Second })
+			c.controller(func(cfg *Config) { cfg.Health.Deadline = 8 * time.Second; cfg.Health.Settle = time.Second })
 			s := c.sim("os", "v1.1.0", upgradeOK, 200*time.Millisecond)
 			// Pick the node SUC's order starts second, make it fail.
 			p := c.createPlan(kestrelPlan(c, "os", "v1.1.0", 1))
