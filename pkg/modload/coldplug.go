@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/u-root/u-root/pkg/kmodule"
 )
@@ -37,7 +38,19 @@ type Loader struct {
 	prober  *kmodule.Prober
 	aliases map[string][]alias // module name (underscores) -> device patterns
 	isDep   map[string]bool    // modules another module depends on
-	done    map[string]bool
+
+	// newDevices returns modaliases of devices that appeared since the
+	// last call (from kernel uevents), or of all devices (a sysfs scan,
+	// when no uevent socket could be opened).
+	newDevices  func() []string
+	closeEvents func()
+	evMu        sync.Mutex // one reader of newDevices at a time
+
+	mu       sync.Mutex
+	done     map[string]bool
+	loaded   []string
+	errs     []error
+	inflight sync.WaitGroup
 }
 
 type alias struct {
@@ -155,46 +168,101 @@ func modName(p string) string {
 // IsDriver reports whether the module has hardware aliases.
 func (l *Loader) IsDriver(name string) bool { return len(l.aliases[norm(name)]) > 0 }
 
-// Coldplug loads, in list order, the drivers that match a device present
-// now, rescanning after each round, until a round finds nothing new. With
+// Coldplug loads the drivers that match a device present now, and the
+// drivers of devices those make appear, until nothing new shows up. With
 // all, it also loads every module that is not a driver and that no other
 // module depends on (filesystems, not the libraries of drivers, which
-// load with their driver). It returns the modules it loaded.
+// load with their driver). Modules load concurrently, so a driver that
+// waits for its hardware (ahci probing ports) does not hold up the
+// others. It returns the modules it loaded, in the order they finished.
 func (l *Loader) Coldplug(all bool) ([]string, error) {
-	var loaded []string
-	var errs []error
-	for round := 0; round < 8; round++ {
-		devs := DeviceAliases(l.o.SysRoot)
-		var next []string
-		for _, n := range l.names {
-			if l.done[norm(n)] {
-				continue
-			}
-			if (all && !l.IsDriver(n) && !l.isDep[norm(n)]) || l.matches(n, devs) {
-				next = append(next, n)
-			}
+	l.Start(all)
+	return l.Wait()
+}
+
+// Start begins what Coldplug does and returns at once; Wait waits for it.
+func (l *Loader) Start(all bool) {
+	if l.newDevices == nil {
+		l.newDevices, l.closeEvents = openUevents(l.o.SysRoot)
+	}
+	devs := DeviceAliases(l.o.SysRoot)
+	l.startMatching(devs, all)
+}
+
+// Poll starts the drivers for devices that appeared since the last look
+// (cheap with uevents: nothing to read, nothing done).
+func (l *Loader) Poll() {
+	if l.newDevices == nil {
+		return
+	}
+	l.evMu.Lock()
+	devs := l.newDevices()
+	l.evMu.Unlock()
+	if len(devs) > 0 {
+		l.startMatching(devs, false)
+	}
+}
+
+// Wait waits until no load is in flight and returns what loaded so far
+// and the errors so far.
+func (l *Loader) Wait() ([]string, error) {
+	l.inflight.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.loaded), errors.Join(l.errs...)
+}
+
+// Close stops watching for new devices.
+func (l *Loader) Close() {
+	if l.closeEvents != nil {
+		l.closeEvents()
+		l.closeEvents = nil
+	}
+}
+
+func (l *Loader) startMatching(devs []string, all bool) {
+	l.mu.Lock()
+	var next []string
+	for _, n := range l.names {
+		if l.done[norm(n)] {
+			continue
 		}
-		if len(next) == 0 {
-			break
-		}
-		for _, n := range next {
-			if err := l.load(n); err != nil {
-				errs = append(errs, err)
-			}
-			loaded = append(loaded, n)
+		if (all && !l.IsDriver(n) && !l.isDep[norm(n)]) || l.matches(n, devs) {
+			l.done[norm(n)] = true
+			next = append(next, n)
 		}
 	}
-	return loaded, errors.Join(errs...)
+	l.inflight.Add(len(next))
+	l.mu.Unlock()
+	for _, n := range next {
+		go func() {
+			defer l.inflight.Done()
+			err := l.load(n)
+			l.mu.Lock()
+			l.loaded = append(l.loaded, n)
+			if err != nil {
+				l.errs = append(l.errs, err)
+			}
+			l.mu.Unlock()
+			// The devices this driver created have sent their uevents
+			// by now: start their drivers before counting this one done,
+			// so Wait cannot return in between.
+			l.Poll()
+		}()
+	}
 }
 
 // LoadRest loads every module of the list not loaded yet.
+// It waits for loads Coldplug started first, and loads one module at a
+// time: it runs while the node works, and should not crowd it.
 func (l *Loader) LoadRest() (int, error) {
+	l.inflight.Wait()
 	var errs []error
 	n := 0
-	for _, name := range l.names {
-		if l.done[norm(name)] {
-			continue
-		}
+	for _, name := range l.Pending() {
+		l.mu.Lock()
+		l.done[norm(name)] = true
+		l.mu.Unlock()
 		if err := l.load(name); err != nil {
 			errs = append(errs, err)
 			continue
@@ -206,6 +274,8 @@ func (l *Loader) LoadRest() (int, error) {
 
 // Pending returns the modules of the list not loaded yet.
 func (l *Loader) Pending() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	var out []string
 	for _, n := range l.names {
 		if !l.done[norm(n)] {
@@ -229,10 +299,9 @@ func (l *Loader) matches(name string, devs []string) bool {
 	return false
 }
 
-// load probes one module; it is marked done either way, so a module
-// that fails is not retried in every round.
+// load probes one module (the caller marked it done, so a module that
+// fails is not retried).
 func (l *Loader) load(name string) error {
-	l.done[norm(name)] = true
 	if l.o.DryRun != nil {
 		l.o.DryRun(name)
 		return nil

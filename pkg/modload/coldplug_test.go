@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -57,8 +59,11 @@ func TestColdplug(t *testing.T) {
 		"bus/acpi/devices/LNXPWRBN:00": "acpi:LNXPWRBN:",
 		"bus/pci/devices/0000:00:1f.0": "pci:v00008086d00002918sv00001AF4sd00001100bc06sc01i00", // no driver in the list
 	})
+	var mu sync.Mutex
 	var order []string
 	o.DryRun = func(name string) {
+		mu.Lock()
+		defer mu.Unlock()
 		order = append(order, name)
 		// Binding a driver makes new devices appear, as in the kernel.
 		switch name {
@@ -79,8 +84,9 @@ func TestColdplug(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Round 1: the PCI and ACPI matches; round 2: what they made appear.
-	if want := []string{"virtio_pci", "button", "virtio_net", "evdev"}; !reflect.DeepEqual(got, want) {
+	// The PCI and ACPI matches, then what they made appear.
+	sort.Strings(got)
+	if want := []string{"button", "evdev", "virtio_net", "virtio_pci"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Coldplug = %v, want %v", got, want)
 	}
 	if want := []string{"virtio_ring", "virtio", "virtio_blk", "e1000e", "ext4", "nf_tables", "efivarfs"}; !reflect.DeepEqual(l.Pending(), want) {
@@ -99,14 +105,29 @@ func TestColdplugAllTakesNonDrivers(t *testing.T) {
 	o, _ := fakeTree(t, []string{"virtio_ring", "virtio", "virtio_pci", "virtio_blk", "e1000e", "jbd2", "ext4"}, map[string]string{
 		"bus/pci/devices/0000:00:02.0": "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00",
 	})
-	var order []string
-	o.DryRun = func(name string) { order = append(order, name) }
+	o.DryRun = func(name string) {}
 	l, err := Open("/usr/lib/kestrel/modules", o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, _ := l.Coldplug(true)
-	if want := []string{"virtio_pci", "ext4"}; !reflect.DeepEqual(got, want) {
+	sort.Strings(got)
+	if want := []string{"ext4", "virtio_pci"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Coldplug(true) = %v, want %v (no virtio device yet, no e1000e hardware)", got, want)
+	}
+}
+
+func TestParseUevent(t *testing.T) {
+	msg := []byte("add@/devices/pci0000:00/0000:00:02.0/virtio0\x00ACTION=add\x00DEVPATH=/devices/pci0000:00/0000:00:02.0/virtio0\x00SUBSYSTEM=virtio\x00MODALIAS=virtio:d00000001v00001AF4\x00SEQNUM=1234\x00")
+	if got := parseUevent(msg); got != "virtio:d00000001v00001AF4" {
+		t.Errorf("parseUevent(add) = %q", got)
+	}
+	rm := []byte("remove@/devices/x\x00ACTION=remove\x00MODALIAS=virtio:d00000001v00001AF4\x00")
+	if got := parseUevent(rm); got != "" {
+		t.Errorf("parseUevent(remove) = %q", got)
+	}
+	bind := []byte("bind@/devices/x\x00ACTION=bind\x00DRIVER=virtio_net\x00")
+	if got := parseUevent(bind); got != "" {
+		t.Errorf("parseUevent(bind) = %q", got)
 	}
 }

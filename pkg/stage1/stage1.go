@@ -92,25 +92,31 @@ func Run(env Env) error {
 		return fmt.Errorf("kernel command line: %s=%q is not a slot (want one of %s)", layout.CmdlineSlot, slot, strings.Join(layout.Slots, ", "))
 	}
 
-	// Drivers for the hardware present and the filesystems; drivers for
-	// devices that show up while we wait (USB) load in the wait loop.
-	var coldplug func()
-	if mods, err := modload.Open(layout.ModuleList, modload.Options{Root: env.Root, SysRoot: env.Sys, Logf: logf}); err != nil {
+	// Drivers for the hardware present and the filesystems load in the
+	// background while we look for the partitions; drivers for devices
+	// that show up meanwhile (a USB disk) load as they appear.
+	mods, err := modload.Open(layout.ModuleList, modload.Options{Root: env.Root, SysRoot: env.Sys, Logf: logf})
+	var poll func()
+	if err != nil {
 		logf("warning: kernel modules: %v", err)
 	} else {
-		mark("module index read")
-		loaded, _ := mods.Coldplug(true)
-		if debug {
-			logf("modules: %s", strings.Join(loaded, " "))
-		}
-		coldplug = func() { mods.Coldplug(false) }
+		defer mods.Close()
+		mods.Start(true)
+		poll = mods.Poll
 	}
-	mark("modules loaded")
+	mark("modules started")
 
 	rootName := layout.RootPartition(slot)
 	ctx, cancel := context.WithTimeout(context.Background(), env.WaitTimeout)
-	devs, err := blockdev.Wait(ctx, env.Sys, []string{rootName, layout.PartState}, 20*time.Millisecond, coldplug)
+	devs, err := blockdev.Wait(ctx, env.Sys, []string{rootName, layout.PartState}, 20*time.Millisecond, poll)
 	cancel()
+	if mods != nil { // the filesystems must be there before we mount
+		loaded, _ := mods.Wait()
+		if debug {
+			logf("modules: %s", strings.Join(loaded, " "))
+		}
+		mark("modules loaded")
+	}
 	if err != nil {
 		return &NotFoundError{Looking: fmt.Sprintf("GPT partitions %q (slot %s root) and %q", rootName, slot, layout.PartState),
 			Waited: env.WaitTimeout, Err: err, Found: devs}

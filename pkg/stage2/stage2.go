@@ -279,6 +279,7 @@ func Run(env Env) error {
 		if mods == nil {
 			return
 		}
+		defer mods.Close()
 		if _, err := mods.LoadRest(); err != nil {
 			sys.Warn("kernel modules: %v", err)
 		}
