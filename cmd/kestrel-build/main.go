@@ -2,6 +2,8 @@
 //
 //	kestrel-build image -def images/amd64.yaml [-out out] [-version 0.1.0] [-k3s none|pinned|standin]
 //	kestrel-build baseline-initrd -def images/amd64.yaml [-out out]
+//	kestrel-build upgrade-image [-out out] [-version 0.1.0] [-targets amd64,arm64] [-push REF]
+//	kestrel-build controller-image [-out out] [-version 0.1.0] [-arches amd64,arm64,arm] [-push REF]
 //
 // Run it from the repository root (paths default to the repository's
 // layout, and Go packages such as ./cmd/kestrel are built from there). The
@@ -25,6 +27,8 @@ const usage = `usage: kestrel-build <command> [flags]
 commands:
   image            build the disk image and its parts (kernel, initrd, squashfs, manifest)
   baseline-initrd  build the boot benchmark's baseline initramfs
+  upgrade-image    build the upgrade image (OCI, every arch built by "image") from the image builds in -out
+  controller-image build the upgrade controller's image (OCI archive + per-arch docker-archive for k3s)
 
 run "kestrel-build <command> -h" for the flags`
 
@@ -41,6 +45,12 @@ func main() {
 }
 
 func run(command string, args []string) error {
+	switch command {
+	case "upgrade-image":
+		return runUpgradeImage(args)
+	case "controller-image":
+		return runControllerImage(args)
+	}
 	if command != "image" && command != "baseline-initrd" {
 		return errors.New(usage)
 	}
@@ -53,6 +63,7 @@ func run(command string, args []string) error {
 	kestrel := fs.String("kestrel", "./cmd/kestrel", "Go package of the on-device binary, or a prebuilt binary")
 	baseline := fs.String("baseline-init", "./cmd/kestrel-baseline-init", "Go package of the baseline /init, or a prebuilt binary")
 	overlay := fs.String("overlay", "overlay", "rootfs overlay directory")
+	manifests := fs.String("manifests", "manifests/upgrade-controller", "upgrade controller manifests shipped in the rootfs (empty: none)")
 	ca := fs.String("ca", "/etc/ssl/certs/ca-certificates.crt", "CA bundle for the rootfs (the host's, from Debian's ca-certificates)")
 	k3s := fs.String("k3s", "none", "k3s in the rootfs: none, pinned (versions file; $K3S_BINARY, cache or download) or standin (test images: $K3S_BINARY may be the test stand-in)")
 	hostBusybox := fs.String("host-busybox", "/bin/busybox", "host busybox-static listing applets for foreign-arch targets")
@@ -72,7 +83,7 @@ func run(command string, args []string) error {
 	}
 	o := imagebuild.Options{
 		Image: img, Versions: v, Version: *version, OutDir: *out, CacheDir: *cache,
-		Kestrel: *kestrel, BaselineInit: *baseline, Overlay: *overlay, CABundle: *ca,
+		Kestrel: *kestrel, BaselineInit: *baseline, Overlay: *overlay, Manifests: *manifests, CABundle: *ca,
 		HostBusybox: *hostBusybox, K3s: *k3s, VersionsFile: *versions, Time: epoch, Log: log.Default(),
 	}
 	if command == "baseline-initrd" {

@@ -20,7 +20,12 @@
 // seconds.
 //
 // k3s goes into the rootfs only when asked (Options.K3s), through
-// pkg/k3sfetch; a base image has none.
+// pkg/k3sfetch; a base image has none. The upgrade controller's manifests
+// go in when Options.Manifests is set (pkg/k3smanifests).
+//
+// The release's container images are separate steps (oci.go):
+// UpgradeImage packs the builds found in the output directory into the
+// upgrade image, ControllerImage builds the controller's image.
 //
 // Limits: one slot (a) is installed; root-b stays empty until the first
 // upgrade. Only the systemd-boot chain is implemented.
@@ -35,17 +40,18 @@ import (
 	"io"
 	"log"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"time"
 
 	"github.com/kestrel-os/kestrel/pkg/bls"
+	"github.com/kestrel-os/kestrel/pkg/controllerimage"
 	"github.com/kestrel-os/kestrel/pkg/deb"
 	"github.com/kestrel-os/kestrel/pkg/diskimage"
 	"github.com/kestrel-os/kestrel/pkg/imagedef"
 	"github.com/kestrel-os/kestrel/pkg/initramfs"
 	"github.com/kestrel-os/kestrel/pkg/k3sfetch"
+	"github.com/kestrel-os/kestrel/pkg/k3smanifests"
 	"github.com/kestrel-os/kestrel/pkg/kmod"
 	"github.com/kestrel-os/kestrel/pkg/layout"
 	"github.com/kestrel-os/kestrel/pkg/rootfs"
@@ -68,6 +74,10 @@ type Options struct {
 	BaselineInit string
 	// Overlay is the rootfs overlay directory.
 	Overlay string
+	// Manifests is the upgrade controller's manifest directory, shipped
+	// into the rootfs with the controller image of Version stamped in
+	// (pkg/k3smanifests); empty ships none.
+	Manifests string
 	// CABundle is the host's CA bundle put into the rootfs.
 	CABundle string
 	// HostBusybox lists the applets when the target's busybox cannot run
@@ -372,14 +382,8 @@ func (o Options) binary(src, out string) (string, error) {
 	if st, err := os.Stat(src); err == nil && st.Mode().IsRegular() {
 		return src, nil
 	}
-	ldflags := "-s -w -X github.com/kestrel-os/kestrel/pkg/buildinfo.Version=" + o.Version
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", out, src)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+o.Image.Arch)
-	if o.Image.GOARM != "" {
-		cmd.Env = append(cmd.Env, "GOARM="+o.Image.GOARM)
-	}
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build %s for %s: %w\n%s", src, o.Image.Arch, err, msg)
+	if err := goBuild(src, out, o.Version, o.Image.Arch, o.Image.GOARM); err != nil {
+		return "", err
 	}
 	return out, nil
 }
@@ -473,6 +477,11 @@ func (o Options) writeRootfs(out, dir, kestrelBin string, k3s *k3sfetch.Result, 
 	}
 	if err := rootfs.Assemble(spec, dir); err != nil {
 		return err
+	}
+	if o.Manifests != "" {
+		if err := k3smanifests.Ship(o.Manifests, dir, controllerimage.Reference(o.Version)); err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
 	}
 	if err := tree.Install(ship, filepath.Join(dir, layout.ModulesDir, in.release)); err != nil {
 		return fmt.Errorf("rootfs: %w", err)

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"strings"
+
+	"github.com/kestrel-os/kestrel/pkg/imagebuild"
+	"github.com/kestrel-os/kestrel/pkg/imagedef"
+)
+
+// runUpgradeImage is `kestrel-build upgrade-image`.
+func runUpgradeImage(args []string) error {
+	fs := flag.NewFlagSet("upgrade-image", flag.ExitOnError)
+	versions := fs.String("versions", "versions.yaml", "pinned versions file (for the default version)")
+	out := fs.String("out", "out", "output directory holding the image builds; receives kestrel-upgrade-<version>.oci.tar")
+	version := fs.String("version", "", "release version (default: kestrel: in the versions file)")
+	targets := fs.String("targets", "", "comma-separated targets to include (default: every target built for the version)")
+	push := fs.String("push", "", "also push the index to this registry reference (e.g. registry.example.net/kestrel/kestrel-upgrade:v1.2.0)")
+	fs.Parse(args)
+	v, err := releaseVersion(*version, *versions)
+	if err != nil {
+		return err
+	}
+	epoch, err := sourceDateEpoch()
+	if err != nil {
+		return err
+	}
+	res, err := imagebuild.UpgradeImage(context.Background(), imagebuild.UpgradeOptions{
+		OutDir: *out, Version: v, Targets: splitList(*targets), Time: epoch, Push: *push, Log: log.Default(),
+	})
+	if err != nil {
+		return err
+	}
+	for _, m := range res.Manifests {
+		log.Printf("%s/%s: %d files verified", m.Arch, m.Variant, len(m.Files))
+	}
+	log.Printf("wrote %s (index %s)", res.Archive, res.Digest)
+	return nil
+}
+
+// runControllerImage is `kestrel-build controller-image`.
+func runControllerImage(args []string) error {
+	fs := flag.NewFlagSet("controller-image", flag.ExitOnError)
+	versions := fs.String("versions", "versions.yaml", "pinned versions file (for the default version)")
+	out := fs.String("out", "out", "output directory")
+	version := fs.String("version", "", "release version (default: kestrel: in the versions file)")
+	arches := fs.String("arches", "amd64,arm64,arm", "comma-separated GOARCHes (arm is GOARM=7)")
+	pkg := fs.String("controller", "./cmd/upgrade-controller", "Go package of the controller")
+	ca := fs.String("ca", "/etc/ssl/certs/ca-certificates.crt", "CA bundle for the image (empty: none)")
+	cache := fs.String("cache", ".cache", "cache directory (build scratch)")
+	push := fs.String("push", "", "also push the index to this registry reference")
+	fs.Parse(args)
+	v, err := releaseVersion(*version, *versions)
+	if err != nil {
+		return err
+	}
+	epoch, err := sourceDateEpoch()
+	if err != nil {
+		return err
+	}
+	res, err := imagebuild.ControllerImage(context.Background(), imagebuild.ControllerOptions{
+		OutDir: *out, Version: v, Arches: splitList(*arches), Package: *pkg, CABundle: *ca,
+		CacheDir: *cache, Time: epoch, Push: *push, Log: log.Default(),
+	})
+	if err != nil {
+		return err
+	}
+	log.Printf("wrote %s (index %s)", res.Archive, res.Digest)
+	for _, p := range res.Docker {
+		log.Printf("wrote %s (docker-archive: copy to /var/lib/rancher/k3s/agent/images/ for k3s to import)", p)
+	}
+	return nil
+}
+
+func releaseVersion(flagValue, versionsFile string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	v, err := imagedef.LoadVersions(versionsFile)
+	if err != nil {
+		return "", err
+	}
+	return v.Kestrel, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

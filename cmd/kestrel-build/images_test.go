@@ -1,0 +1,38 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestImageCommandErrors(t *testing.T) {
+	empty := t.TempDir()
+	tests := []struct {
+		name string
+		cmd  string
+		args []string
+		want string
+	}{
+		{"upgrade image before any build", "upgrade-image", []string{"-out", empty, "-version", "1.0"}, "no build of version 1.0"},
+		{"upgrade image of a missing target", "upgrade-image", []string{"-out", empty, "-version", "1.0", "-targets", "rpi4"}, "for rpi4"},
+		{"upgrade image without a versions file", "upgrade-image", []string{"-out", empty, "-versions", "/nonexistent.yaml"}, "versions"},
+		{"controller image without arches", "controller-image", []string{"-out", empty, "-version", "1.0", "-arches", ""}, "no arches"},
+		{"controller image of an unknown package", "controller-image", []string{"-out", empty, "-version", "1.0", "-arches", "amd64", "-controller", "./nonexistent", "-cache", t.TempDir()}, "go build ./nonexistent"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := run(tt.cmd, tt.args)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSplitList(t *testing.T) {
+	for in, want := range map[string]string{"": "", "amd64": "amd64", " amd64, arm64 ,,arm": "amd64|arm64|arm"} {
+		if got := strings.Join(splitList(in), "|"); got != want {
+			t.Errorf("splitList(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
