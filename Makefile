@@ -6,6 +6,8 @@ ARCH    ?= amd64
 VERSION ?= 0.1.0-dev
 OUT     ?= $(CURDIR)/out
 DEF     ?= images/$(ARCH).yaml
+# k3s in the rootfs: none, pinned, or standin (test images, with K3S_BINARY=)
+K3S     ?= none
 GO      ?= go
 export GOFLAGS := -buildvcs=false
 
@@ -19,7 +21,7 @@ deps:
 	bash scripts/deps.sh
 
 image: deps
-	$(GO) run ./cmd/kestrel-build image -def $(DEF) -out $(OUT) -version $(VERSION)
+	$(GO) run ./cmd/kestrel-build image -def $(DEF) -out $(OUT) -version $(VERSION) -k3s $(K3S)
 
 run: image
 	bash scripts/run-qemu.sh $(IMAGE)

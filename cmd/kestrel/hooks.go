@@ -1,9 +1,29 @@
 package main
 
-import "github.com/kestrel-os/kestrel/pkg/stage2"
+import (
+	"golang.org/x/sys/unix"
+
+	"github.com/kestrel-os/kestrel/pkg/k3sservice"
+	"github.com/kestrel-os/kestrel/pkg/stage2"
+)
 
 // stage2Hooks wires the boot phases of other packages (config, k3s, sshd,
 // ntp) into stage 2. It is the one place that knows all of them.
 func stage2Hooks() stage2.Hooks {
-	return stage2.Hooks{}
+	cfg := newPhases() // the config phases; cfg.Config() is the merged config
+	return stage2.Hooks{
+		Boot:    []stage2.Hook{{Name: "config", Run: cfg.Boot}, sshdHook(cfg)},
+		Network: cfg.Network,
+		NetworkUp: []stage2.Hook{
+			{Name: "config (network-up)", Run: cfg.NetworkUp},
+			// k3s last: it reads the config the phases before it merged.
+			// Config nil: k3sservice merges the local sources itself until
+			// the phase runner's Config is wired here.
+			k3sservice.Hook(k3sservice.Options{
+				Root: "/", Mount: unix.Mount, Swapoff: k3sservice.Swapoff, Config: cfg.Config,
+				// The upgrade issue adds marking the booted slot good here.
+				OnBootGood: nil,
+			}),
+		},
+	}
 }

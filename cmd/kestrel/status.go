@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/kestrel-os/kestrel/pkg/boothealth"
 	"github.com/kestrel-os/kestrel/pkg/buildinfo"
 	"github.com/kestrel-os/kestrel/pkg/control"
 	"github.com/kestrel-os/kestrel/pkg/layout"
@@ -31,6 +32,11 @@ func statusCmd(args []string) int {
 	if err := control.Call(layout.ControlSocket, control.Request{Op: "status"}, &st); err != nil {
 		fmt.Fprintf(os.Stderr, "kestrel status: %v\n", err)
 		return 1
+	}
+	if h, err := boothealth.Read(layout.BootHealth); err != nil {
+		fmt.Fprintf(os.Stderr, "kestrel status: %v\n", err)
+	} else {
+		st.BootHealth = h
 	}
 	if *asJSON {
 		e := json.NewEncoder(os.Stdout)

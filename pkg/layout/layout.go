@@ -82,6 +82,11 @@ const (
 	// BootTimes is written by stage 1 and extended by stage 2: one
 	// "name seconds" line per boot stage, guest CLOCK_BOOTTIME.
 	BootTimes = "/run/kestrel/boot-times"
+	// BootHealth records whether this boot is good (pkg/boothealth): k3s
+	// healthy within its time limit, or not.
+	BootHealth = "/run/kestrel/boot-health"
+	// LogDir holds the supervised services' rotated logs (<name>.log).
+	LogDir = "/var/log"
 	// ControlSocket is PID 1's unix socket (mode 0600) for the CLI:
 	// one JSON request line, one JSON response line (pkg/control).
 	ControlSocket = "/run/kestrel/control.sock"

@@ -18,6 +18,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kestrel-os/kestrel/pkg/boothealth"
 	"github.com/kestrel-os/kestrel/pkg/boottime"
 	"github.com/kestrel-os/kestrel/pkg/layout"
 	"github.com/kestrel-os/kestrel/pkg/supervisor"
@@ -37,6 +38,9 @@ type Status struct {
 	Uptime   time.Duration       `json:"uptime_ns"`
 	Services []supervisor.Status `json:"services"`
 	Warnings []string            `json:"warnings,omitempty"`
+	// BootHealth is whether this boot was declared good (k3s healthy in
+	// time); nil until something declared it.
+	BootHealth *boothealth.Record `json:"boot_health,omitempty"`
 }
 
 func orNone(s string) string {
@@ -85,6 +89,13 @@ func (s Status) Render(w io.Writer, now time.Time) error {
 	}
 	fmt.Fprintf(tw, "boot:\tkernel %s, stage1 %s, stage2 %s, ready at %s\n", secs(s.Kernel), secs(s.Stage1), secs(s.Stage2), ready)
 	fmt.Fprintf(tw, "uptime:\t%s\n", s.Uptime.Round(time.Second))
+	if h := s.BootHealth; h != nil {
+		line := h.String()
+		if h.State == boothealth.Pending && !h.Deadline.IsZero() {
+			line += fmt.Sprintf(" (declared not good in %s)", h.Deadline.Sub(now).Round(time.Second))
+		}
+		fmt.Fprintf(tw, "boot health:\t%s\n", line)
+	}
 	for _, warn := range s.Warnings {
 		fmt.Fprintf(tw, "warning:\t%s\n", warn)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kestrel-os/kestrel/pkg/boothealth"
 	"github.com/kestrel-os/kestrel/pkg/supervisor"
 )
 
@@ -39,6 +40,31 @@ func TestRender(t *testing.T) {
 	for _, want := range []string{"slot:", "b\n", "eth0 10.0.2.15/24", "ready at not yet", "console", "42", "restart in 4s; last: exit status 1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("Render lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestRenderBootHealth(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		h    *boothealth.Record
+		want string
+	}{
+		{nil, ""},
+		{&boothealth.Record{State: boothealth.Pending, Detail: "k3s server started", Deadline: now.Add(90 * time.Second)}, "pending: k3s server started (declared not good in 1m30s)"},
+		{&boothealth.Record{State: boothealth.Good, Detail: "k3s agent healthy 3s after it started"}, "good: k3s agent healthy 3s after it started"},
+		{&boothealth.Record{State: boothealth.NotGood, Detail: "k3s server not healthy within 20s"}, "NOT GOOD: k3s server not healthy within 20s"},
+	} {
+		var b bytes.Buffer
+		Status{BootHealth: tc.h}.Render(&b, now)
+		line := ""
+		for _, l := range strings.Split(b.String(), "\n") {
+			if strings.HasPrefix(l, "boot health:") {
+				line = strings.TrimSpace(strings.TrimPrefix(l, "boot health:"))
+			}
+		}
+		if line != tc.want {
+			t.Errorf("boot health line %q, want %q", line, tc.want)
 		}
 	}
 }

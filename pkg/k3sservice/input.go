@@ -1,0 +1,67 @@
+package k3sservice
+
+import (
+	"github.com/kestrel-os/kestrel/pkg/config"
+	"github.com/kestrel-os/kestrel/pkg/k3sconfig"
+)
+
+// FromConfig maps the merged node config onto k3sconfig's Input. The
+// k3OS keys (server_url, token, labels, taints, k3s_args) go into
+// Input.Legacy rather than being folded into the k3s section here
+// (config.Section.K3sSettings would let one silently win): k3sconfig
+// then reports a conflict between the two spellings as an error. The
+// environment key is the same in both spellings and goes to
+// Input.Environment.
+func FromConfig(cfg *config.Config, version, slot string) k3sconfig.Input {
+	if cfg == nil {
+		cfg = &config.Config{}
+	}
+	s := cfg.Kestrel
+	k := s.K3s
+	return k3sconfig.Input{
+		Role:              k.Role,
+		ServerURL:         k.ServerURL,
+		Token:             k.Token,
+		TokenFile:         k.TokenFile,
+		DatastoreEndpoint: k.DatastoreEndpoint,
+		NodeName:          k.NodeName,
+		Labels:            k.Labels,
+		Taints:            k.Taints,
+		ExtraArgs:         k.Args,
+		Environment:       s.Environment,
+		Registries:        registries(s.Registries),
+		Legacy: k3sconfig.Legacy{
+			K3sArgs:   s.K3sArgs,
+			ServerURL: s.ServerURL,
+			Token:     s.Token,
+			Labels:    s.Labels,
+			Taints:    s.Taints,
+		},
+		Version: version,
+		Slot:    slot,
+	}
+}
+
+func registries(r config.Registries) k3sconfig.Registries {
+	var out k3sconfig.Registries
+	for host, m := range r.Mirrors {
+		if out.Mirrors == nil {
+			out.Mirrors = map[string]k3sconfig.Mirror{}
+		}
+		out.Mirrors[host] = k3sconfig.Mirror{Endpoint: m.Endpoint, Rewrite: m.Rewrite}
+	}
+	for host, c := range r.Configs {
+		if out.Configs == nil {
+			out.Configs = map[string]k3sconfig.RegistryConfig{}
+		}
+		var rc k3sconfig.RegistryConfig
+		if a := c.Auth; a != nil {
+			rc.Auth = &k3sconfig.RegistryAuth{Username: a.Username, Password: a.Password, Auth: a.Auth, IdentityToken: a.IdentityToken}
+		}
+		if t := c.TLS; t != nil {
+			rc.TLS = &k3sconfig.RegistryTLS{CertFile: t.CertFile, KeyFile: t.KeyFile, CAFile: t.CAFile, InsecureSkipVerify: t.InsecureSkipVerify}
+		}
+		out.Configs[host] = rc
+	}
+	return out
+}
