@@ -16,6 +16,7 @@ func stage2Hooks() stage2.Hooks {
 		Network: cfg.Network,
 		NetworkUp: []stage2.Hook{
 			{Name: "config (network-up)", Run: cfg.NetworkUp},
+			k3sManifestsHook(cfg.Config),
 			// k3s last: it reads the config the phases before it merged.
 			// Config nil: k3sservice merges the local sources itself until
 			// the phase runner's Config is wired here.

@@ -39,6 +39,7 @@ import (
 
 	"github.com/kestrel-os/kestrel/pkg/atomicfile"
 	"github.com/kestrel-os/kestrel/pkg/config"
+	"github.com/kestrel-os/kestrel/pkg/k3sfetch"
 )
 
 // Paths, absolute on the node (joined to a root in the functions below).
@@ -105,6 +106,22 @@ func Enabled(c *config.Config) bool {
 		return false
 	}
 	return k.Role == "server"
+}
+
+// Apply is the stage-2 network-up step (cmd/kestrel wires it as a
+// hook): Install(root, Enabled(cfg())). An image without k3s is left
+// alone, and so is the k3s directory when cfg returns nil (no merged
+// config: better to change nothing than to act on defaults the operator
+// may have overridden).
+func Apply(root string, cfg func() *config.Config) error {
+	if _, err := os.Stat(filepath.Join(root, k3sfetch.RootfsBinary)); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	c := cfg()
+	if c == nil {
+		return fmt.Errorf("k3s manifests: no merged config, %s left as it is", K3sDir)
+	}
+	return Install(root, Enabled(c))
 }
 
 // record is RecordFile's content: installed name -> sha256 of what was

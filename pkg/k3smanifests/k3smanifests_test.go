@@ -261,3 +261,38 @@ func TestShipRepositoryManifests(t *testing.T) {
 		}
 	}
 }
+
+func TestApply(t *testing.T) {
+	off := &config.Config{}
+	f := false
+	off.Kestrel.K3s.UpgradeController = &f
+	tests := []struct {
+		name    string
+		k3s     bool
+		cfg     *config.Config
+		want    int // files in the k3s dir afterwards
+		wantErr string
+	}{
+		{"server", true, &config.Config{}, 1, ""},
+		{"turned off", true, off, 0, ""},
+		{"no k3s in the image", false, &config.Config{}, 0, ""},
+		{"no merged config", true, nil, 0, "no merged config"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			write("crd.yaml", "crd\n")(t, filepath.Join(root, ShippedDir))
+			if tt.k3s {
+				write("k3s", "")(t, filepath.Join(root, "usr/bin"))
+			}
+			err := Apply(root, func() *config.Config { return tt.cfg })
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+			entries, _ := os.ReadDir(filepath.Join(root, K3sDir))
+			if len(entries) != tt.want {
+				t.Errorf("k3s dir holds %d files, want %d", len(entries), tt.want)
+			}
+		})
+	}
+}
