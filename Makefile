@@ -13,7 +13,7 @@ export GOFLAGS := -buildvcs=false
 
 IMAGE := $(OUT)/kestrel-$(VERSION)-$(ARCH).img
 
-.PHONY: all deps image run test test-short test-all bench k8s-test-bins clean
+.PHONY: all deps image upgrade-image run test test-short test-all bench k8s-test-bins clean
 
 all: image
 
@@ -22,6 +22,11 @@ deps:
 
 image: deps
 	$(GO) run ./cmd/kestrel-build image -def $(DEF) -out $(OUT) -version $(VERSION) -k3s $(K3S)
+
+# The upgrade image (OCI archive, verified) from the image build; PUSH=REF
+# also pushes it to a registry.
+upgrade-image: image
+	$(GO) run ./cmd/kestrel-build upgrade-image -out $(OUT) -version $(VERSION) $(if $(PUSH),-push $(PUSH))
 
 run: image
 	bash scripts/run-qemu.sh $(IMAGE)
