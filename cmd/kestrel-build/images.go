@@ -34,7 +34,14 @@ func runUpgradeImage(args []string) error {
 		return err
 	}
 	for _, m := range res.Manifests {
-		log.Printf("%s/%s: %d files verified", m.Arch, m.Variant, len(m.Files))
+		p := m.Arch
+		if m.Variant != "" {
+			p += "/" + m.Variant
+		}
+		if m.Board != "" {
+			p += " (" + m.Board + ")"
+		}
+		log.Printf("%s: %d files verified", p, len(m.Files))
 	}
 	log.Printf("wrote %s (index %s)", res.Archive, res.Digest)
 	return nil

@@ -60,6 +60,9 @@ func WriteArchive(path, tag string, idx v1.ImageIndex) error {
 	if err := out.Close(); err != nil {
 		return fmt.Errorf("upgrade image: archive %s: %w", path, err)
 	}
+	if err := os.Chmod(out.Name(), 0o644); err != nil { // CreateTemp made it 0600
+		return fmt.Errorf("upgrade image: archive %s: %w", path, err)
+	}
 	if err := os.Rename(out.Name(), path); err != nil {
 		return fmt.Errorf("upgrade image: archive %s: %w", path, err)
 	}

@@ -279,6 +279,9 @@ func TestLayoutAndArchive(t *testing.T) {
 	if err := WriteArchive(archive, version, idx); err != nil {
 		t.Fatal(err)
 	}
+	if fi, err := os.Stat(archive); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("archive mode %v (%v), want 0644", fi.Mode(), err)
+	}
 	f, err := os.Open(archive)
 	if err != nil {
 		t.Fatal(err)
