@@ -58,6 +58,7 @@ func runStage1() {
 		NewRoot: layout.NewRoot, EtcStage: "/.etc",
 		Clock: boottime.Now, Mount: unix.Mount, WaitTimeout: 10 * time.Second,
 		SwitchRoot: stage1.SwitchRoot, Entropy: randomseed.Linux{},
+		Unmount: unix.Unmount, Hooks: stage1Hooks(),
 	})
 	rescue(fmt.Sprintf("stage 1 failed: %v", err))
 }

@@ -155,6 +155,7 @@ type inputs struct {
 	kernelRoot, bootRoot, busyboxRoot string
 	release                           string
 	applets                           []string // busybox applet paths
+	tzdataRoot                        string   // unpacked tzdata ("": none)
 }
 
 // Image runs the whole pipeline and returns the manifest it wrote.
@@ -364,6 +365,13 @@ func fetch(o Options) (inputs, error) {
 		roots[i] = root
 	}
 	in := inputs{kernelRoot: roots[0], bootRoot: roots[1], busyboxRoot: roots[2], release: v.KernelRelease(img)}
+	if v.Debian.Tzdata != "" {
+		root, err := deb.FetchUnpack(deb.Package{Name: "tzdata", Version: v.Debian.Tzdata, Arch: "all"}, debs)
+		if err != nil {
+			return inputs{}, err
+		}
+		in.tzdataRoot = root
+	}
 	listWith := filepath.Join(in.busyboxRoot, "bin/busybox")
 	if img.Arch != runtime.GOARCH && o.HostBusybox != "" {
 		listWith = o.HostBusybox
@@ -477,6 +485,11 @@ func (o Options) writeRootfs(out, dir, kestrelBin string, k3s *k3sfetch.Result, 
 	}
 	if err := rootfs.Assemble(spec, dir); err != nil {
 		return err
+	}
+	if in.tzdataRoot != "" {
+		if err := installZoneinfo(in.tzdataRoot, dir); err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
 	}
 	if o.Manifests != "" {
 		if err := k3smanifests.Ship(o.Manifests, dir, controllerimage.Reference(o.Version)); err != nil {

@@ -116,6 +116,9 @@ type Debian struct {
 	KernelVersion  string `yaml:"kernel_version"` // e.g. 6.1.176-1
 	SystemdBootEFI string `yaml:"systemd-boot-efi"`
 	BusyboxStatic  string `yaml:"busybox-static"`
+	// Tzdata is the version of Debian's tzdata (architecture "all"), whose
+	// zoneinfo tree kestrel.timezone needs; empty ships no zoneinfo.
+	Tzdata string `yaml:"tzdata,omitempty"`
 }
 
 // KernelPackage is the Debian package name of the image's kernel.

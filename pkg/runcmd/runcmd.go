@@ -32,6 +32,10 @@ type Runner struct {
 	Env []string
 	// Dir is the working directory; default "/".
 	Dir string
+	// Chroot, if set, runs the commands with this directory as their root
+	// (stage 1 runs init_cmd in the assembled new root); Shell and Dir are
+	// then paths inside it.
+	Chroot string
 	// Log receives "phase[i]: $ command", the output lines prefixed with
 	// "phase[i]: ", and the result. Nil discards.
 	Log io.Writer
@@ -82,7 +86,7 @@ func (r Runner) runOne(ctx context.Context, name, command string) error {
 	}
 	cmd := exec.Command(shell, "-c", command)
 	cmd.Dir, cmd.Env = dir, env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Chroot: r.Chroot}
 	// A plain pipe, so that nothing depends on exec.Cmd.Wait (which PID 1
 	// must not call: its reaper collects the status).
 	outR, outW, err := os.Pipe()

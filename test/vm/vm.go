@@ -54,6 +54,10 @@ type Config struct {
 	ExtraDrives []string
 	// HostFwd forwards a loopback TCP port to a guest port ("tcp::2222-:22").
 	HostFwd []string
+	// ExtraNICs adds this many more virtio NICs (eth1, eth2, ... in the
+	// guest), each on its own restricted user-mode network (no host
+	// bridge, no way out): for static address, VLAN and bond tests.
+	ExtraNICs int
 	// Memory in MiB; 0 means 768.
 	Memory int
 	// Dir holds the overlay disk, firmware variables and console log.
@@ -134,6 +138,10 @@ func qemuArgs(cfg Config) ([]string, error) {
 		netdev += ",hostfwd=" + f
 	}
 	args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0")
+	for i := 1; i <= cfg.ExtraNICs; i++ {
+		args = append(args, "-netdev", fmt.Sprintf("user,id=net%d,restrict=on", i),
+			"-device", fmt.Sprintf("virtio-net-pci,netdev=net%d", i))
+	}
 
 	if cfg.Kernel != "" {
 		args = append(args, "-kernel", cfg.Kernel, "-initrd", cfg.Initrd, "-append", cfg.Append)

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"crypto/rand"
+	"net/http"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kestrel-os/kestrel/pkg/configcmd"
+	"github.com/kestrel-os/kestrel/pkg/datasource"
+	"github.com/kestrel-os/kestrel/pkg/layout"
+	"github.com/kestrel-os/kestrel/pkg/ntp"
+	"github.com/kestrel-os/kestrel/pkg/phases"
+	"github.com/kestrel-os/kestrel/pkg/sshkeys"
+	"github.com/kestrel-os/kestrel/pkg/stage1"
+)
+
+func init() {
+	register(command{"config", "validate, show (with sources), schema, keys", func(args []string) int {
+		return configcmd.Run(args, os.Stdout, os.Stderr)
+	}})
+}
+
+// newPhases is the config phase runner of stage 2 (PID 1), with the
+// node's paths, clock and system calls.
+func newPhases() *phases.Runner {
+	client := &http.Client{Timeout: 30 * time.Second}
+	return phases.New(phases.Options{
+		Root: "/", ESP: layout.ESPMount, Cmdline: "/proc/cmdline", Cache: datasource.DefaultCache,
+		Random: rand.Reader, Net: datasource.Env{Client: client, FileRoot: "/"},
+		Keys: &sshkeys.Resolver{Client: client}, Clock: ntp.SystemClock{},
+		Mount: unix.Mount, Sethostname: unix.Sethostname,
+	})
+}
+
+// stage1Hooks wires the initramfs config phase into stage 1.
+func stage1Hooks() stage1.Hooks {
+	return stage1.Hooks{Initramfs: phases.Initramfs}
+}

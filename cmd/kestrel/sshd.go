@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/kestrel-os/kestrel/pkg/layout"
+	"github.com/kestrel-os/kestrel/pkg/phases"
+	"github.com/kestrel-os/kestrel/pkg/sftpserver"
+	"github.com/kestrel-os/kestrel/pkg/sshd"
+	"github.com/kestrel-os/kestrel/pkg/stage2"
+	"github.com/kestrel-os/kestrel/pkg/supervisor"
+)
+
+func init() {
+	register(command{"sshd", "the SSH server (run by PID 1 under the supervisor)", sshdCmd})
+	register(command{"sftp-server", "SFTP on stdin/stdout (the SSH server's sftp subsystem)", func([]string) int {
+		if err := sftpserver.Serve(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "kestrel sftp-server: %v\n", err)
+			return 1
+		}
+		return 0
+	}})
+}
+
+// sshHostKeys is where the host keys live: on the state partition, so the
+// node keeps its identity across upgrades and reboots.
+var sshHostKeys = filepath.Join(layout.StateMount, "ssh")
+
+func sshdCmd(args []string) int {
+	fs := flag.NewFlagSet("sshd", flag.ContinueOnError)
+	listen := fs.String("listen", ":22", "address to listen on")
+	root := fs.String("root", "/", "root holding etc/passwd, etc/shadow and the homes")
+	keys := fs.String("host-keys", sshHostKeys, "host key directory (created 0700, keys 0600)")
+	pw := fs.Bool("password-auth", false, "accept password logins (only when a password is configured)")
+	envFile := fs.String("environment", phases.EnvironmentPath, "sessions get this file's variables")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	logger := log.New(os.Stderr, "sshd: ", log.LstdFlags)
+	var env []string
+	if b, err := os.ReadFile(filepath.Join(*root, *envFile)); err == nil {
+		env = phases.ParseEnvironment(b)
+	}
+	srv, err := sshd.New(sshd.Config{
+		Root: *root, HostKeyDir: *keys, PasswordAuth: *pw, Env: env, Logf: logger.Printf,
+		SFTPServer: []string{layout.KestrelBin, "sftp-server"},
+	})
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	logger.Printf("listening on %s (password login %v)", l.Addr(), *pw)
+	if err := srv.Serve(l); err != nil && ctx.Err() == nil {
+		logger.Print(err)
+		return 1
+	}
+	return 0
+}
+
+// sshdHook starts the SSH server under the supervisor once the boot phase
+// has written the accounts: keys only, unless a password is configured.
+func sshdHook(cfg *phases.Runner) stage2.Hook {
+	return stage2.Hook{Name: "sshd", Run: func(ctx context.Context, sys *stage2.System) error {
+		args := []string{"sshd", "--host-keys", sshHostKeys}
+		if phases.PasswordAuth(cfg.Config()) {
+			args = append(args, "--password-auth")
+		}
+		return sys.Supervisor.Start(supervisor.Spec{Name: "sshd", Path: layout.KestrelBin, Args: args, Env: cfg.Environ()})
+	}}
+}

@@ -1,0 +1,529 @@
+package boottest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kestrel-os/kestrel/test/vm"
+)
+
+// The config boot tests give the VM a NoCloud CIDATA disk built here (vfat,
+// user-data + meta-data), an ext4 data disk for kestrel.mounts and two
+// more NICs on isolated user-mode networks for static addresses, a VLAN
+// and a bond, and serve, on the host loopback (10.0.2.2 from the guest),
+// a config_url document, an authorized_keys file and an NTP answer. They
+// check the effects from the console and over SSH with the host's ssh.
+
+// hostFromGuest is the host's loopback as qemu's user networking shows it.
+const hostFromGuest = "10.0.2.2"
+
+// ntpOffset is how far ahead of the host the test's NTP server is.
+const ntpOffset = 50 * 24 * time.Hour
+
+// cfgEnv is what one config boot test sets up on the host.
+type cfgEnv struct {
+	dir            string
+	keyA, keyB     string // private key files
+	pubA, pubB     string // their public keys
+	sshPort        int
+	httpPort       int
+	ntpPort        int
+	extraYAML      string // served as /extra.yaml (config_url)
+	dataDisk       string // ext4 labelled KDATA
+	hostKnownHosts string
+}
+
+func newCfgEnv(t *testing.T) *cfgEnv {
+	t.Helper()
+	for _, tool := range []string{"ssh", "ssh-keygen", "scp"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	e := &cfgEnv{dir: t.TempDir()}
+	e.keyA, e.pubA = sshKeygen(t, e.dir, "id_a")
+	e.keyB, e.pubB = sshKeygen(t, e.dir, "id_b")
+	e.sshPort = freePort(t)
+	e.hostKnownHosts = filepath.Join(e.dir, "known_hosts")
+	e.extraYAML = "kestrel:\n  environment:\n    LATE: from-config-url\n"
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.httpPort = l.Addr().(*net.TCPAddr).Port
+	mux := http.NewServeMux()
+	mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, e.pubB) })
+	mux.HandleFunc("/extra.yaml", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, e.extraYAML) })
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	e.ntpPort = ntpServer(t, ntpOffset)
+
+	data := filepath.Join(e.dir, "data")
+	os.MkdirAll(data, 0o755)
+	os.WriteFile(filepath.Join(data, "hello.txt"), []byte("data disk\n"), 0o644)
+	e.dataDisk = filepath.Join(e.dir, "data.img")
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", "KDATA", "-d", data, e.dataDisk, "8M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	return e
+}
+
+// vmConfig is a machine with the CIDATA and data disks, two extra NICs and
+// SSH forwarded to the host loopback.
+func (e *cfgEnv) vmConfig(img *Image, dir, cidata string) vm.Config {
+	return vm.Config{Disk: img.Disk, DiskSize: "3G", Dir: dir, Memory: 1024,
+		ExtraDrives: []string{cidata, e.dataDisk}, ExtraNICs: 2,
+		HostFwd: []string{fmt.Sprintf("tcp:127.0.0.1:%d-:22", e.sshPort)}}
+}
+
+// ssh runs command as user with key over the forwarded port.
+func (e *cfgEnv) ssh(user, key, command string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ssh", append(e.sshOpts(key), "-p", strconv.Itoa(e.sshPort), user+"@127.0.0.1", command)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (e *cfgEnv) sshOpts(key string) []string {
+	return []string{"-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
+		"-o", "UserKnownHostsFile=" + e.hostKnownHosts, "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR"}
+}
+
+// waitSSH retries until the SSH server lets user in with key.
+func (e *cfgEnv) waitSSH(t *testing.T, user, key string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		out, err := e.ssh(user, key, "true")
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ssh %s: %v\n%s", user, err, out)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// kestrelUserData touches every key group, in Kestrel's own spelling.
+func (e *cfgEnv) kestrelUserData() string {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte("gzip content\n"))
+	zw.Close()
+	return fmt.Sprintf(`#cloud-config
+hostname: kestrel-cfg
+ssh_authorized_keys:
+  - %s
+  - http://%s:%d/keys
+write_files:
+  - path: /etc/kestrel-test/plain.conf
+    content: "plain text\n"
+    owner: kestrel:kestrel
+    permissions: "0640"
+  - path: /var/lib/kestrel-test/b64.txt
+    encoding: b64
+    content: %s
+    permissions: "0600"
+  - path: /var/lib/kestrel-test/gz.txt
+    encoding: gz+b64
+    content: %s
+    owner: ops:wheel
+    permissions: "0604"
+init_cmd:
+  - echo "init pid1=$(tr '\0' ' ' </proc/1/cmdline)" >> /run/phases.log
+boot_cmd:
+  - echo "boot host=$(hostname) eth0=$(ip -4 addr show dev eth0 | grep -c inet)" >> /run/phases.log
+run_cmd:
+  - echo "run FOO=$FOO eth0=$(ip -4 addr show dev eth0 | grep -c inet)" >> /run/phases.log
+kestrel:
+  modules:
+    - bonding max_bonds=0
+    - 8021q
+  sysctl:
+    vm.swappiness: "17"
+    net.ipv4.tcp_keepalive_time: "1234"
+  environment:
+    FOO: bar baz
+    HTTP_PROXY: http://proxy.example:3128
+  timezone: Europe/Paris
+  dns_nameservers: [192.0.2.53]
+  ntp_servers: ["%s:%d"]
+  config_url: http://%s:%d/extra.yaml
+  users:
+    - name: ops
+      groups: [wheel]
+      password: s3cret
+      ssh_authorized_keys:
+        - %s
+  mounts:
+    - label: KDATA
+      path: /var/mnt/data
+      options: [ro]
+  network:
+    interfaces:
+      eth1:
+        addresses: [192.168.77.10/24]
+        routes:
+          - to: 10.99.0.0/16
+            via: 192.168.77.1
+      vlan100:
+        vlan: {link: eth1, id: 100}
+        addresses: [10.100.0.2/24]
+      bond0:
+        bond: {members: [eth2], mode: active-backup}
+        addresses: [192.168.88.10/24]
+`, e.pubA, hostFromGuest, e.httpPort,
+		base64.StdEncoding.EncodeToString([]byte("base64 content\n")),
+		base64.StdEncoding.EncodeToString(gz.Bytes()),
+		hostFromGuest, e.ntpPort, hostFromGuest, e.httpPort, e.pubA)
+}
+
+// TestConfigNoCloud boots with a Kestrel config on a NoCloud disk, checks
+// every key group's effect, then puts three bad files on the state
+// partition (invalid YAML, a wrong type, an unknown key) and boots again:
+// the node comes up, says what is wrong where, still lets the NoCloud keys
+// in, and applies nothing from the bad files.
+func TestConfigNoCloud(t *testing.T) {
+	img := buildImage(t)
+	e := newCfgEnv(t)
+	cidata := buildCIDATA(t, e.dir, map[string]string{
+		"user-data": e.kestrelUserData(),
+		"meta-data": "instance-id: iid-boottest\nlocal-hostname: from-meta-data\n",
+	})
+	dir := t.TempDir()
+	cfg := e.vmConfig(img, dir, cidata)
+	m, _ := bootVM(t, cfg)
+	c := console{t, m}
+
+	// Hostname (user-data over meta-data).
+	if got := c.run("hostname"); got != "kestrel-cfg" {
+		t.Errorf("hostname %q, want kestrel-cfg", got)
+	}
+	if got := c.run("cat /etc/hostname"); got != "kestrel-cfg" {
+		t.Errorf("/etc/hostname %q", got)
+	}
+	// sysctl and modules (initramfs phase).
+	c.expect("cat /proc/sys/vm/swappiness", "17")
+	c.expect("cat /proc/sys/net/ipv4/tcp_keepalive_time", "1234")
+	c.expect("cat /sys/module/bonding/parameters/max_bonds", "0")
+	c.expect("test -d /sys/module/8021q && echo loaded", "loaded")
+	// write_files: content, mode, owner.
+	c.expect("cat /etc/kestrel-test/plain.conf", "plain text")
+	c.expect("stat -c '%a %U %G' /etc/kestrel-test/plain.conf", "640 kestrel kestrel")
+	c.expect("cat /var/lib/kestrel-test/b64.txt", "base64 content")
+	c.expect("stat -c '%a %U %G' /var/lib/kestrel-test/b64.txt", "600 root root")
+	c.expect("cat /var/lib/kestrel-test/gz.txt", "gzip content")
+	c.expect("stat -c '%a %U %G' /var/lib/kestrel-test/gz.txt", "604 ops wheel")
+	// Environment, including the key config_url added at network-up.
+	env := c.run("cat /etc/environment")
+	for _, want := range []string{`FOO="bar baz"`, `HTTP_PROXY="http://proxy.example:3128"`, `LATE="from-config-url"`} {
+		if !strings.Contains(env, want) {
+			t.Errorf("/etc/environment lacks %s:\n%s", want, env)
+		}
+	}
+	// Static address and route, VLAN, bond (second and third NIC).
+	c.contains("ip -4 addr show dev eth1", "192.168.77.10/24")
+	c.contains("ip route show 10.99.0.0/16", "via 192.168.77.1 dev eth1")
+	c.contains("ip -4 addr show dev vlan100", "10.100.0.2/24")
+	c.contains("ip -d link show dev vlan100", "id 100")
+	c.contains("ip -4 addr show dev bond0", "192.168.88.10/24")
+	c.expect("cat /sys/class/net/bond0/bonding/slaves", "eth2")
+	c.contains("ip -4 addr show dev eth0", "10.0.2.15") // DHCP stays on the unlisted NIC
+	c.contains("cat /etc/resolv.conf", "nameserver 192.0.2.53")
+	// Timezone.
+	c.expect("readlink /etc/localtime", "/usr/share/zoneinfo/Europe/Paris")
+	c.expect("cat /etc/timezone", "Europe/Paris")
+	if z := c.run("date +%Z"); z != "CET" && z != "CEST" {
+		t.Errorf("date +%%Z = %q, want CET or CEST", z)
+	}
+	// Mounts by label.
+	c.contains("grep ' /var/mnt/data ' /proc/mounts", "ext4 ro")
+	c.expect("cat /var/mnt/data/hello.txt", "data disk")
+	// NTP: the clock follows the test's server, 50 days ahead of the host.
+	guestNow, _ := strconv.ParseInt(c.run("date +%s"), 10, 64)
+	if d := time.Unix(guestNow, 0).Sub(time.Now()); d < ntpOffset-24*time.Hour {
+		t.Errorf("guest clock is %v ahead of the host, want about %v (NTP)", d.Round(time.Second), ntpOffset)
+	}
+	// Phases ran in order, each in its phase.
+	log := strings.Split(c.run("cat /run/phases.log"), "\n")
+	wantLog := []*regexp.Regexp{
+		regexp.MustCompile(`^init pid1=/init\s*$`),
+		regexp.MustCompile(`^boot host=kestrel-cfg eth0=0$`),
+		regexp.MustCompile(`^run FOO=bar baz eth0=1$`),
+	}
+	if len(log) != len(wantLog) {
+		t.Errorf("phases.log has %d lines, want %d:\n%s", len(log), len(wantLog), strings.Join(log, "\n"))
+	} else {
+		for i, re := range wantLog {
+			if !re.MatchString(log[i]) {
+				t.Errorf("phases.log line %d = %q, want %s", i+1, log[i], re)
+			}
+		}
+	}
+	// Accounts: kestrel has keys only, ops a SHA-512 crypt hash.
+	c.expect("grep ^kestrel: /etc/shadow | cut -d: -f2", "*")
+	c.contains("grep ^ops: /etc/shadow | cut -d: -f2", "$6$")
+	c.expect("stat -c '%a' /state/ssh/ssh_host_ed25519_key", "600")
+	if st := c.run("kestrel status"); configWarning.MatchString(st) {
+		t.Errorf("kestrel status reports config problems for a good config:\n%s", st)
+	}
+	c.contains("kestrel config show", "kestrel-cfg # nocloud:")
+
+	// Over SSH: the literal key, the key fetched from a URL at network-up,
+	// the extra user, the environment, SFTP.
+	e.waitSSH(t, "kestrel", e.keyA)
+	for _, tc := range []struct{ user, key, cmd, want string }{
+		{"kestrel", e.keyA, "id -un", "kestrel"},
+		{"kestrel", e.keyB, "id -un", "kestrel"},
+		{"ops", e.keyA, "id -Gn", "wheel"},
+		{"kestrel", e.keyA, `echo "$FOO|$HTTP_PROXY"`, "bar baz|http://proxy.example:3128"},
+		{"kestrel", e.keyA, "hostname", "kestrel-cfg"},
+	} {
+		out, err := e.ssh(tc.user, tc.key, tc.cmd)
+		if err != nil || !strings.Contains(out, tc.want) {
+			t.Errorf("ssh %s %q: %q, %v; want %q", tc.user, tc.cmd, out, err, tc.want)
+		}
+	}
+	local := filepath.Join(e.dir, "upload.txt")
+	os.WriteFile(local, []byte("sftp works\n"), 0o644)
+	scp := exec.Command("scp", append(e.sshOpts(e.keyA), "-P", strconv.Itoa(e.sshPort), local, "kestrel@127.0.0.1:upload.txt")...)
+	if out, err := scp.CombinedOutput(); err != nil {
+		t.Errorf("scp: %v\n%s", err, out)
+	} else {
+		c.expect("cat /home/kestrel/upload.txt", "sftp works")
+	}
+
+	// Bad config on the state partition, then a second boot.
+	c.run("mkdir -p /state/kestrel/config.d")
+	writeGuest(c, "/state/kestrel/config.yaml", "hostname: bad-yaml\nkestrel: [\n")
+	writeGuest(c, "/state/kestrel/config.d/50-type.yaml", "hostname: bad-type\nssh_authorized_keys: []\nkestrel:\n  sysctl: [vm.swappiness]\n")
+	writeGuest(c, "/state/kestrel/config.d/60-unknown.yaml", "kestrel:\n  sysctl:\n    vm.swappiness: \"99\"\nhostnme: bad-unknown\n")
+	c.run("sync")
+	m.Send("kestrel poweroff\n")
+	if code, err := m.Wait(2 * time.Minute); err != nil || code != 0 {
+		t.Fatalf("poweroff: qemu exit %d, %v\n%s", code, err, tail(m.Console(), 30))
+	}
+
+	m2, _ := bootVM(t, cfg)
+	c2 := console{t, m2}
+	boot2 := m2.Console()
+	st := c2.run("kestrel status")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`/state/kestrel/config\.yaml:\d+:\d+: [^\n]*`),
+		regexp.MustCompile(`/state/kestrel/config\.d/50-type\.yaml:4:\d+: kestrel\.sysctl: [^\n]*`),
+		regexp.MustCompile(`/state/kestrel/config\.d/60-unknown\.yaml:4:1: hostnme: [^\n]*hostname`),
+	} {
+		if !want.MatchString(boot2) {
+			t.Errorf("console does not show %s:\n%s", want, tail(boot2, 60))
+		}
+		if !want.MatchString(st) {
+			t.Errorf("kestrel status does not show %s:\n%s", want, st)
+		}
+	}
+	c2.expect("hostname", "kestrel-cfg")
+	c2.expect("cat /proc/sys/vm/swappiness", "17")
+	if out, err := e.ssh("kestrel", e.keyA, "id -un"); err != nil || !strings.Contains(out, "kestrel") {
+		t.Errorf("ssh with the NoCloud key after a bad config: %q, %v", out, err)
+	}
+}
+
+// TestConfigK3OS boots with a k3OS config, unchanged, on a NoCloud disk.
+func TestConfigK3OS(t *testing.T) {
+	img := buildImage(t)
+	e := newCfgEnv(t)
+	userData := fmt.Sprintf(`#cloud-config
+ssh_authorized_keys:
+- %s
+hostname: k3os-style
+write_files:
+- encoding: b64
+  content: %s
+  owner: root
+  path: /var/lib/k3os-test/hello.sh
+  permissions: '0755'
+init_cmd:
+- "echo init >> /run/phases.log"
+boot_cmd:
+- "echo boot >> /run/phases.log"
+run_cmd:
+- "echo run $K3OS_VAR >> /run/phases.log"
+k3os:
+  data_sources:
+  - cdrom
+  modules:
+  - 8021q
+  sysctls:
+    vm.swappiness: "23"
+  dns_nameservers:
+  - 192.0.2.54
+  password: rancher
+  environment:
+    K3OS_VAR: hello
+  labels:
+    region: us-west-1
+`, e.pubA, base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\necho k3os\n")))
+	cidata := buildCIDATA(t, e.dir, map[string]string{"user-data": userData, "meta-data": "instance-id: iid-k3os\n"})
+	m, _ := bootVM(t, e.vmConfig(img, t.TempDir(), cidata))
+	c := console{t, m}
+	c.expect("hostname", "k3os-style")
+	c.expect("cat /proc/sys/vm/swappiness", "23")
+	c.expect("test -d /sys/module/8021q && echo loaded", "loaded")
+	c.expect("/var/lib/k3os-test/hello.sh", "k3os")
+	c.expect("stat -c '%a %U' /var/lib/k3os-test/hello.sh", "755 root")
+	c.contains("cat /etc/resolv.conf", "nameserver 192.0.2.54")
+	c.contains("cat /etc/environment", `K3OS_VAR="hello"`)
+	c.contains("grep ^kestrel: /etc/shadow | cut -d: -f2", "$6$")
+	c.expect("cat /run/phases.log", "init\nboot\nrun hello")
+	if st := c.run("kestrel status"); configWarning.MatchString(st) {
+		t.Errorf("kestrel status reports config problems for a k3OS config:\n%s", st)
+	}
+	c.contains("kestrel config show --values", "kestrel.sysctl.vm.swappiness")
+	e.waitSSH(t, "kestrel", e.keyA)
+	if out, err := e.ssh("kestrel", e.keyA, "id -un; hostname"); err != nil || out != "kestrel\nk3os-style\n" {
+		t.Errorf("ssh: %q, %v", out, err)
+	}
+}
+
+// configWarning is how `kestrel status` shows a config problem.
+var configWarning = regexp.MustCompile(`warning:\s+config:`)
+
+// console runs commands on the VM's console shell for one test.
+type console struct {
+	t *testing.T
+	m *vm.VM
+}
+
+func (c console) run(cmd string) string {
+	c.t.Helper()
+	out, err := c.m.MustRun(cmd, cmdTimeout)
+	if err != nil {
+		c.t.Errorf("%v", err)
+	}
+	return strings.TrimSpace(out)
+}
+
+func (c console) expect(cmd, want string) {
+	c.t.Helper()
+	if got := c.run(cmd); got != want {
+		c.t.Errorf("%s: got %q, want %q", cmd, got, want)
+	}
+}
+
+func (c console) contains(cmd, want string) {
+	c.t.Helper()
+	if got := c.run(cmd); !strings.Contains(got, want) {
+		c.t.Errorf("%s: got %q, want it to contain %q", cmd, got, want)
+	}
+}
+
+// writeGuest writes content to path on the guest through the console.
+func writeGuest(c console, path, content string) {
+	c.t.Helper()
+	c.run(fmt.Sprintf("echo %s | base64 -d > %s", base64.StdEncoding.EncodeToString([]byte(content)), path))
+}
+
+// buildCIDATA makes a NoCloud disk as a user would: one vfat filesystem
+// labelled CIDATA (mkfs.vfat) holding files (mcopy). The on-device reader
+// is go-diskfs; the disk is written with the common tools, not with it.
+func buildCIDATA(t *testing.T, dir string, files map[string]string) string {
+	t.Helper()
+	for _, tool := range []string{"mkfs.vfat", "mcopy"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (dosfstools, mtools)", tool)
+		}
+	}
+	img := filepath.Join(dir, "cidata.img")
+	if err := os.WriteFile(img, make([]byte, 4<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.vfat", "-n", "CIDATA", img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.vfat: %v: %s", err, out)
+	}
+	for name, content := range files {
+		src := filepath.Join(dir, name)
+		if err := os.WriteFile(src, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("mcopy", "-i", img, src, "::"+name).CombinedOutput(); err != nil {
+			t.Fatalf("mcopy %s: %v: %s", name, err, out)
+		}
+	}
+	return img
+}
+
+// sshKeygen makes an ed25519 key pair and returns the private key's path
+// and the public key line.
+func sshKeygen(t *testing.T, dir, name string) (string, string) {
+	t.Helper()
+	key := filepath.Join(dir, name)
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name+"@boottest", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, strings.TrimSpace(string(pub))
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ntpServer answers SNTP requests on a loopback UDP port with the host's
+// time plus offset, and returns the port.
+func ntpServer(t *testing.T, offset time.Duration) int {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, addr, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if n < 48 {
+				continue
+			}
+			now := time.Now().Add(offset)
+			secs := uint64(now.Unix() + 2208988800)
+			ts := secs<<32 | (uint64(now.Nanosecond())<<32)/1e9
+			resp := make([]byte, 48)
+			resp[0] = 4<<3 | 4 // version 4, server mode, no leap warning
+			resp[1] = 2        // stratum
+			copy(resp[24:32], buf[40:48])
+			binary.BigEndian.PutUint64(resp[32:], ts)
+			binary.BigEndian.PutUint64(resp[40:], ts)
+			pc.WriteTo(resp, addr)
+		}
+	}()
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
