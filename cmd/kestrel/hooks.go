@@ -18,8 +18,6 @@ func stage2Hooks() stage2.Hooks {
 			{Name: "config (network-up)", Run: cfg.NetworkUp},
 			k3sManifestsHook(cfg.Config),
 			// k3s last: it reads the config the phases before it merged.
-			// Config nil: k3sservice merges the local sources itself until
-			// the phase runner's Config is wired here.
 			k3sservice.Hook(k3sservice.Options{
 				Root: "/", Mount: unix.Mount, Swapoff: k3sservice.Swapoff, Config: cfg.Config,
 				// The upgrade issue adds marking the booted slot good here.

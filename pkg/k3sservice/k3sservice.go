@@ -1,8 +1,8 @@
 // Package k3sservice runs k3s on a Kestrel node, as stage 2's network-up
 // hook: it translates the merged node config (pkg/k3sconfig) into
 // /etc/rancher/k3s/config.yaml, registries.yaml and the k3s command line
-// and environment, places the shipped manifests and airgap images where
-// k3s picks them up, then, once every kernel module of the node is loaded
+// and environment, links the shipped airgap images where k3s imports
+// them, then, once every kernel module of the node is loaded
 // (System.WaitModules, after the node is ready), prepares the node
 // environment (Node), starts `k3s server|agent` under the supervisor,
 // waits for it to be healthy (pkg/k3shealth) for the configured time
@@ -13,6 +13,9 @@
 // An image without k3s (/usr/bin/k3s absent) declares its boot good at
 // once: there is nothing to wait for. A config k3sconfig refuses declares
 // the boot not good without starting k3s.
+//
+// The upgrade controller's manifests are pkg/k3smanifests' hook, which
+// runs before this one.
 //
 // Limits: the config is read once per boot (a change at run time needs a
 // reboot, or a later phase runner that restarts the service); the health
@@ -144,10 +147,6 @@ func Prepare(ctx context.Context, sys System, opt Options) (*Plan, error) {
 	}
 	if err := out.WriteFiles(opt.Root); err != nil {
 		return fail(err)
-	}
-	uc := cfg.Kestrel.K3s.UpgradeController
-	if _, err := placeManifests(opt.Root, out.Role, uc == nil || *uc); err != nil {
-		sys.Warn("k3s %v", err)
 	}
 	if _, err := linkAirgapImages(opt.Root); err != nil {
 		sys.Warn("k3s %v", err)

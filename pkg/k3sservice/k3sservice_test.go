@@ -248,9 +248,6 @@ func TestPrepareRun(t *testing.T) {
 			if err != nil || !strings.Contains(string(cfg), "kestrel.io/slot=b") || !strings.Contains(string(cfg), "kestrel.io/version=1.2.3") {
 				t.Errorf("config.yaml: %s %v", cfg, err)
 			}
-			if _, err := os.Stat(filepath.Join(root, ServerManifestsDir, "controller.yaml")); err != nil {
-				t.Errorf("shipped manifest not placed: %v", err)
-			}
 			if l, err := os.Readlink(filepath.Join(root, k3sfetch.AgentImagesDir, "k3s-airgap-images.tar")); err != nil || l != k3sfetch.RootfsAirgapDir+"/k3s-airgap-images.tar" {
 				t.Errorf("airgap images link %q, %v", l, err)
 			}
@@ -294,29 +291,5 @@ func TestNode(t *testing.T) {
 	all := strings.Join(msgs, "\n")
 	if len(errs) != 2 || !strings.Contains(all, "bridge-nf-call-iptables") || !strings.Contains(all, "/dev/kmsg") {
 		t.Errorf("errors:\n%s\nwant the missing bridge sysctl and /dev/kmsg", all)
-	}
-}
-
-// TestManifestsOff: upgrade_controller false, or an agent, removes the
-// shipped manifests from the auto-deploy directory.
-func TestManifestsOff(t *testing.T) {
-	for _, tc := range []struct {
-		role    string
-		enabled bool
-		placed  bool
-	}{{"server", true, true}, {"server", false, false}, {"agent", true, false}} {
-		root := fakeRoot(t, true)
-		writeFile(t, filepath.Join(root, ServerManifestsDir, "controller.yaml"), "old")
-		writeFile(t, filepath.Join(root, ServerManifestsDir, "users-own.yaml"), "mine")
-		if _, err := placeManifests(root, tc.role, tc.enabled); err != nil {
-			t.Fatal(err)
-		}
-		_, err := os.Stat(filepath.Join(root, ServerManifestsDir, "controller.yaml"))
-		if (err == nil) != tc.placed {
-			t.Errorf("%s enabled=%v: controller.yaml present=%v", tc.role, tc.enabled, err == nil)
-		}
-		if _, err := os.Stat(filepath.Join(root, ServerManifestsDir, "users-own.yaml")); err != nil {
-			t.Errorf("a manifest kestrel did not ship was touched: %v", err)
-		}
 	}
 }
