@@ -22,11 +22,22 @@ func Mounts(root string) []mounts.Mount {
 		{Source: "mqueue", Target: p("/dev/mqueue"), FSType: "mqueue", Flags: nosuidNodevNoexec, Optional: true},
 		{Source: "cgroup2", Target: p("/sys/fs/cgroup"), FSType: "cgroup2", Flags: nosuidNodevNoexec, Data: "nsdelegate"},
 		{Source: "securityfs", Target: p("/sys/kernel/security"), FSType: "securityfs", Flags: nosuidNodevNoexec, Optional: true},
-		{Source: "bpf", Target: p("/sys/fs/bpf"), FSType: "bpf", Flags: nosuidNodevNoexec, Data: "mode=700", Optional: true},
 		{Source: "debugfs", Target: p("/sys/kernel/debug"), FSType: "debugfs", Flags: nosuidNodevNoexec, Optional: true},
 		{Source: "tracefs", Target: p("/sys/kernel/tracing"), FSType: "tracefs", Flags: nosuidNodevNoexec, Optional: true},
 		{Source: "configfs", Target: p("/sys/kernel/config"), FSType: "configfs", Flags: nosuidNodevNoexec, Optional: true},
 		{Source: "pstore", Target: p("/sys/fs/pstore"), FSType: "pstore", Flags: nosuidNodevNoexec, Optional: true},
+	}
+}
+
+// LateMounts are mounted after the node is ready, in the background:
+// mounting bpffs makes the kernel request the bpf_preload module through
+// the usermode modprobe helper, which costs up to a second under qemu and
+// nothing at boot needs it (CNI plugins that use BPF start with k3s,
+// later).
+func LateMounts(root string) []mounts.Mount {
+	const nosuidNodevNoexec = syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC
+	return []mounts.Mount{
+		{Source: "bpf", Target: filepath.Join(root, "/sys/fs/bpf"), FSType: "bpf", Flags: nosuidNodevNoexec, Data: "mode=700", Optional: true},
 	}
 }
 

@@ -74,7 +74,8 @@ type Hooks struct {
 	// Boot runs after mounts, modules and hostname, before the network.
 	Boot []Hook
 	// Network configures static parts of the network and returns the
-	// interfaces that should get DHCP (nil: every wired interface).
+	// interfaces that should get DHCP: nil means every wired interface,
+	// an empty non-nil slice none (also when it fails).
 	Network func(ctx context.Context, sys *System) ([]string, error)
 	// NetworkUp runs once DHCP is done, before the node is declared
 	// ready (starting k3s under the supervisor belongs here). Kernel
@@ -115,8 +116,8 @@ func (s *System) Leases() []netup.Lease {
 }
 
 // WaitModules blocks until every module of the node list is loaded (the
-// ones not needed for the hardware load after the node is ready), or ctx
-// ends. Hooks that need netfilter or bridges (k3s) call it first, from a
+// ones not needed for the hardware load after the node is ready) and the
+// LateMounts (bpffs) are done, or ctx ends. Hooks that need netfilter or bridges (k3s) call it first, from a
 // goroutine so the node's readiness does not wait for it.
 func (s *System) WaitModules(ctx context.Context) error {
 	select {
@@ -174,6 +175,7 @@ func Run(env Env) error {
 			logf("optional mount skipped: %v", e)
 		}
 	}
+	mark("mounts")
 	cgroupsOK := true
 	if _, err := cgroup.Setup(p("/sys/fs/cgroup"), "init", os.Getpid()); err != nil {
 		sys.Warn("cgroup delegation: %v", err)
@@ -188,7 +190,7 @@ func Run(env Env) error {
 	// Ctrl-Alt-Del sends SIGINT to PID 1 instead of an immediate reboot.
 	syscall.Reboot(syscall.LINUX_REBOOT_CMD_CAD_OFF)
 
-	mark("mounts, cgroups")
+	mark("cgroups")
 	// Drivers for the hardware present now; the rest of the node set
 	// (netfilter, bridge, drivers for absent hardware) loads after ready.
 	mods, err := modload.Open(layout.ModuleList, modload.Options{Root: p("/"), SysRoot: p("/sys"), Logf: logf})
@@ -255,11 +257,15 @@ func Run(env Env) error {
 	mark("boot hooks")
 	var dhcpIfs []string
 	if env.Hooks.Network != nil {
+		// nil means the default (DHCP on every wired interface); a
+		// failed network config falls back to it too, so a config error
+		// does not cut the node off.
 		if dhcpIfs, err = env.Hooks.Network(ctx, sys); err != nil {
-			sys.Warn("network config: %v", err)
-		}
-		if dhcpIfs == nil {
-			dhcpIfs = []string{}
+			if dhcpIfs == nil {
+				sys.Warn("network config: %v (falling back to DHCP on every wired interface)", err)
+			} else {
+				sys.Warn("network config: %v", err)
+			}
 		}
 	}
 	bringUpNetwork(ctx, sys, dhcpIfs, env.DHCPWait)
@@ -276,6 +282,9 @@ func Run(env Env) error {
 
 	go func() {
 		defer close(sys.modulesDone)
+		if _, err := mounts.Apply(LateMounts(env.Root), env.Mount); err != nil {
+			sys.Warn("%v", err)
+		}
 		if mods == nil {
 			return
 		}

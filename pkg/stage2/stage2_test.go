@@ -24,7 +24,6 @@ func TestMounts(t *testing.T) {
 		"mqueue on /dev/mqueue type mqueue (nosuid,nodev,noexec) [optional]",
 		"cgroup2 on /sys/fs/cgroup type cgroup2 (nosuid,nodev,noexec,nsdelegate)",
 		"securityfs on /sys/kernel/security type securityfs (nosuid,nodev,noexec) [optional]",
-		"bpf on /sys/fs/bpf type bpf (nosuid,nodev,noexec,mode=700) [optional]",
 		"debugfs on /sys/kernel/debug type debugfs (nosuid,nodev,noexec) [optional]",
 		"tracefs on /sys/kernel/tracing type tracefs (nosuid,nodev,noexec) [optional]",
 		"configfs on /sys/kernel/config type configfs (nosuid,nodev,noexec) [optional]",
@@ -32,6 +31,9 @@ func TestMounts(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("Mounts:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if l := LateMounts("/"); len(l) != 1 || l[0].FSType != "bpf" || !l[0].Optional {
+		t.Errorf("LateMounts = %+v", l)
 	}
 	if m := Mounts("/x")[4]; m.Target != "/x/sys/fs/cgroup" {
 		t.Errorf("root prefix: %s", m.Target)
