@@ -1,27 +1,34 @@
-// Package k3smanifests delivers the upgrade controller's manifests
-// (manifests/upgrade-controller/*.yaml) to k3s, in two steps:
+// Package k3smanifests delivers the upgrade controller to k3s: its
+// manifests (manifests/upgrade-controller/*.yaml) and, when the build
+// ships it, its container image, in two steps:
 //
-//   - on the build host, Ship copies them into the rootfs tree at
-//     ShippedDir, with the controller image reference stamped in;
-//   - on the node, Install copies them into k3s's auto-deploy directory
-//     (K3sDir) when the node is a k3s server and the config does not turn
-//     them off (kestrel.k3s.upgrade_controller: false), and otherwise
-//     removes the copies it placed there before.
+//   - on the build host, Ship copies the manifests into the rootfs tree at
+//     ShippedDir, with the controller image reference stamped in (the
+//     builder puts the image, a docker-archive, at ShippedImageDir);
+//   - on the node, Install copies the manifests into k3s's auto-deploy
+//     directory (K3sDir) when the node is a k3s server, and InstallImage
+//     the image into k3s's airgap image directory (ImagesDir) on every k3s
+//     node, unless the config turns the controller off
+//     (kestrel.k3s.upgrade_controller: false); then they remove the copies
+//     they placed there before.
 //
-// Installed files are named Prefix+<name> so that k3s's Addon objects
-// (named after the file's base name) cannot collide with other manifests.
-// What Install wrote is recorded, with each file's sha256, in RecordFile
-// on the state partition; removal touches only recorded files whose
-// content is still what Install wrote. A file the operator edited is left
-// in place (and reported), and so is anything Install did not write. As
-// with k3s's own packaged manifests, a "<file>.skip" next to an installed
-// name keeps Install from (re)writing that file.
+// Copies are named Prefix+<name> so that k3s's Addon objects (named after
+// the file's base name) cannot collide with other manifests. What was
+// placed is recorded, with each file's sha256, in RecordFile on the state
+// partition; removal touches only recorded files whose content is still
+// what was written. A file the operator edited is left in place (and
+// reported), and so is anything kestrel did not write. As with k3s's own
+// packaged manifests, a "<file>.skip" next to a copy's name keeps it from
+// being (re)written.
 //
 // Limits: k3s's data dir is assumed to be the default /var/lib/rancher/k3s
 // (a --data-dir in kestrel.k3s.args is not followed); whether removing a
-// file also deletes its objects from the cluster is k3s's business (recent
-// k3s releases delete the Addon's objects, older ones leave them); only
-// *.yaml files are shipped, flat (no subdirectories).
+// manifest also deletes its objects from the cluster is k3s's business
+// (recent k3s releases delete the Addon's objects, older ones leave them),
+// and a removed image stays in containerd until pruned; only *.yaml
+// manifests and *.tar images are shipped, flat (no subdirectories); every
+// boot hashes the shipped files and their copies (the image is tens of
+// MB).
 package k3smanifests
 
 import (
@@ -31,8 +38,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -48,6 +57,13 @@ const (
 	ShippedDir = "/usr/share/kestrel/manifests/upgrade-controller"
 	// K3sDir is k3s's auto-deploy directory on servers.
 	K3sDir = "/var/lib/rancher/k3s/server/manifests"
+	// ImagesDir is k3s's airgap image directory (imported at start).
+	ImagesDir = "/var/lib/rancher/k3s/agent/images"
+	// ShippedImageDir holds the controller image (a docker-archive,
+	// image.tar) in the rootfs, when the build put it there.
+	ShippedImageDir = "/usr/share/kestrel/images/upgrade-controller"
+	// ImageName is the controller image's file name in ShippedImageDir.
+	ImageName = "image.tar"
 	// RecordFile lists what Install placed in K3sDir (on the state
 	// partition, so it survives reboots and upgrades).
 	RecordFile = "/var/lib/kestrel/k3s-manifests.json"
@@ -63,7 +79,7 @@ const (
 // srcDir has no manifest or, with an image given, no manifest names the
 // placeholder: a renamed placeholder must not ship a stale reference.
 func Ship(srcDir, rootDir, image string) error {
-	names, err := yamlFiles(srcDir)
+	names, err := files(srcDir, ".yaml")
 	if err != nil {
 		return fmt.Errorf("ship manifests: %w", err)
 	}
@@ -98,19 +114,24 @@ func Ship(srcDir, rootDir, image string) error {
 // k3s as a server and kestrel.k3s.upgrade_controller is not false. A nil
 // config is the defaults (a server, manifests on).
 func Enabled(c *config.Config) bool {
+	return ImageEnabled(c) && (c == nil || c.Kestrel.K3sSettings().Role == "server")
+}
+
+// ImageEnabled says whether a node with config c imports the shipped
+// controller image: kestrel.k3s.upgrade_controller is not false. Agents
+// import it too, since the controller's pod may be scheduled on any node.
+func ImageEnabled(c *config.Config) bool {
 	if c == nil {
 		return true
 	}
 	k := c.Kestrel.K3sSettings()
-	if k.UpgradeController != nil && !*k.UpgradeController {
-		return false
-	}
-	return k.Role == "server"
+	return k.UpgradeController == nil || *k.UpgradeController
 }
 
-// Apply is the stage-2 network-up step (cmd/kestrel wires it as a
-// hook): Install(root, Enabled(cfg())). An image without k3s is left
-// alone, and so is the k3s directory when cfg returns nil (no merged
+// Apply is the stage-2 network-up step (cmd/kestrel wires it as a hook,
+// before k3s starts): Install(root, Enabled(cfg())) and
+// InstallImage(root, ImageEnabled(cfg())). An image without k3s is left
+// alone, and so are k3s's directories when cfg returns nil (no merged
 // config: better to change nothing than to act on defaults the operator
 // may have overridden).
 func Apply(root string, cfg func() *config.Config) error {
@@ -119,15 +140,9 @@ func Apply(root string, cfg func() *config.Config) error {
 	}
 	c := cfg()
 	if c == nil {
-		return fmt.Errorf("k3s manifests: no merged config, %s left as it is", K3sDir)
+		return fmt.Errorf("k3s manifests: no merged config, %s and %s left as they are", K3sDir, ImagesDir)
 	}
-	return Install(root, Enabled(c))
-}
-
-// record is RecordFile's content: installed name -> sha256 of what was
-// written.
-type record struct {
-	Files map[string]string `json:"files"`
+	return errors.Join(Install(root, Enabled(c)), InstallImage(root, ImageEnabled(c)))
 }
 
 // Install brings root+K3sDir in line with enabled: when enabled, every
@@ -137,122 +152,142 @@ type record struct {
 // recorded in RecordFile with unchanged content are ever removed or
 // overwritten.
 func Install(root string, enabled bool) error {
-	dir := filepath.Join(root, K3sDir)
-	recPath := filepath.Join(root, RecordFile)
-	rec, err := readRecord(recPath)
+	return place(root, manifests, enabled)
+}
+
+// InstallImage does what Install does for the controller image shipped in
+// ShippedImageDir (when the build put one there) and k3s's airgap image
+// directory ImagesDir, which k3s imports from when it starts.
+func InstallImage(root string, enabled bool) error {
+	return place(root, image, enabled)
+}
+
+// A kind of shipped file and where its copies go.
+type kind struct {
+	what     string
+	src, dst string // node paths
+	ext      string
+	required bool // an enabled node with none shipped is an error
+}
+
+var (
+	manifests = kind{what: "k3s manifests", src: ShippedDir, dst: K3sDir, ext: ".yaml", required: true}
+	image     = kind{what: "controller image", src: ShippedImageDir, dst: ImagesDir, ext: ".tar"}
+)
+
+// record is RecordFile's content: node path of each copy placed -> sha256
+// of what was written.
+type record struct {
+	Files map[string]string `json:"files"`
+}
+
+func place(root string, k kind, enabled bool) error {
+	p := func(s string) string { return filepath.Join(root, s) }
+	rec, err := readRecord(p(RecordFile))
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", k.what, err)
 	}
-	want := map[string][]byte{}
+	want := map[string]string{} // node path of the copy -> node path of the source
 	if enabled {
-		src := filepath.Join(root, ShippedDir)
-		names, err := yamlFiles(src)
+		names, err := files(p(k.src), k.ext)
 		if err != nil {
-			return fmt.Errorf("k3s manifests: %w", err)
+			return fmt.Errorf("%s: %w", k.what, err)
 		}
-		if len(names) == 0 {
-			return fmt.Errorf("k3s manifests: none shipped in %s", src)
+		if len(names) == 0 && k.required {
+			return fmt.Errorf("%s: none shipped in %s", k.what, k.src)
 		}
 		for _, n := range names {
-			data, err := os.ReadFile(filepath.Join(src, n))
-			if err != nil {
-				return fmt.Errorf("k3s manifests: %w", err)
-			}
-			want[Prefix+n] = data
+			want[path.Join(k.dst, Prefix+n)] = path.Join(k.src, n)
 		}
 	}
 
 	var errs []error
-	next := record{Files: map[string]string{}}
 	// Remove what was placed and is no longer wanted.
 	for _, n := range sortedKeys(rec.Files) {
-		if _, keep := want[n]; keep {
+		if _, keep := want[n]; keep || path.Dir(n) != k.dst {
 			continue
 		}
-		p := filepath.Join(dir, n)
-		switch cur, err := fileSum(p); {
+		switch cur, err := fileSum(p(n)); {
 		case errors.Is(err, fs.ErrNotExist):
+			delete(rec.Files, n)
 		case err != nil:
 			errs = append(errs, err)
-			next.Files[n] = rec.Files[n]
 		case cur != rec.Files[n]:
-			errs = append(errs, fmt.Errorf("%s was changed since kestrel wrote it: left in place", p))
+			errs = append(errs, fmt.Errorf("%s was changed since kestrel wrote it: left in place", p(n)))
+			delete(rec.Files, n)
 		default:
-			if err := os.Remove(p); err != nil {
+			if err := os.Remove(p(n)); err != nil {
 				errs = append(errs, err)
-				next.Files[n] = rec.Files[n]
+			} else {
+				delete(rec.Files, n)
 			}
 		}
 	}
 	// Write what is wanted.
-	if len(want) > 0 {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("k3s manifests: %w", err)
-		}
-	}
 	for _, n := range sortedKeys(want) {
-		p := filepath.Join(dir, n)
-		if _, err := os.Stat(p + ".skip"); err == nil {
-			if old, placed := rec.Files[n]; placed {
-				next.Files[n] = old // still ours, left as it is
-			}
+		if _, err := os.Stat(p(n) + ".skip"); err == nil {
+			continue // left as it is, still recorded if it was ours
+		}
+		sum, err := fileSum(p(want[n]))
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
-		sum := sha256Hex(want[n])
-		cur, err := fileSum(p)
+		cur, err := fileSum(p(n))
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 		case err != nil:
 			errs = append(errs, err)
 			continue
 		case cur == sum:
-			next.Files[n] = sum
+			rec.Files[n] = sum
 			continue
 		case cur != rec.Files[n]:
-			errs = append(errs, fmt.Errorf("%s exists and is not what kestrel wrote there: left in place (remove it, or add %s.skip)", p, n))
+			errs = append(errs, fmt.Errorf("%s exists and is not what kestrel wrote there: left in place (remove it, or add %s.skip)", p(n), path.Base(n)))
 			continue
 		}
-		if err := atomicfile.Write(p, want[n], 0o644, atomicfile.NoChown, atomicfile.NoChown); err != nil {
+		if err := copyFile(p(want[n]), p(n), sum); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		next.Files[n] = sum
+		rec.Files[n] = sum
 	}
-	if err := writeRecord(recPath, next); err != nil {
+	if err := writeRecord(p(RecordFile), rec); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("k3s manifests: %w", err)
+		return fmt.Errorf("%s: %w", k.what, err)
 	}
 	return nil
 }
 
-func readRecord(path string) (record, error) {
+func readRecord(file string) (record, error) {
 	rec := record{Files: map[string]string{}}
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return rec, nil
 	}
 	if err != nil {
-		return rec, fmt.Errorf("k3s manifests: %w", err)
+		return rec, err
 	}
 	if err := json.Unmarshal(data, &rec); err != nil {
-		return rec, fmt.Errorf("k3s manifests: %s: %w", path, err)
+		return rec, fmt.Errorf("%s: %w", file, err)
 	}
 	if rec.Files == nil {
 		rec.Files = map[string]string{}
 	}
 	for n := range rec.Files {
-		if !strings.HasPrefix(n, Prefix) || n != filepath.Base(n) {
-			return rec, fmt.Errorf("k3s manifests: %s: unexpected entry %q", path, n)
+		dir := path.Dir(n)
+		if dir != K3sDir && dir != ImagesDir || !strings.HasPrefix(path.Base(n), Prefix) || path.Clean(n) != n {
+			return rec, fmt.Errorf("%s: unexpected entry %q", file, n)
 		}
 	}
 	return rec, nil
 }
 
-func writeRecord(path string, rec record) error {
+func writeRecord(file string, rec record) error {
 	if len(rec.Files) == 0 {
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.Remove(file); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		return nil
@@ -261,15 +296,12 @@ func writeRecord(path string, rec record) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	return atomicfile.Write(path, append(data, '\n'), 0o644, atomicfile.NoChown, atomicfile.NoChown)
+	return atomicfile.Write(file, append(data, '\n'), 0o644, atomicfile.NoChown, atomicfile.NoChown)
 }
 
-// yamlFiles lists dir's regular *.yaml files, sorted; a missing dir has
+// files lists dir's regular files named *ext, sorted; a missing dir has
 // none.
-func yamlFiles(dir string) ([]string, error) {
+func files(dir, ext string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -279,7 +311,7 @@ func yamlFiles(dir string) ([]string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".yaml") {
+		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ext) {
 			names = append(names, e.Name())
 		}
 	}
@@ -287,17 +319,56 @@ func yamlFiles(dir string) ([]string, error) {
 	return names, nil
 }
 
-func fileSum(path string) (string, error) {
-	data, err := os.ReadFile(path)
+// copyFile streams src to dst through a temporary file renamed into place
+// (mode 0644), checking that what was copied has sha256 sum.
+func copyFile(src, dst, sum string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(tmp, h), in)
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+		return fmt.Errorf("copy %s to %s: %s changed while copied", src, dst, src)
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return err
+	}
+	return nil
+}
+
+func fileSum(file string) (string, error) {
+	f, err := os.Open(file)
 	if err != nil {
 		return "", err
 	}
-	return sha256Hex(data), nil
-}
-
-func sha256Hex(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read %s: %w", file, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -1,6 +1,8 @@
 package k3smanifests
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,7 +151,7 @@ func TestInstallErrors(t *testing.T) {
 		}, "k3s-manifests.json"},
 		{"record naming another file", func(t *testing.T, root string) {
 			write("crd.yaml", "x")(t, filepath.Join(root, ShippedDir))
-			write(filepath.Base(RecordFile), `{"files":{"../etc/passwd":"00"}}`)(t, filepath.Join(root, filepath.Dir(RecordFile)))
+			write(filepath.Base(RecordFile), `{"files":{"/etc/passwd":"00"}}`)(t, filepath.Join(root, filepath.Dir(RecordFile)))
 		}, "unexpected entry"},
 	}
 	for _, tt := range tests {
@@ -266,22 +268,26 @@ func TestApply(t *testing.T) {
 	off := &config.Config{}
 	f := false
 	off.Kestrel.K3s.UpgradeController = &f
+	agent := &config.Config{}
+	agent.Kestrel.K3s.Role = "agent"
 	tests := []struct {
-		name    string
-		k3s     bool
-		cfg     *config.Config
-		want    int // files in the k3s dir afterwards
-		wantErr string
+		name               string
+		k3s                bool
+		cfg                *config.Config
+		manifests, imports int // files in K3sDir and ImagesDir afterwards
+		wantErr            string
 	}{
-		{"server", true, &config.Config{}, 1, ""},
-		{"turned off", true, off, 0, ""},
-		{"no k3s in the image", false, &config.Config{}, 0, ""},
-		{"no merged config", true, nil, 0, "no merged config"},
+		{"server", true, &config.Config{}, 1, 1, ""},
+		{"agent: the image only", true, agent, 0, 1, ""},
+		{"turned off", true, off, 0, 0, ""},
+		{"no k3s in the image", false, &config.Config{}, 0, 0, ""},
+		{"no merged config", true, nil, 0, 0, "no merged config"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			write("crd.yaml", "crd\n")(t, filepath.Join(root, ShippedDir))
+			write(ImageName, "image\n")(t, filepath.Join(root, ShippedImageDir))
 			if tt.k3s {
 				write("k3s", "")(t, filepath.Join(root, "usr/bin"))
 			}
@@ -289,10 +295,58 @@ func TestApply(t *testing.T) {
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("err = %v, want %q", err, tt.wantErr)
 			}
-			entries, _ := os.ReadDir(filepath.Join(root, K3sDir))
-			if len(entries) != tt.want {
-				t.Errorf("k3s dir holds %d files, want %d", len(entries), tt.want)
+			m, _ := os.ReadDir(filepath.Join(root, K3sDir))
+			i, _ := os.ReadDir(filepath.Join(root, ImagesDir))
+			if len(m) != tt.manifests || len(i) != tt.imports {
+				t.Errorf("k3s dirs hold %d manifests and %d images, want %d and %d", len(m), len(i), tt.manifests, tt.imports)
+			}
+			if tt.imports > 0 {
+				got, err := os.ReadFile(filepath.Join(root, ImagesDir, Prefix+ImageName))
+				if err != nil || string(got) != "image\n" {
+					t.Errorf("image copy %q, %v", got, err)
+				}
 			}
 		})
+	}
+}
+
+// The image and the manifests share the record without touching each
+// other's entries; an image no longer shipped is removed, an absent one is
+// no error.
+func TestInstallImage(t *testing.T) {
+	root := t.TempDir()
+	write("crd.yaml", "crd\n")(t, filepath.Join(root, ShippedDir))
+	imgDir := filepath.Join(root, ShippedImageDir)
+	write(ImageName, "image v1\n")(t, imgDir)
+	write("other.tar", "someone's\n")(t, filepath.Join(root, ImagesDir))
+	copyPath := filepath.Join(root, ImagesDir, Prefix+ImageName)
+	steps := []struct {
+		prep      func()
+		manifests bool
+		image     bool
+		want      string // content of the copy, "" for none
+	}{
+		{func() {}, true, true, "image v1\n"},
+		{func() { write(ImageName, "image v2\n")(t, imgDir) }, true, true, "image v2\n"},
+		{func() {}, false, true, "image v2\n"}, // manifests off: the image stays
+		{func() { os.RemoveAll(imgDir) }, true, true, ""},
+		{func() { write(ImageName, "image v3\n")(t, imgDir) }, true, true, "image v3\n"},
+		{func() {}, true, false, ""},
+	}
+	for i, s := range steps {
+		s.prep()
+		if err := errors.Join(Install(root, s.manifests), InstallImage(root, s.image)); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		got, err := os.ReadFile(copyPath)
+		if s.want == "" && !errors.Is(err, fs.ErrNotExist) || s.want != "" && string(got) != s.want {
+			t.Fatalf("step %d: copy %q (%v), want %q", i, got, err, s.want)
+		}
+		if _, err := os.Stat(filepath.Join(root, K3sDir, Prefix+"crd.yaml")); (err == nil) != s.manifests {
+			t.Fatalf("step %d: manifest present = %v, want %v", i, err == nil, s.manifests)
+		}
+		if other, _ := os.ReadFile(filepath.Join(root, ImagesDir, "other.tar")); string(other) != "someone's\n" {
+			t.Fatalf("step %d: other.tar touched", i)
+		}
 	}
 }
