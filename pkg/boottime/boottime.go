@@ -94,3 +94,27 @@ func Read(path string) (Times, error) {
 	}
 	return t, sc.Err()
 }
+
+// Steps logs how long each step of a boot stage took, when enabled (the
+// kestrel.debug command-line flag): "what  <boot time>s (+<step>s)".
+type Steps struct {
+	clock Clock
+	logf  func(format string, args ...any)
+	on    bool
+	last  time.Duration
+}
+
+// NewSteps starts timing at start.
+func NewSteps(clock Clock, start time.Duration, on bool, logf func(format string, args ...any)) *Steps {
+	return &Steps{clock: clock, logf: logf, on: on, last: start}
+}
+
+// Mark logs the step that just ended. Not safe for concurrent use.
+func (s *Steps) Mark(what string) {
+	if !s.on {
+		return
+	}
+	now := s.clock()
+	s.logf("%-16s %6.3fs (+%.3fs)", what, now.Seconds(), (now - s.last).Seconds())
+	s.last = now
+}

@@ -1,6 +1,7 @@
 package boottime
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -37,5 +38,24 @@ func TestAppendRead(t *testing.T) {
 	}
 	if Now() <= 0 {
 		t.Error("Now() is not positive")
+	}
+}
+
+func TestSteps(t *testing.T) {
+	now := 2 * time.Second
+	clock := func() time.Duration { return now }
+	var lines []string
+	logf := func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }
+	s := NewSteps(clock, now, true, logf)
+	now += 250 * time.Millisecond
+	s.Mark("modules")
+	now += time.Second
+	s.Mark("mounted")
+	if len(lines) != 2 || lines[0] != "modules           2.250s (+0.250s)" || lines[1] != "mounted           3.250s (+1.000s)" {
+		t.Errorf("lines = %q", lines)
+	}
+	NewSteps(clock, now, false, logf).Mark("quiet")
+	if len(lines) != 2 {
+		t.Error("disabled Steps logged")
 	}
 }

@@ -78,14 +78,7 @@ func Run(env Env) error {
 		return err
 	}
 	debug := cmd.Has(layout.CmdlineDebug)
-	last := start
-	mark := func(what string) { // per-step timing with kestrel.debug
-		if debug {
-			now := env.Clock()
-			logf("%-16s %6.3fs (+%.3fs)", what, now.Seconds(), (now - last).Seconds())
-			last = now
-		}
-	}
+	mark := boottime.NewSteps(env.Clock, start, debug, logf).Mark // per-step timing
 	mark("stage 1 start")
 	slot := cmd.Value(layout.CmdlineSlot, layout.Slots[0])
 	if !slices.Contains(layout.Slots, slot) {

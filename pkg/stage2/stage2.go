@@ -155,14 +155,7 @@ func Run(env Env) error {
 	}
 	sys.Slot = cmd.Value(layout.CmdlineSlot, "unknown")
 	debug := cmd.Has(layout.CmdlineDebug)
-	last := start
-	mark := func(what string) { // per-step timing with kestrel.debug
-		if debug {
-			now := env.Clock()
-			logf("%-16s %6.3fs (+%.3fs)", what, now.Seconds(), (now - last).Seconds())
-			last = now
-		}
-	}
+	mark := boottime.NewSteps(env.Clock, start, debug, logf).Mark // per-step timing
 	mark("stage 2 start")
 	randomseed.Warm(randomseed.Linux{}) // a first boot has no seed
 
