@@ -43,6 +43,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -90,6 +91,9 @@ type Spec struct {
 	Created  time.Time // mtime of every entry and image creation time
 	CABundle string    // host path of a PEM CA bundle; empty for none
 	Binaries []Binary
+	// Uncompressed stores the layer as a plain tar (for an archive that
+	// goes into the squashfs, which compresses it better than gzip).
+	Uncompressed bool
 }
 
 // Image builds one arch's image.
@@ -111,11 +115,14 @@ func Image(s Spec, b Binary) (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controller image %s: %w", b.Arch, err)
 	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	}, tarball.WithMediaType(types.OCILayer), tarball.WithCompressedCaching)
-	if err != nil {
-		return nil, fmt.Errorf("controller image %s: layer: %w", b.Arch, err)
+	var layer v1.Layer = static.NewLayer(layerTar, types.OCIUncompressedLayer)
+	if !s.Uncompressed {
+		layer, err = tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+			return io.NopCloser(bytes.NewReader(layerTar)), nil
+		}, tarball.WithMediaType(types.OCILayer), tarball.WithCompressedCaching)
+		if err != nil {
+			return nil, fmt.Errorf("controller image %s: layer: %w", b.Arch, err)
+		}
 	}
 	p := b.Platform()
 	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)

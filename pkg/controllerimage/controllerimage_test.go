@@ -180,6 +180,46 @@ func TestWriteDockerArchive(t *testing.T) {
 	if h := files(t, back)["usr/bin/upgrade-controller"]; h == nil || h.Linkname != "\x7fELF controller for amd64" {
 		t.Errorf("binary read back: %+v", h)
 	}
+	// Uncompressed: the same config and files, a plain tar layer.
+	s.Uncompressed = true
+	_, plain, err := Build(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c3, _ := plain[0].ConfigName(); c3 != c1 {
+		t.Errorf("uncompressed image has config %s, compressed %s", c3, c1)
+	}
+	if err := WriteDockerArchive(path, ref, plain[0]); err != nil {
+		t.Fatal(err)
+	}
+	back, err = tarball.ImageFromPath(path, &tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mf, err = tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(path) })
+	if err != nil || len(mf) != 1 || len(mf[0].Layers) != 1 || !strings.HasSuffix(mf[0].Layers[0], ".tar") {
+		t.Errorf("manifest.json %+v (%v): want one plain .tar layer", mf, err)
+	}
+	raw, _ := os.Open(path)
+	defer raw.Close()
+	tr := tar.NewReader(raw)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("no layer %s in the archive: %v", mf[0].Layers[0], err)
+		}
+		if h.Name == mf[0].Layers[0] {
+			head := make([]byte, 4)
+			io.ReadFull(tr, head)
+			if string(head) != "etc/" {
+				t.Errorf("layer in the archive is not a plain tar: % x", head)
+			}
+			break
+		}
+	}
+	if h := files(t, back)["usr/bin/upgrade-controller"]; h == nil || h.Linkname != "\x7fELF controller for amd64" {
+		t.Errorf("binary read back: %+v", h)
+	}
 	if err := WriteDockerArchive(path, "not a ref", imgs[0]); err == nil {
 		t.Error("bad reference accepted")
 	}
