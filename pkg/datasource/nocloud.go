@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -167,13 +168,40 @@ func openFS(path string) (filesystem.FileSystem, func(), error) {
 func readAny(fsys filesystem.FileSystem, name string) ([]byte, error) {
 	up := strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 	for _, n := range []string{name, "/" + name, strings.ToUpper(name), up, up[:8], up[:8] + ".;1", up + ".;1"} {
-		b, err := fsys.ReadFile(strings.TrimPrefix(n, "/"))
+		b, err := readFile(fsys, strings.TrimPrefix(n, "/"))
 		if err == nil {
 			return b, nil
 		}
-		if b, err := fsys.ReadFile(n); err == nil {
+		if b, err := readFile(fsys, n); err == nil {
 			return b, nil
 		}
 	}
 	return nil, fs.ErrNotExist
+}
+
+// maxFile bounds user-data and meta-data.
+const maxFile = 16 << 20
+
+// readFile reads a whole file with a single Read of its size: go-diskfs
+// v1.9's FAT readers pad a Read that starts inside a cluster out to the
+// cluster's end, so io.ReadAll (512-byte steps) got NULs after any file
+// longer than 512 bytes.
+func readFile(fsys filesystem.FileSystem, name string) ([]byte, error) {
+	fi, err := fsys.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > maxFile {
+		return nil, fmt.Errorf("%s: %d bytes, more than %d", name, fi.Size(), maxFile)
+	}
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return b, nil
 }

@@ -139,7 +139,8 @@ func qemuArgs(cfg Config) ([]string, error) {
 	}
 	args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0")
 	for i := 1; i <= cfg.ExtraNICs; i++ {
-		args = append(args, "-netdev", fmt.Sprintf("user,id=net%d,restrict=on", i),
+		// A subnet of its own, so its DHCP lease cannot shadow eth0's.
+		args = append(args, "-netdev", fmt.Sprintf("user,id=net%d,restrict=on,net=10.0.%d.0/24", i, 100+i),
 			"-device", fmt.Sprintf("virtio-net-pci,netdev=net%d", i))
 	}
 
