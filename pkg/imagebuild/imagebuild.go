@@ -76,7 +76,8 @@ type Options struct {
 	Overlay string
 	// Manifests is the upgrade controller's manifest directory, shipped
 	// into the rootfs with the controller image of Version stamped in
-	// (pkg/k3smanifests); empty ships none.
+	// (pkg/k3smanifests); empty ships none. A rootfs with k3s also gets
+	// that image (built for the target) for k3s's airgap import.
 	Manifests string
 	// CABundle is the host's CA bundle put into the rootfs.
 	CABundle string
@@ -494,6 +495,11 @@ func (o Options) writeRootfs(out, dir, kestrelBin string, k3s *k3sfetch.Result, 
 	if o.Manifests != "" {
 		if err := k3smanifests.Ship(o.Manifests, dir, controllerimage.Reference(o.Version)); err != nil {
 			return fmt.Errorf("rootfs: %w", err)
+		}
+		if k3s != nil {
+			if err := o.shipControllerImage(dir); err != nil {
+				return fmt.Errorf("rootfs: %w", err)
+			}
 		}
 	}
 	if err := tree.Install(ship, filepath.Join(dir, layout.ModulesDir, in.release)); err != nil {

@@ -9,6 +9,9 @@ package imagebuild
 //	kestrel-upgrade-controller-<v>-<arch>.tar         controller image of one arch, docker-archive
 //	                                                  (k3s airgap import: /var/lib/rancher/k3s/agent/images)
 //
+// Image also puts the controller image of its target into a rootfs that
+// carries k3s (shipControllerImage), so a server needs no registry for it.
+//
 // Every archive is read back from disk and checked before the build says
 // it is done; a push sends the images read back, not the ones in memory.
 
@@ -35,6 +38,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/kestrel-os/kestrel/pkg/controllerimage"
+	"github.com/kestrel-os/kestrel/pkg/k3smanifests"
 	"github.com/kestrel-os/kestrel/pkg/layout"
 	"github.com/kestrel-os/kestrel/pkg/upgradeimage"
 )
@@ -252,6 +256,49 @@ func ControllerImage(ctx context.Context, o ControllerOptions) (ImageResult, err
 		o.Log.Printf("controller image: pushed %s", res.Pushed)
 	}
 	return res, nil
+}
+
+// ControllerPackage is the controller's Go package, built for the copy of
+// its image that a rootfs with k3s carries.
+const ControllerPackage = "github.com/kestrel-os/kestrel/cmd/upgrade-controller"
+
+// shipControllerImage puts the controller image of the target's arch into
+// the rootfs tree at rootDir as a docker-archive named
+// controllerimage.FullReference(Version), its layer uncompressed (the
+// squashfs compresses it); stage 2 hands it to k3s (pkg/k3smanifests).
+func (o Options) shipControllerImage(rootDir string) error {
+	tmp, err := os.MkdirTemp(filepath.Dir(rootDir), "controller-")
+	if err != nil {
+		return fmt.Errorf("controller image: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "upgrade-controller")
+	if err := goBuild(ControllerPackage, bin, o.Version, o.Image.Arch, o.Image.GOARM); err != nil {
+		return fmt.Errorf("controller image: %w", err)
+	}
+	b := controllerimage.Binary{Arch: o.Image.Arch, Path: bin}
+	if o.Image.GOARM != "" {
+		b.Variant = "v" + o.Image.GOARM
+	}
+	_, imgs, err := controllerimage.Build(controllerimage.Spec{
+		Version: o.Version, Created: time.Unix(o.Time, 0), CABundle: o.CABundle, Uncompressed: true,
+		Binaries: []controllerimage.Binary{b},
+	})
+	if err != nil {
+		return err
+	}
+	dst := filepath.Join(rootDir, k3smanifests.ShippedImageDir, k3smanifests.ImageName)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("controller image: %w", err)
+	}
+	ref := controllerimage.FullReference(o.Version)
+	if err := controllerimage.WriteDockerArchive(dst, ref, imgs[0]); err != nil {
+		return err
+	}
+	if err := checkDockerArchive(dst, ref, imgs[0]); err != nil {
+		return fmt.Errorf("controller image: %s: %w", dst, err)
+	}
+	return nil
 }
 
 // findBuilds reads the build manifests of version in dir, in target order.

@@ -23,7 +23,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/kestrel-os/kestrel/pkg/config"
 	"github.com/kestrel-os/kestrel/pkg/controllerimage"
+	"github.com/kestrel-os/kestrel/pkg/imagedef"
 	"github.com/kestrel-os/kestrel/pkg/k3smanifests"
 	"github.com/kestrel-os/kestrel/pkg/upgradeimage"
 )
@@ -355,5 +357,54 @@ func TestControllerImage(t *testing.T) {
 	pl, _ := platformImage(t, pulled, "amd64").Layers()
 	if got := sha256.Sum256(layerFile(t, pl[0], "usr/bin/upgrade-controller")); got != sum {
 		t.Errorf("pushed binary %s differs from the docker-archive's %s", hex.EncodeToString(got[:]), hex.EncodeToString(sum[:]))
+	}
+}
+
+// The rootfs's copy of the controller image: built for the target, handed
+// to k3s's airgap directory by stage 2's k3smanifests.Apply, importable
+// under the name the shipped Deployment uses.
+func TestShipControllerImage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("building the controller skipped in -short mode")
+	}
+	root := filepath.Join(t.TempDir(), "rootfs")
+	o := Options{Image: imagedef.Image{Arch: "amd64"}, Version: "1.0.0+k3s1", Time: 1700000000}
+	if err := o.shipControllerImage(root); err != nil {
+		t.Fatal(err)
+	}
+	if err := k3smanifests.Ship("../../manifests/upgrade-controller", root, controllerimage.Reference(o.Version)); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(root, "usr/bin"), 0o755)
+	os.WriteFile(filepath.Join(root, "usr/bin/k3s"), nil, 0o755)
+	if err := k3smanifests.Apply(root, func() *config.Config { return &config.Config{} }); err != nil {
+		t.Fatal(err)
+	}
+	imported := filepath.Join(root, k3smanifests.ImagesDir, k3smanifests.Prefix+k3smanifests.ImageName)
+	mf, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(imported) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mf) != 1 || strings.Join(mf[0].RepoTags, " ") != "docker.io/kestrel/upgrade-controller:1.0.0-k3s1" {
+		t.Errorf("archive tags %v", mf[0].RepoTags)
+	}
+	dep, _ := os.ReadFile(filepath.Join(root, k3smanifests.K3sDir, k3smanifests.Prefix+"deployment.yaml"))
+	if !strings.Contains(string(dep), "image: kestrel/upgrade-controller:1.0.0-k3s1\n") {
+		t.Errorf("deployment does not name the shipped image:\n%s", dep)
+	}
+	tag, _ := name.NewTag(mf[0].RepoTags[0])
+	img, err := tarball.ImageFromPath(imported, &tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil || cf.Config.User != controllerimage.User || cf.Architecture != "amd64" {
+		t.Fatalf("config %+v, %v", cf, err)
+	}
+	layers, _ := img.Layers()
+	bin := filepath.Join(t.TempDir(), "upgrade-controller")
+	os.WriteFile(bin, layerFile(t, layers[0], "usr/bin/upgrade-controller"), 0o755)
+	if v, err := exec.Command(bin, "-version").CombinedOutput(); err != nil || !strings.Contains(string(v), "1.0.0+k3s1") {
+		t.Errorf("upgrade-controller -version: %v %s", err, v)
 	}
 }
