@@ -13,17 +13,12 @@ import (
 // runUpgradeImage is `kestrel-build upgrade-image`.
 func runUpgradeImage(args []string) error {
 	fs := flag.NewFlagSet("upgrade-image", flag.ExitOnError)
-	versions := fs.String("versions", "versions.yaml", "pinned versions file (for the default version)")
+	release := releaseFlags(fs)
 	out := fs.String("out", "out", "output directory holding the image builds; receives kestrel-upgrade-<version>.oci.tar")
-	version := fs.String("version", "", "release version (default: kestrel: in the versions file)")
 	targets := fs.String("targets", "", "comma-separated targets to include (default: every target built for the version)")
 	push := fs.String("push", "", "also push the index to this registry reference (e.g. registry.example.net/kestrel/kestrel-upgrade:v1.2.0)")
 	fs.Parse(args)
-	v, err := releaseVersion(*version, *versions)
-	if err != nil {
-		return err
-	}
-	epoch, err := sourceDateEpoch()
+	v, epoch, err := release()
 	if err != nil {
 		return err
 	}
@@ -50,20 +45,15 @@ func runUpgradeImage(args []string) error {
 // runControllerImage is `kestrel-build controller-image`.
 func runControllerImage(args []string) error {
 	fs := flag.NewFlagSet("controller-image", flag.ExitOnError)
-	versions := fs.String("versions", "versions.yaml", "pinned versions file (for the default version)")
+	release := releaseFlags(fs)
 	out := fs.String("out", "out", "output directory")
-	version := fs.String("version", "", "release version (default: kestrel: in the versions file)")
 	arches := fs.String("arches", "amd64,arm64,arm", "comma-separated GOARCHes (arm is GOARM=7)")
 	pkg := fs.String("controller", "./cmd/upgrade-controller", "Go package of the controller")
 	ca := fs.String("ca", "/etc/ssl/certs/ca-certificates.crt", "CA bundle for the image (empty: none)")
 	cache := fs.String("cache", ".cache", "cache directory (build scratch)")
 	push := fs.String("push", "", "also push the index to this registry reference")
 	fs.Parse(args)
-	v, err := releaseVersion(*version, *versions)
-	if err != nil {
-		return err
-	}
-	epoch, err := sourceDateEpoch()
+	v, epoch, err := release()
 	if err != nil {
 		return err
 	}
@@ -81,15 +71,23 @@ func runControllerImage(args []string) error {
 	return nil
 }
 
-func releaseVersion(flagValue, versionsFile string) (string, error) {
-	if flagValue != "" {
-		return flagValue, nil
+// releaseFlags adds -version and -versions to fs; the function returned
+// (called after fs.Parse) gives the release version (-version, else the
+// versions file's kestrel:) and $SOURCE_DATE_EPOCH.
+func releaseFlags(fs *flag.FlagSet) func() (string, int64, error) {
+	versions := fs.String("versions", "versions.yaml", "pinned versions file (for the default version)")
+	version := fs.String("version", "", "release version (default: kestrel: in the versions file)")
+	return func() (string, int64, error) {
+		epoch, err := sourceDateEpoch()
+		if err != nil || *version != "" {
+			return *version, epoch, err
+		}
+		v, err := imagedef.LoadVersions(*versions)
+		if err != nil {
+			return "", 0, err
+		}
+		return v.Kestrel, epoch, nil
 	}
-	v, err := imagedef.LoadVersions(versionsFile)
-	if err != nil {
-		return "", err
-	}
-	return v.Kestrel, nil
 }
 
 func splitList(s string) []string {

@@ -320,31 +320,7 @@ func TestControllerImage(t *testing.T) {
 		res.Docker[0] != filepath.Join(out, "kestrel-upgrade-controller-1.0.0-amd64.tar") {
 		t.Fatalf("result %+v", res)
 	}
-	tag, _ := name.NewTag(controllerimage.FullReference("1.0.0"))
-	img, err := tarball.ImageFromPath(res.Docker[0], &tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil || cf.Config.User != controllerimage.User || cf.Architecture != "amd64" {
-		t.Fatalf("config %+v, %v", cf, err)
-	}
-	layers, _ := img.Layers()
-	bin := filepath.Join(t.TempDir(), "upgrade-controller")
-	os.WriteFile(bin, layerFile(t, layers[0], "usr/bin/upgrade-controller"), 0o755)
-	f, err := elf.Open(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			t.Error("the controller binary is dynamically linked")
-		}
-	}
-	if v, err := exec.Command(bin, "-version").CombinedOutput(); err != nil || !strings.Contains(string(v), "1.0.0") {
-		t.Errorf("upgrade-controller -version: %v %s", err, v)
-	}
+	layers := checkControllerArchive(t, res.Docker[0], controllerimage.FullReference("1.0.0"), "1.0.0")
 	nr, _ := name.ParseReference(res.Pushed)
 	pulled, err := remote.Index(nr)
 	if err != nil {
@@ -392,8 +368,16 @@ func TestShipControllerImage(t *testing.T) {
 	if !strings.Contains(string(dep), "image: kestrel/upgrade-controller:1.0.0-k3s1\n") {
 		t.Errorf("deployment does not name the shipped image:\n%s", dep)
 	}
-	tag, _ := name.NewTag(mf[0].RepoTags[0])
-	img, err := tarball.ImageFromPath(imported, &tag)
+	checkControllerArchive(t, imported, mf[0].RepoTags[0], "1.0.0+k3s1")
+}
+
+// checkControllerArchive reads a controller docker-archive tagged ref:
+// the config runs as 65532 on amd64, the binary is static and prints
+// version. It returns the image's layers.
+func checkControllerArchive(t *testing.T, path, ref, version string) []v1.Layer {
+	t.Helper()
+	tag, _ := name.NewTag(ref)
+	img, err := tarball.ImageFromPath(path, &tag)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +388,18 @@ func TestShipControllerImage(t *testing.T) {
 	layers, _ := img.Layers()
 	bin := filepath.Join(t.TempDir(), "upgrade-controller")
 	os.WriteFile(bin, layerFile(t, layers[0], "usr/bin/upgrade-controller"), 0o755)
-	if v, err := exec.Command(bin, "-version").CombinedOutput(); err != nil || !strings.Contains(string(v), "1.0.0+k3s1") {
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Error("the controller binary is dynamically linked")
+		}
+	}
+	if v, err := exec.Command(bin, "-version").CombinedOutput(); err != nil || !strings.Contains(string(v), version) {
 		t.Errorf("upgrade-controller -version: %v %s", err, v)
 	}
+	return layers
 }
