@@ -97,6 +97,13 @@ func UpgradeImage(ctx context.Context, o UpgradeOptions) (ImageResult, error) {
 	defer os.RemoveAll(work)
 
 	rel := upgradeimage.Release{Version: o.Version, Created: time.Unix(o.Time, 0)}
+	byArch := map[string]string{}
+	for _, b := range builds {
+		if other, dup := byArch[b.Arch]; dup {
+			return ImageResult{}, fmt.Errorf("upgrade image: targets %s and %s are both %s and cannot share an index: choose one (-targets)", other, b.Target, b.Arch)
+		}
+		byArch[b.Arch] = b.Target
+	}
 	for _, b := range builds {
 		parts := map[string]Artifact{}
 		for _, a := range b.Artifacts {

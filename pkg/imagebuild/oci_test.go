@@ -243,7 +243,7 @@ func TestUpgradeImage(t *testing.T) {
 		{name: "boards of one arch, one chosen", builds: [][3]string{{"1.0", "arm64", "arm64"}, {"1.0", "rpi4", "arm64"}},
 			version: "1.0", targets: []string{"rpi4"}, want: []string{"rpi4"}},
 		{name: "boards of one arch cannot share an index", builds: [][3]string{{"1.0", "arm64", "arm64"}, {"1.0", "rpi4", "arm64"}},
-			version: "1.0", wantErr: "given twice"},
+			version: "1.0", wantErr: "targets arm64 and rpi4 are both arm64"},
 		{name: "no build of the version", builds: [][3]string{{"1.0-rc1", "amd64", "amd64"}}, version: "1.0", wantErr: "no build of version 1.0"},
 		{name: "missing target", builds: [][3]string{{"1.0", "amd64", "amd64"}}, version: "1.0", targets: []string{"armv7"}, wantErr: "no build of 1.0 for armv7"},
 		{name: "part changed after the build", builds: [][3]string{{"1.0", "amd64", "amd64"}}, change: "kestrel-1.0-amd64.initrd",
