@@ -347,9 +347,12 @@ func mountESP(sys *System, mount mounts.MountFunc) {
 		sys.Warn("ESP: %v", err)
 		return
 	}
-	m := ESPMount(esp.Path(sys.path("/dev")), sys.path(layout.ESPMount))
+	// Without the kernel's default NLS (utf8) loaded, asking for it runs
+	// the usermode modprobe helper and fails: ask for ASCII up front.
+	_, err = os.Stat(sys.path("/sys/module/nls_utf8"))
+	m := ESPMount(esp.Path(sys.path("/dev")), sys.path(layout.ESPMount), err == nil)
 	if err := m.Do(mount); err != nil {
-		m.Data += ",iocharset=ascii" // the default NLS module may be absent
+		m.Data = strings.TrimSuffix(m.Data, ",iocharset=ascii") + ",iocharset=ascii" // the default NLS module may be absent
 		if err2 := m.Do(mount); err2 != nil {
 			sys.Warn("ESP: %v", err)
 		}
