@@ -64,10 +64,10 @@ const (
 	ShippedImageDir = "/usr/share/kestrel/images/upgrade-controller"
 	// ImageName is the controller image's file name in ShippedImageDir.
 	ImageName = "image.tar"
-	// RecordFile lists what Install placed in K3sDir (on the state
-	// partition, so it survives reboots and upgrades).
+	// RecordFile lists the copies Install and InstallImage placed (on the
+	// state partition, so it survives reboots and upgrades).
 	RecordFile = "/var/lib/kestrel/k3s-manifests.json"
-	// Prefix starts the name of every file Install places in K3sDir.
+	// Prefix starts the name of every copy placed in K3sDir or ImagesDir.
 	Prefix = "kestrel-upgrade-controller-"
 	// ImagePlaceholder is the controller image reference in the
 	// repository's Deployment; Ship replaces it with the build's.
