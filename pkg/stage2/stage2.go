@@ -201,6 +201,7 @@ func Run(env Env) error {
 	}
 	mark("drivers loaded")
 	mountESP(sys, env.Mount)
+	mark("ESP mounted")
 
 	wired, _ := netup.WiredInterfaces(p("/sys/class/net"))
 	etcName, _ := os.ReadFile(p("/etc/hostname"))
@@ -245,7 +246,7 @@ func Run(env Env) error {
 		}
 	}()
 
-	mark("hostname, lo, ESP")
+	mark("hostname, lo")
 	runHooks(ctx, sys, env.Hooks.Boot)
 	mark("boot hooks")
 	var dhcpIfs []string
