@@ -3,6 +3,7 @@ package phases
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/kestrel-os/kestrel/pkg/config"
@@ -32,7 +33,8 @@ func Initramfs(h stage1.HookEnv) error {
 	}
 	warn := func(format string, args ...any) { h.Logf("warning: "+format, args...) }
 	ApplyInitramfs(context.Background(), cfg, InitramfsTarget{
-		Root: h.NewRoot, ProcSys: filepath.Join(h.NewRoot, "proc/sys"), Chroot: h.NewRoot, Logf: h.Logf,
+		Root: h.NewRoot, ProcSys: filepath.Join(h.NewRoot, "proc/sys"), Chroot: h.NewRoot,
+		DevNull: filepath.Join(h.NewRoot, "dev/null"), Logf: h.Logf,
 	}, warn)
 	return nil
 }
@@ -58,6 +60,7 @@ type InitramfsTarget struct {
 	Root    string // holds lib/modules (the new root)
 	ProcSys string // /proc/sys
 	Chroot  string // init_cmd runs chrooted here ("": no chroot)
+	DevNull string // init_cmd's stdin ("": the default /dev/null)
 	Logf    func(format string, args ...any)
 }
 
@@ -72,7 +75,16 @@ func ApplyInitramfs(ctx context.Context, c *config.Config, t InitramfsTarget, wa
 	}
 	if len(c.InitCmd) > 0 {
 		step("init_cmd", warn, func() error {
-			return runcmd.Runner{Chroot: t.Chroot, Env: Environ(c), Log: logWriter(t.Logf)}.Run(ctx, "init_cmd", c.InitCmd)
+			r := runcmd.Runner{Chroot: t.Chroot, Env: Environ(c), Log: logWriter(t.Logf)}
+			if t.DevNull != "" {
+				null, err := os.Open(t.DevNull)
+				if err != nil {
+					return fmt.Errorf("stdin: %w", err)
+				}
+				defer null.Close()
+				r.Stdin = null
+			}
+			return r.Run(ctx, "init_cmd", c.InitCmd)
 		})
 	}
 }

@@ -36,6 +36,10 @@ type Runner struct {
 	// (stage 1 runs init_cmd in the assembled new root); Shell and Dir are
 	// then paths inside it.
 	Chroot string
+	// Stdin is the commands' standard input; nil opens /dev/null (which
+	// stage 1, once /dev has moved into the new root, has not: it passes
+	// the new root's).
+	Stdin *os.File
 	// Log receives "phase[i]: $ command", the output lines prefixed with
 	// "phase[i]: ", and the result. Nil discards.
 	Log io.Writer
@@ -86,6 +90,9 @@ func (r Runner) runOne(ctx context.Context, name, command string) error {
 	}
 	cmd := exec.Command(shell, "-c", command)
 	cmd.Dir, cmd.Env = dir, env
+	if r.Stdin != nil {
+		cmd.Stdin = r.Stdin
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Chroot: r.Chroot}
 	// A plain pipe, so that nothing depends on exec.Cmd.Wait (which PID 1
 	// must not call: its reaper collects the status).

@@ -155,7 +155,8 @@ run_cmd:
   - echo "run FOO=$FOO eth0=$(ip -4 addr show dev eth0 | grep -c inet)" >> /run/phases.log
 kestrel:
   modules:
-    - bonding max_bonds=0
+    - nf_conntrack hashsize=16384
+    - bonding
     - 8021q
   sysctl:
     vm.swappiness: "17"
@@ -223,7 +224,8 @@ func TestConfigNoCloud(t *testing.T) {
 	// sysctl and modules (initramfs phase).
 	c.expect("cat /proc/sys/vm/swappiness", "17")
 	c.expect("cat /proc/sys/net/ipv4/tcp_keepalive_time", "1234")
-	c.expect("cat /sys/module/bonding/parameters/max_bonds", "0")
+	c.expect("cat /sys/module/nf_conntrack/parameters/hashsize", "16384")
+	c.expect("test -d /sys/module/bonding && echo loaded", "loaded")
 	c.expect("test -d /sys/module/8021q && echo loaded", "loaded")
 	// write_files: content, mode, owner.
 	c.expect("cat /etc/kestrel-test/plain.conf", "plain text")
@@ -243,7 +245,7 @@ func TestConfigNoCloud(t *testing.T) {
 	c.contains("ip -4 addr show dev eth1", "192.168.77.10/24")
 	c.contains("ip route show 10.99.0.0/16", "via 192.168.77.1 dev eth1")
 	c.contains("ip -4 addr show dev vlan100", "10.100.0.2/24")
-	c.contains("ip -d link show dev vlan100", "id 100")
+	c.expect("grep vlan100 /proc/net/vlan/config | tr -d ' '", "vlan100|100|eth1")
 	c.contains("ip -4 addr show dev bond0", "192.168.88.10/24")
 	c.expect("cat /sys/class/net/bond0/bonding/slaves", "eth2")
 	c.contains("ip -4 addr show dev eth0", "10.0.2.15") // DHCP stays on the unlisted NIC
