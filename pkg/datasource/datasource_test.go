@@ -347,9 +347,10 @@ func TestBadUserDataSkipped(t *testing.T) {
 // TestNoCloudMkfsVfat reads a CIDATA image made the way an operator would
 // on a PC: mkfs.vfat -n CIDATA and mcopy (skipped without dosfstools and
 // mtools).
-// TestNoCloudMkfsVfatLong reads files longer than a sector from FAT12 (a
-// small mkfs.vfat image) and FAT32, as cloud-localds -f vfat makes them.
-func TestNoCloudMkfsVfatLong(t *testing.T) {
+// TestNoCloudMkfsVfat reads disks made as cloud-localds -f vfat makes
+// them: short and long (more than a sector and a cluster) files, on FAT12
+// (a small mkfs.vfat image) and FAT32.
+func TestNoCloudMkfsVfat(t *testing.T) {
 	mkfs, err1 := exec.LookPath("mkfs.vfat")
 	mcopy, err2 := exec.LookPath("mcopy")
 	if err1 != nil || err2 != nil {
@@ -357,14 +358,19 @@ func TestNoCloudMkfsVfatLong(t *testing.T) {
 	}
 	long := userData + strings.Repeat("# padding line, longer than a sector and a cluster\n", 200)
 	for _, tc := range []struct {
-		size  int
-		flags []string
-	}{{4 << 20, nil}, {40 << 20, []string{"-F", "32"}}} {
+		size     int
+		flags    []string
+		userData string
+	}{
+		{4 << 20, nil, userData},
+		{4 << 20, nil, long},
+		{40 << 20, []string{"-F", "32"}, long},
+	} {
 		dir := t.TempDir()
 		img := filepath.Join(dir, "cidata.img")
 		os.WriteFile(img, make([]byte, tc.size), 0o644)
 		ud, md := filepath.Join(dir, "user-data"), filepath.Join(dir, "meta-data")
-		os.WriteFile(ud, []byte(long), 0o644)
+		os.WriteFile(ud, []byte(tc.userData), 0o644)
 		os.WriteFile(md, []byte(metaData), 0o644)
 		for _, cmd := range [][]string{append(append([]string{mkfs, "-n", "CIDATA"}, tc.flags...), img), {mcopy, "-i", img, md, "::meta-data"}, {mcopy, "-i", img, ud, "::user-data"}} {
 			if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
@@ -376,36 +382,8 @@ func TestNoCloudMkfsVfatLong(t *testing.T) {
 			t.Fatalf("probe %v %v", ok, err)
 		}
 		d, err := nc.Fetch(context.Background())
-		if err != nil || string(d.UserData) != long {
-			t.Errorf("mkfs.vfat %v: user-data of %d bytes read as %d bytes, %v", tc.flags, len(long), len(d.UserData), err)
+		if err != nil || string(d.UserData) != tc.userData {
+			t.Errorf("mkfs.vfat %v: user-data of %d bytes read as %d bytes, %v", tc.flags, len(tc.userData), len(d.UserData), err)
 		}
-	}
-}
-
-func TestNoCloudMkfsVfat(t *testing.T) {
-	mkfs, err1 := exec.LookPath("mkfs.vfat")
-	mcopy, err2 := exec.LookPath("mcopy")
-	if err1 != nil || err2 != nil {
-		t.Skip("mkfs.vfat or mcopy not installed")
-	}
-	dir := t.TempDir()
-	img := filepath.Join(dir, "cidata.img")
-	if err := os.WriteFile(img, make([]byte, 4<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ud := filepath.Join(dir, "user-data")
-	os.WriteFile(ud, []byte(userData), 0o644)
-	for _, cmd := range [][]string{{mkfs, "-n", "CIDATA", img}, {mcopy, "-i", img, ud, "::user-data"}} {
-		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v\n%s", cmd, err, out)
-		}
-	}
-	nc := &NoCloud{Devices: func() ([]string, error) { return []string{img}, nil }}
-	if ok, err := nc.Probe(context.Background()); !ok || err != nil {
-		t.Fatalf("probe %v %v", ok, err)
-	}
-	d, err := nc.Fetch(context.Background())
-	if err != nil || string(d.UserData) != userData {
-		t.Fatalf("%q %v", d.UserData, err)
 	}
 }
