@@ -6,39 +6,57 @@ import (
 	"os/exec"
 
 	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/disk"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 )
+
+// copyDisk copies a disk image to dst, keeping it sparse.
+func copyDisk(image, dst string) error {
+	if out, err := exec.Command("cp", "--sparse=always", image, dst).CombinedOutput(); err != nil {
+		return fmt.Errorf("copy %s: %w: %s", image, err, out)
+	}
+	return nil
+}
+
+// findPartition returns the GPT table of an opened disk and the 1-based
+// number of the partition with the given name.
+func findPartition(d *disk.Disk, path, name string) (*gpt.Table, int, error) {
+	table, err := d.GetPartitionTable()
+	if err != nil {
+		return nil, 0, fmt.Errorf("partition table of %s: %w", path, err)
+	}
+	gt, ok := table.(*gpt.Table)
+	if !ok {
+		return nil, 0, fmt.Errorf("%s: not a GPT disk", path)
+	}
+	for i, p := range gt.Partitions {
+		if p.Name == name {
+			return gt, i + 1, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("%s: no partition named %q", path, name)
+}
 
 // corruptPartition copies image to dst (sparse) and zeroes the first MiB of
 // the GPT partition with the given name, as a flash-card fault would.
 func corruptPartition(image, dst, name string) error {
-	if out, err := exec.Command("cp", "--sparse=always", image, dst).CombinedOutput(); err != nil {
-		return fmt.Errorf("copy %s: %w: %s", image, err, out)
+	if err := copyDisk(image, dst); err != nil {
+		return err
 	}
 	d, err := diskfs.Open(dst)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", dst, err)
 	}
-	table, err := d.GetPartitionTable()
+	gt, n, err := findPartition(d, dst, name)
 	d.Close()
 	if err != nil {
-		return fmt.Errorf("partition table of %s: %w", dst, err)
-	}
-	gt, ok := table.(*gpt.Table)
-	if !ok {
-		return fmt.Errorf("%s: not a GPT disk", dst)
-	}
-	for _, p := range gt.Partitions {
-		if p.Name != name {
-			continue
-		}
-		f, err := os.OpenFile(dst, os.O_WRONLY, 0)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = f.WriteAt(make([]byte, 1<<20), int64(p.Start)*int64(gt.LogicalSectorSize))
 		return err
 	}
-	return fmt.Errorf("%s: no partition named %q", dst, name)
+	f, err := os.OpenFile(dst, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteAt(make([]byte, 1<<20), int64(gt.Partitions[n-1].Start)*int64(gt.LogicalSectorSize))
+	return err
 }

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	diskfs "github.com/diskfs/go-diskfs"
-	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/kestrel-os/kestrel/pkg/boothealth"
 	"github.com/kestrel-os/kestrel/pkg/config"
@@ -112,26 +111,17 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 func withESPConfig(t *testing.T, img *Image, dir, configYAML string) string {
 	t.Helper()
 	disk := filepath.Join(dir, "disk.img")
-	if out, err := exec.Command("cp", "--sparse=always", img.Disk, disk).CombinedOutput(); err != nil {
-		t.Fatalf("copy %s: %v: %s", img.Disk, err, out)
+	if err := copyDisk(img.Disk, disk); err != nil {
+		t.Fatal(err)
 	}
 	d, err := diskfs.Open(disk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	table, err := d.GetPartitionTable()
+	_, n, err := findPartition(d, disk, layout.PartESP)
 	if err != nil {
 		t.Fatal(err)
-	}
-	n := -1
-	for i, p := range table.(*gpt.Table).Partitions {
-		if p.Name == layout.PartESP {
-			n = i + 1
-		}
-	}
-	if n < 0 {
-		t.Fatalf("%s: no %s partition", disk, layout.PartESP)
 	}
 	fs, err := d.GetFilesystem(n)
 	if err != nil {
@@ -150,20 +140,8 @@ func withESPConfig(t *testing.T, img *Image, dir, configYAML string) string {
 	return disk
 }
 
-// guest wraps a booted VM for the k3s tests.
-type guest struct {
-	t *testing.T
-	m *vm.VM
-}
-
-func (g guest) run(cmd string) string {
-	g.t.Helper()
-	out, err := g.m.MustRun(cmd, cmdTimeout)
-	if err != nil {
-		g.t.Fatalf("%v\n--- console ---\n%s", err, tail(g.m.Console(), 40))
-	}
-	return strings.TrimSpace(out)
-}
+// guest is the console of a booted VM, with what the k3s tests read.
+type guest struct{ console }
 
 var base64Line = regexp.MustCompile(`^[A-Za-z0-9+/=]+$`)
 
@@ -309,7 +287,7 @@ func bootK3s(t *testing.T, configYAML string) (guest, boothealth.Record, string)
 	if ready["version"] != testVersion {
 		t.Errorf("ready line: %v", ready)
 	}
-	g := guest{t: t, m: m}
+	g := guest{console{t, m}}
 	return g, g.waitHealth(healthWait), dir
 }
 
