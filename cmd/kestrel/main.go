@@ -10,6 +10,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/kestrel-os/kestrel/pkg/buildinfo"
 	"github.com/kestrel-os/kestrel/pkg/console"
 	"github.com/kestrel-os/kestrel/pkg/layout"
+	"github.com/kestrel-os/kestrel/pkg/power"
 	"github.com/kestrel-os/kestrel/pkg/randomseed"
 	"github.com/kestrel-os/kestrel/pkg/stage1"
 	"github.com/kestrel-os/kestrel/pkg/stage2"
@@ -41,8 +43,21 @@ func main() {
 // rescue is where PID 1 ends up when it cannot go on: a shell on the
 // console, forever, instead of a kernel panic.
 func rescue(why string) {
+	go rescuePower()
 	banner := fmt.Sprintf("\n*** kestrel: %s\n*** dropping to a rescue shell on the console (exit restarts it)\n\n", strings.TrimRight(why, "\n"))
 	console.Rescue(os.Stdout, console.Device("/sys", "/dev", "/dev/console"), "/bin/sh", banner)
+}
+
+// rescuePower honours power requests (busybox's poweroff/reboot, which
+// signal PID 1, or `kestrel poweroff`, which falls back to the signal)
+// while PID 1 sits in the rescue shell: no services to stop, but the same
+// clean unmount before reboot(2).
+func rescuePower() {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, power.Signals...)
+	a := power.FromSignal(<-c)
+	logf := func(f string, args ...any) { fmt.Fprintf(os.Stdout, "kestrel: "+f+"\n", args...) }
+	logf("%v", power.System(func() {}, logf).Run(a))
 }
 
 func pid1Guard() {

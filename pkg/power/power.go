@@ -13,6 +13,7 @@ package power
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -46,6 +47,23 @@ func ParseAction(s string) (Action, error) {
 	}
 	return 0, fmt.Errorf("unknown power action %q (want poweroff, reboot or halt)", s)
 }
+
+// FromSignal maps a signal sent to PID 1 to an action, following busybox
+// init (so busybox's poweroff, reboot and halt applets work):
+// SIGUSR2 and SIGPWR power off, SIGTERM and SIGINT (Ctrl-Alt-Del) reboot,
+// SIGUSR1 halts.
+func FromSignal(s os.Signal) Action {
+	switch s {
+	case syscall.SIGTERM, syscall.SIGINT:
+		return Reboot
+	case syscall.SIGUSR1:
+		return Halt
+	}
+	return Poweroff
+}
+
+// Signals are the signals FromSignal understands.
+var Signals = []os.Signal{syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT, syscall.SIGPWR}
 
 // RebootCmd is the reboot(2) command for a. The magic numbers do not fit
 // a 32-bit int as constants, hence the conversion through uint32 (the

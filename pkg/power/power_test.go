@@ -116,3 +116,17 @@ func TestIsPowerPress(t *testing.T) {
 		}
 	}
 }
+
+func TestFromSignal(t *testing.T) {
+	for sig, want := range map[syscall.Signal]Action{
+		syscall.SIGUSR2: Poweroff, syscall.SIGPWR: Poweroff,
+		syscall.SIGTERM: Reboot, syscall.SIGINT: Reboot, syscall.SIGUSR1: Halt,
+	} {
+		if got := FromSignal(sig); got != want {
+			t.Errorf("%v -> %v, want %v", sig, got, want)
+		}
+	}
+	if len(Signals) != 5 {
+		t.Errorf("Signals = %v", Signals)
+	}
+}

@@ -179,7 +179,7 @@ func Run(env Env) error {
 	go rp.Loop(ctx)
 	sys.Reaper = rp
 	sigc := make(chan os.Signal, 4)
-	signal.Notify(sigc, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT, syscall.SIGPWR)
+	signal.Notify(sigc, power.Signals...)
 	// Ctrl-Alt-Del sends SIGINT to PID 1 instead of an immediate reboot.
 	syscall.Reboot(syscall.LINUX_REBOOT_CMD_CAD_OFF)
 
@@ -311,22 +311,11 @@ func Run(env Env) error {
 	select {
 	case a = <-actions:
 	case s := <-sigc:
-		a = signalAction(s)
+		a = power.FromSignal(s)
 	}
 	logf("%s requested", a)
 	err = power.System(sup.StopAll, logf).Run(a)
 	return fmt.Errorf("%s: %w", a, err)
-}
-
-// signalAction maps busybox init's signals to power actions.
-func signalAction(s os.Signal) power.Action {
-	switch s {
-	case syscall.SIGTERM, syscall.SIGINT:
-		return power.Reboot
-	case syscall.SIGUSR1:
-		return power.Halt
-	}
-	return power.Poweroff
 }
 
 func runHooks(ctx context.Context, sys *System, hooks []Hook) {

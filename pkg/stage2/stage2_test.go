@@ -4,8 +4,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"github.com/kestrel-os/kestrel/pkg/power"
 )
 
 func TestMounts(t *testing.T) {
@@ -43,17 +41,6 @@ func TestMounts(t *testing.T) {
 	}
 	if e := ESPMount("/dev/vda1", "/boot/efi", false); !strings.HasSuffix(e.Data, ",iocharset=ascii") {
 		t.Errorf("ESP mount without nls_utf8: %+v", e)
-	}
-}
-
-func TestSignalAction(t *testing.T) {
-	for sig, want := range map[syscall.Signal]power.Action{
-		syscall.SIGUSR2: power.Poweroff, syscall.SIGPWR: power.Poweroff,
-		syscall.SIGTERM: power.Reboot, syscall.SIGINT: power.Reboot, syscall.SIGUSR1: power.Halt,
-	} {
-		if got := signalAction(sig); got != want {
-			t.Errorf("%v -> %v, want %v", sig, got, want)
-		}
 	}
 }
 
