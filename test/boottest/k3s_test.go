@@ -402,7 +402,8 @@ kestrel:
 
 // TestK3sServer boots the stand-in as a server, checks what it was given
 // and found, then makes it crash: the supervisor restarts it with growing
-// delays, visible in `kestrel status`.
+// delays, visible in `kestrel status`; then makes it hang: poweroff kills
+// it after SIGTERM went unheard and still powers off cleanly.
 func TestK3sServer(t *testing.T) {
 	g, h, _ := bootK3s(t, serverConfig)
 	checkStarted(t, g, h, serverConfig,
@@ -450,7 +451,29 @@ func TestK3sServer(t *testing.T) {
 		t.Errorf("kestrel logs k3s lacks the crashes:\n%s", tail(logs, 20))
 	}
 	t.Logf("backoffs of the crashing stand-in: %+v", seen)
-	g.run("echo ok > /var/lib/rancher/k3s-standin/mode")
+
+	// Hang: the next start ignores SIGTERM; poweroff must KILL it after
+	// the supervisor's stop timeout and still end cleanly.
+	g.run("echo hang > /var/lib/rancher/k3s-standin/mode")
+	deadline = time.Now().Add(90 * time.Second)
+	for {
+		out, _, _ := g.m.Run("tail -n 1 /var/lib/rancher/k3s-standin/events.log", cmdTimeout)
+		if sv, _ := g.status().service("k3s"); sv.State == supervisor.Running && strings.Contains(out, " start ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stand-in did not start again to hang:\n%s", g.run("kestrel status"))
+		}
+		time.Sleep(time.Second)
+	}
+	g.m.Send("kestrel poweroff\n")
+	code, err := g.m.Wait(2 * time.Minute)
+	if err != nil || code != 0 {
+		t.Fatalf("poweroff with a hanging k3s: qemu exit %d, %v\n%s", code, err, tail(g.m.Console(), 30))
+	}
+	if !regexp.MustCompile(`service k3s: pid \d+ did not stop within \S+, killing`).MatchString(g.m.Console()) {
+		t.Errorf("console does not show the hanging k3s being killed:\n%s", tail(g.m.Console(), 30))
+	}
 }
 
 const agentConfig = `# k3s boot test: agent
