@@ -387,3 +387,33 @@ func TestNoCloudMkfsVfat(t *testing.T) {
 		}
 	}
 }
+
+// TestNoCloudBlockDevice reads CIDATA disks through a loop device, as the
+// node reads /dev/vdb: go-diskfs takes a block device's sector sizes from
+// the kernel, which must not hide an ISO.
+func TestNoCloudBlockDevice(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root for losetup")
+	}
+	if _, err := exec.LookPath("losetup"); err != nil {
+		t.Skip("losetup not installed")
+	}
+	for _, fsType := range []filesystem.Type{filesystem.TypeISO9660, filesystem.TypeFat32} {
+		img := buildCIDATA(t, fsType, "cidata", map[string]string{"user-data": userData})
+		out, err := exec.Command("losetup", "-f", "--show", "-r", img).CombinedOutput()
+		if err != nil {
+			t.Skipf("losetup: %v: %s", err, out)
+		}
+		dev := strings.TrimSpace(string(out))
+		t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+		nc := &NoCloud{Devices: func() ([]string, error) { return []string{dev}, nil }}
+		if ok, err := nc.Probe(context.Background()); !ok || err != nil {
+			t.Errorf("%v on %s: probe %v, %v", fsType, dev, ok, err)
+			continue
+		}
+		d, err := nc.Fetch(context.Background())
+		if err != nil || string(d.UserData) != userData {
+			t.Errorf("%v on %s: user-data %q, %v", fsType, dev, d.UserData, err)
+		}
+	}
+}

@@ -156,6 +156,13 @@ func openFS(path string) (filesystem.FileSystem, func(), error) {
 		return nil, nil, err
 	}
 	fsys, err := d.GetFilesystem(0)
+	if err != nil && !d.DefaultBlocks {
+		// On a block device go-diskfs reads iso9660 with the device's
+		// physical block size (512) instead of the ISO's own 2048-byte
+		// blocks, and finds nothing: try again with the defaults.
+		d.DefaultBlocks = true
+		fsys, err = d.GetFilesystem(0)
+	}
 	if err != nil {
 		d.Close()
 		return nil, nil, err

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/kestrel-os/kestrel/pkg/config"
 	"github.com/kestrel-os/kestrel/pkg/datasource"
 	"github.com/kestrel-os/kestrel/pkg/kmodload"
+	"github.com/kestrel-os/kestrel/pkg/layout"
 	"github.com/kestrel-os/kestrel/pkg/runcmd"
 	"github.com/kestrel-os/kestrel/pkg/stage1"
 	"github.com/kestrel-os/kestrel/pkg/sysctl"
@@ -19,13 +21,19 @@ import (
 // disk) from the assembled new root, then loads kestrel.modules from the
 // new root's module tree, writes kestrel.sysctl and runs init_cmd
 // chrooted into the new root (so paths mean what they mean later:
-// /var, /etc, /state). Problems are logged, file:line:col first; it
+// /var, /etc, /state). Problems are logged, file:line:col first, with
+// files named as stage 2 names them (/state/..., /boot/efi/...); it
 // returns an error only when nothing could be read at all.
 func Initramfs(h stage1.HookEnv) error {
 	cfg, errs := loadInitramfs(h)
+	// Name files as they are named once the system is up.
+	names := strings.NewReplacer(h.NewRoot+"/", "/", h.ESP+"/", layout.ESPMount+"/")
+	if h.ESP == "" {
+		names = strings.NewReplacer(h.NewRoot+"/", "/")
+	}
 	for _, e := range errs {
 		for _, line := range ErrorLines(e) {
-			h.Logf("warning: config: %s", line)
+			h.Logf("warning: config: %s", names.Replace(line))
 		}
 	}
 	if cfg == nil {

@@ -34,6 +34,12 @@
 // the config is undone before the next boot (/etc is regenerated then);
 // kestrel.wifi is reported as not supported; registries, k3s settings and
 // console_shell belong to the k3s and console hooks, which read Config.
+// Services started in the boot phase (sshd) keep the environment and
+// password setting they started with when a network source changes them.
+// Static DNS servers go in front of DHCP's at network-up; a later lease
+// renewal rewrites resolv.conf from the leases alone (stage 2's netup).
+// kestrel.mounts finds labels and UUIDs of ext2/3/4 and FAT filesystems
+// only (ReadFSID); other filesystems need device:.
 package phases
 
 import (

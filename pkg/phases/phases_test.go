@@ -3,6 +3,8 @@ package phases
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/kestrel-os/kestrel/pkg/config"
+	"github.com/kestrel-os/kestrel/pkg/datasource"
 	"github.com/kestrel-os/kestrel/pkg/stage2"
 )
 
@@ -170,5 +173,60 @@ kestrel:
 	}
 	if !strings.Contains(log.String(), `warning: kestrel.sysctl: sysctl "net.ipv4.no_such_key": no such key`) {
 		t.Errorf("log:\n%s", log.String())
+	}
+}
+
+// TestNetworkUpPhase reads config_url after the boot phase: the keys it
+// changes apply late, URL keys are fetched and added, run_cmd runs with
+// the final environment, and the cache records every document.
+func TestNetworkUpPhase(t *testing.T) {
+	root := fakeRoot(t)
+	keyB := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb3vLlX5uQq2JmjS4mS1rU8B1tq2pYtq6qlVZ7o5d0R b@test"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, keyB) }))
+	defer srv.Close()
+	marker := filepath.Join(t.TempDir(), "run_cmd.out")
+	os.WriteFile(filepath.Join(root, "state", config.StateConfigFile), []byte(`hostname: before
+ssh_authorized_keys: ['`+keyA+`', '`+srv.URL+`/keys']
+run_cmd: ['echo "run $LATE" > `+marker+`']
+kestrel:
+  config_url: file:///srv/late.yaml
+  environment: {EARLY: "1"}
+`), 0o644)
+	os.MkdirAll(filepath.Join(root, "srv"), 0o755)
+	os.WriteFile(filepath.Join(root, "srv/late.yaml"), []byte("hostname: after\nkestrel:\n  environment: {LATE: late}\n"), 0o644)
+
+	cache := filepath.Join(t.TempDir(), "datasources.json")
+	r := New(Options{Root: root, ESP: filepath.Join(root, "boot/efi"), Cmdline: filepath.Join(root, "proc/cmdline"),
+		Cache: cache, Net: datasource.Env{FileRoot: root}})
+	var log logBuf
+	sys := &stage2.System{Logf: log.logf}
+	if err := r.NetworkUp(context.Background(), sys); err == nil {
+		t.Error("NetworkUp before Boot: no error")
+	}
+	if err := r.Boot(context.Background(), sys); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.NetworkUp(context.Background(), sys); err != nil {
+		t.Fatal(err)
+	}
+	if c := r.Config(); c.Hostname != "after" || c.Kestrel.Environment["LATE"] != "late" || sys.Hostname != "after" {
+		t.Errorf("after network-up: hostname %q (system %q), environment %v", c.Hostname, sys.Hostname, c.Kestrel.Environment)
+	}
+	env, _ := os.ReadFile(filepath.Join(root, EnvironmentPath))
+	if !strings.Contains(string(env), `LATE="late"`) || !strings.Contains(string(env), `EARLY="1"`) {
+		t.Errorf("/etc/environment not rewritten:\n%s", env)
+	}
+	if keys, _ := os.ReadFile(filepath.Join(root, "home/kestrel/.ssh/authorized_keys")); string(keys) != keyA+"\n"+keyB+"\n" {
+		t.Errorf("authorized_keys = %q", keys)
+	}
+	if got, _ := os.ReadFile(marker); string(got) != "run late\n" {
+		t.Errorf("run_cmd wrote %q\n%s", got, log.String())
+	}
+	c, err := datasource.LoadCache(cache)
+	if err != nil || len(c.Documents) != 1 || c.Documents[0].Name != "file:///srv/late.yaml" {
+		t.Errorf("cache %+v, %v", c, err)
+	}
+	if strings.Contains(log.String(), "warning") {
+		t.Errorf("warnings:\n%s", log.String())
 	}
 }

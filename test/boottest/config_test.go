@@ -18,11 +18,16 @@ import (
 	"testing"
 	"time"
 
+	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/disk"
+	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+
 	"github.com/kestrel-os/kestrel/test/vm"
 )
 
-// The config boot tests give the VM a NoCloud CIDATA disk built here (vfat,
-// user-data + meta-data), an ext4 data disk for kestrel.mounts and two
+// The config boot tests give the VM a NoCloud CIDATA disk built here (vfat
+// or iso9660, user-data + meta-data), an ext4 data disk for kestrel.mounts and two
 // more NICs on isolated user-mode networks for static addresses, a VLAN
 // and a bond, and serve, on the host loopback (10.0.2.2 from the guest),
 // a config_url document, an authorized_keys file and an NTP answer. They
@@ -205,7 +210,7 @@ kestrel:
 func TestConfigNoCloud(t *testing.T) {
 	img := buildImage(t)
 	e := newCfgEnv(t)
-	cidata := buildCIDATA(t, e.dir, map[string]string{
+	cidata := buildCIDATA(t, e.dir, filesystem.TypeFat32, map[string]string{
 		"user-data": e.kestrelUserData(),
 		"meta-data": "instance-id: iid-boottest\nlocal-hostname: from-meta-data\n",
 	})
@@ -347,7 +352,8 @@ func TestConfigNoCloud(t *testing.T) {
 	}
 }
 
-// TestConfigK3OS boots with a k3OS config, unchanged, on a NoCloud disk.
+// TestConfigK3OS boots with a k3OS config, unchanged, on an iso9660
+// NoCloud disk.
 func TestConfigK3OS(t *testing.T) {
 	img := buildImage(t)
 	e := newCfgEnv(t)
@@ -382,7 +388,7 @@ k3os:
   labels:
     region: us-west-1
 `, e.pubA, base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\necho k3os\n")))
-	cidata := buildCIDATA(t, e.dir, map[string]string{"user-data": userData, "meta-data": "instance-id: iid-k3os\n"})
+	cidata := buildCIDATA(t, e.dir, filesystem.TypeISO9660, map[string]string{"user-data": userData, "meta-data": "instance-id: iid-k3os\n"})
 	m, _ := bootVM(t, e.vmConfig(img, t.TempDir(), cidata))
 	c := console{t, m}
 	c.expect("hostname", "k3os-style")
@@ -442,17 +448,44 @@ func writeGuest(c console, path, content string) {
 	c.run(fmt.Sprintf("echo %s | base64 -d > %s", base64.StdEncoding.EncodeToString([]byte(content)), path))
 }
 
-// buildCIDATA makes a NoCloud disk as a user would: one vfat filesystem
-// labelled CIDATA (mkfs.vfat) holding files (mcopy). The on-device reader
-// is go-diskfs; the disk is written with the common tools, not with it.
-func buildCIDATA(t *testing.T, dir string, files map[string]string) string {
+// buildCIDATA makes a NoCloud disk as users do: a vfat filesystem
+// labelled CIDATA made by mkfs.vfat and filled by mcopy (cloud-localds -f
+// vfat), or an iso9660 one with Rock Ridge names (cloud-localds' default;
+// written here with go-diskfs, as genisoimage is not a test dependency).
+func buildCIDATA(t *testing.T, dir string, fsType filesystem.Type, files map[string]string) string {
 	t.Helper()
+	img := filepath.Join(dir, "cidata.img")
+	if fsType == filesystem.TypeISO9660 {
+		d, err := diskfs.Create(img, 4<<20, diskfs.SectorSizeDefault)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		d.LogicalBlocksize = 2048
+		fsys, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: 0, FSType: fsType, VolumeLabel: "cidata", WorkDir: t.TempDir()})
+		if err != nil {
+			t.Fatalf("CIDATA iso9660: %v", err)
+		}
+		for name, content := range files {
+			f, err := fsys.OpenFile("/"+name, os.O_CREATE|os.O_RDWR)
+			if err != nil {
+				t.Fatalf("CIDATA %s: %v", name, err)
+			}
+			if _, err := f.Write([]byte(content)); err != nil {
+				t.Fatalf("CIDATA %s: %v", name, err)
+			}
+			f.Close()
+		}
+		if err := fsys.(*iso9660.FileSystem).Finalize(iso9660.FinalizeOptions{RockRidge: true, VolumeIdentifier: "cidata"}); err != nil {
+			t.Fatalf("CIDATA iso9660: %v", err)
+		}
+		return img
+	}
 	for _, tool := range []string{"mkfs.vfat", "mcopy"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not installed (dosfstools, mtools)", tool)
 		}
 	}
-	img := filepath.Join(dir, "cidata.img")
 	if err := os.WriteFile(img, make([]byte, 4<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
