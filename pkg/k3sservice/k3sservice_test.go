@@ -293,3 +293,27 @@ func TestNode(t *testing.T) {
 		t.Errorf("errors:\n%s\nwant the missing bridge sysctl and /dev/kmsg", all)
 	}
 }
+
+// TestAirgapLinks: links follow the rootfs; a link left by an older
+// release whose image is gone is removed, anything else is left alone.
+func TestAirgapLinks(t *testing.T) {
+	root := fakeRoot(t, true)
+	dst := filepath.Join(root, k3sfetch.AgentImagesDir)
+	os.MkdirAll(dst, 0o755)
+	os.Symlink(k3sfetch.RootfsAirgapDir+"/old-release.tar", filepath.Join(dst, "old-release.tar"))
+	writeFile(t, filepath.Join(dst, "operator-copied.tar"), "mine")
+	for i := 0; i < 2; i++ { // a second boot changes nothing
+		linked, err := linkAirgapImages(root)
+		if err != nil || !slices.Equal(linked, []string{"k3s-airgap-images.tar"}) {
+			t.Fatalf("linked %q, %v", linked, err)
+		}
+	}
+	var names []string
+	entries, _ := os.ReadDir(dst)
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, []string{"k3s-airgap-images.tar", "operator-copied.tar"}) {
+		t.Errorf("import dir holds %q", names)
+	}
+}
