@@ -106,6 +106,23 @@ func (e *cfgEnv) ssh(user, key, command string) (string, error) {
 	return string(out), err
 }
 
+// sshPassword runs command as user logging in with password only.
+func (e *cfgEnv) sshPassword(user, password, command string) (string, error) {
+	askpass := filepath.Join(e.dir, "askpass-"+user)
+	if err := os.WriteFile(askpass, []byte("#!/bin/sh\necho '"+password+"'\n"), 0o700); err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ssh", "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive",
+		"-o", "NumberOfPasswordPrompts=1", "-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile="+e.hostKnownHosts,
+		"-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR", "-p", strconv.Itoa(e.sshPort), user+"@127.0.0.1", command)
+	cmd.Env = append(os.Environ(), "SSH_ASKPASS="+askpass, "SSH_ASKPASS_REQUIRE=force", "DISPLAY=none")
+	cmd.Stdin = nil
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
 func (e *cfgEnv) sshOpts(key string) []string {
 	return []string{"-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
 		"-o", "UserKnownHostsFile=" + e.hostKnownHosts, "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR"}
@@ -308,6 +325,13 @@ func TestConfigNoCloud(t *testing.T) {
 		if err != nil || !strings.Contains(out, tc.want) {
 			t.Errorf("ssh %s %q: %q, %v; want %q", tc.user, tc.cmd, out, err, tc.want)
 		}
+	}
+	// Password login: only for the account that has a password.
+	if out, err := e.sshPassword("ops", "s3cret", "id -un"); err != nil || strings.TrimSpace(out) != "ops" {
+		t.Errorf("ssh ops with its password: %q, %v", out, err)
+	}
+	if out, err := e.sshPassword("kestrel", "s3cret", "id -un"); err == nil {
+		t.Errorf("ssh kestrel (keys only) let a password in: %q", out)
 	}
 	local := filepath.Join(e.dir, "upload.txt")
 	os.WriteFile(local, []byte("sftp works\n"), 0o644)
