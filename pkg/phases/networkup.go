@@ -17,6 +17,12 @@ import (
 	"github.com/kestrel-os/kestrel/pkg/users"
 )
 
+// readLater are boot-phase keys that are read again after the network
+// sources merged, so a late change takes effect this boot: static DNS
+// (NetworkUp rewrites resolv.conf) and registries (the k3s hook writes
+// registries.yaml after this phase).
+var readLater = map[string]bool{"kestrel.dns_nameservers": true, "kestrel.registries": true}
+
 // ntpTimeout bounds the time sync at network-up: the node is not declared
 // ready before it, and a node without a reachable server must still come up.
 const ntpTimeout = 20 * time.Second
@@ -62,7 +68,7 @@ func (r *Runner) NetworkUp(ctx context.Context, sys *stage2.System) error {
 			if lateKeys[k.Path] {
 				only[k.Path] = true
 				late = append(late, k.Path)
-			} else if k.Phase != config.PhaseNetworkUp {
+			} else if k.Phase != config.PhaseNetworkUp && !readLater[k.Path] {
 				next = append(next, k.Path)
 			}
 		}
