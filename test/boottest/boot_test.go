@@ -39,8 +39,10 @@ func bootVM(t *testing.T, cfg vm.Config) (*vm.VM, map[string]string) {
 		t.Fatalf("boot: %v\n--- console ---\n%s", err, tail(m.Console(), 60))
 	}
 	// The console shell starts right after the ready line; give it a
-	// command to prove it is there before the test types into it.
-	if _, err := m.MustRun("true", cmdTimeout); err != nil {
+	// command to prove it is there before the test types into it. The
+	// command also keeps kernel messages off the console, so they cannot
+	// land in the middle of a command's output.
+	if _, err := m.MustRun("dmesg -n 1", cmdTimeout); err != nil {
 		t.Fatalf("console shell: %v\n--- console ---\n%s", err, tail(m.Console(), 40))
 	}
 	return m, vm.Fields(line[0])
