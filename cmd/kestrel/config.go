@@ -14,7 +14,6 @@ import (
 	"github.com/kestrel-os/kestrel/pkg/ntp"
 	"github.com/kestrel-os/kestrel/pkg/phases"
 	"github.com/kestrel-os/kestrel/pkg/sshkeys"
-	"github.com/kestrel-os/kestrel/pkg/stage1"
 )
 
 func init() {
@@ -33,9 +32,4 @@ func newPhases() *phases.Runner {
 		Keys: &sshkeys.Resolver{Client: client}, Clock: ntp.SystemClock{},
 		Mount: unix.Mount, Sethostname: unix.Sethostname,
 	})
-}
-
-// stage1Hooks wires the initramfs config phase into stage 1.
-func stage1Hooks() stage1.Hooks {
-	return stage1.Hooks{Initramfs: phases.Initramfs}
 }

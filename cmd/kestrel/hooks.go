@@ -4,8 +4,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kestrel-os/kestrel/pkg/k3sservice"
+	"github.com/kestrel-os/kestrel/pkg/phases"
+	"github.com/kestrel-os/kestrel/pkg/stage1"
 	"github.com/kestrel-os/kestrel/pkg/stage2"
 )
+
+// stage1Hooks wires the config's initramfs phase into stage 1.
+func stage1Hooks() stage1.Hooks {
+	return stage1.Hooks{Initramfs: phases.Initramfs}
+}
 
 // stage2Hooks wires the boot phases of other packages (config, k3s, sshd,
 // ntp) into stage 2. It is the one place that knows all of them.
