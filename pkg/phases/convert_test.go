@@ -212,3 +212,22 @@ func TestReadFSID(t *testing.T) {
 		t.Errorf("FindFilesystem of a missing label: %v", err)
 	}
 }
+
+// TestEveryKeyHasAnApplier keeps Appliers in step with config.Keys.
+func TestEveryKeyHasAnApplier(t *testing.T) {
+	seen := map[string]bool{}
+	for _, k := range config.Keys {
+		if k.Phase == config.PhaseNone {
+			continue
+		}
+		seen[k.Path] = true
+		if Appliers[k.Path] == "" {
+			t.Errorf("%s (%s phase): no applier named in Appliers", k.Path, k.Phase)
+		}
+	}
+	for k := range Appliers {
+		if !seen[k] {
+			t.Errorf("Appliers names %s, which is not a key with a phase", k)
+		}
+	}
+}

@@ -132,6 +132,40 @@ func (r *Runner) Environ() []string {
 
 func (r *Runner) path(p string) string { return filepath.Join(r.o.Root, p) }
 
+// Appliers names, for every key of config.Keys that has a phase, what
+// puts it into effect: a test keeps it complete, so that no key is
+// silently ignored.
+var Appliers = map[string]string{
+	"init_cmd":                "phases.Initramfs (runcmd, chrooted into the new root)",
+	"kestrel.modules":         "phases.Initramfs (kmodload)",
+	"kestrel.sysctl":          "phases.Initramfs (sysctl)",
+	"hostname":                "Runner.Boot",
+	"ssh_authorized_keys":     "Runner.Boot (literal keys, users), Runner.NetworkUp (github:, gitlab:, URLs; sshkeys)",
+	"kestrel.password":        "Runner.Boot (users)",
+	"kestrel.users":           "Runner.Boot (users), Runner.NetworkUp (remote keys)",
+	"write_files":             "Runner.Boot (writefiles), after the users",
+	"kestrel.environment":     "Runner.Boot (/etc/environment; Runner.Environ for services)",
+	"kestrel.timezone":        "Runner.Boot (timezone)",
+	"kestrel.mounts":          "Runner.Boot",
+	"boot_cmd":                "Runner.Boot (runcmd)",
+	"kestrel.network":         "Runner.Network (netconf)",
+	"kestrel.dns_nameservers": "Runner.Network and Runner.NetworkUp (resolv.conf)",
+	"kestrel.wifi":            "Runner.Boot: reported as not supported",
+	"kestrel.console_shell":   "Runner.Boot: false reported as not supported (stage 2 always starts a root shell)",
+	"kestrel.data_sources":    "Runner.NetworkUp (datasource.Network)",
+	"kestrel.config_url":      "Runner.NetworkUp (datasource.Network)",
+	"kestrel.ntp_servers":     "Runner.NetworkUp (ntp)",
+	"run_cmd":                 "Runner.NetworkUp (runcmd)",
+	"kestrel.registries":      "k3sservice (registries.yaml), from Runner.Config",
+	"kestrel.server_url":      "k3sservice, from Runner.Config",
+	"kestrel.token":           "k3sservice, from Runner.Config",
+	"kestrel.labels":          "k3sservice, from Runner.Config",
+	"kestrel.taints":          "k3sservice, from Runner.Config",
+	"kestrel.k3s_args":        "k3sservice, from Runner.Config",
+	"kestrel.k3s":             "k3sservice, from Runner.Config",
+	"kestrel.install":         "kestrel install only; never applied at boot",
+}
+
 // ErrorLines splits a source error (config.Errors holds one problem per
 // line) into lines for the console and `kestrel status`.
 func ErrorLines(err error) []string {
