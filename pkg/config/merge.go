@@ -94,13 +94,26 @@ func (s *Sources) AddFile(path string) {
 // AddDir adds dir/*.yaml and dir/*.yml in lexical order of their names. A
 // missing directory is not an error.
 func (s *Sources) AddDir(dir string) {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	files, err := DirFiles(dir)
+	if err != nil {
+		s.errs = append(s.errs, err)
 		return
 	}
+	for _, f := range files {
+		s.AddFile(f)
+	}
+}
+
+// DirFiles lists the config files of a config.d directory as AddDir reads
+// them: *.yaml and *.yml, not hidden, in lexical order. A missing
+// directory has none.
+func DirFiles(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
-		s.errs = append(s.errs, &Error{Pos: Pos{File: dir}, Problem: fmt.Sprintf("cannot read directory: %v", err)})
-		return
+		return nil, &Error{Pos: Pos{File: dir}, Problem: fmt.Sprintf("cannot read directory: %v", err)}
 	}
 	var names []string
 	for _, e := range ents {
@@ -110,9 +123,11 @@ func (s *Sources) AddDir(dir string) {
 		}
 	}
 	sort.Strings(names)
-	for _, n := range names {
-		s.AddFile(filepath.Join(dir, n))
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = filepath.Join(dir, n)
 	}
+	return out, nil
 }
 
 // Documents returns the valid documents so far, in order.

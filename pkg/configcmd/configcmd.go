@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/kestrel-os/kestrel/pkg/config"
 	"github.com/kestrel-os/kestrel/pkg/datasource"
+	"github.com/kestrel-os/kestrel/pkg/lastgood"
 	"github.com/kestrel-os/kestrel/pkg/layout"
 )
 
@@ -117,10 +119,11 @@ type Options struct {
 	Cache   string // datasource cache (datasource.DefaultCache)
 }
 
-// Load merges the sources as stage 2 did: local files, then the cached
-// datasource documents. `kestrel status` can use its Errors.
+// Load merges the sources as stage 2 did: local files (a broken editable
+// file replaced by its last good version, package lastgood), then the
+// cached datasource documents. `kestrel status` can use its Errors.
 func Load(o Options) (*config.Result, error) {
-	s := config.LoadLocal(config.DefaultLocations(o.Root, o.ESP, o.Cmdline))
+	s := lastgood.Store{Dir: filepath.Join(o.Root, layout.StateMount, lastgood.Dir)}.Load(config.DefaultLocations(o.Root, o.ESP, o.Cmdline)).Sources
 	var cached []string
 	if o.Cache != "" {
 		c, err := datasource.LoadCache(o.Cache)

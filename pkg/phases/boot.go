@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/kestrel-os/kestrel/pkg/atomicfile"
@@ -11,6 +12,8 @@ import (
 	"github.com/kestrel-os/kestrel/pkg/datasource"
 	"github.com/kestrel-os/kestrel/pkg/hostname"
 	"github.com/kestrel-os/kestrel/pkg/kmodload"
+	"github.com/kestrel-os/kestrel/pkg/lastgood"
+	"github.com/kestrel-os/kestrel/pkg/layout"
 	"github.com/kestrel-os/kestrel/pkg/netconf"
 	"github.com/kestrel-os/kestrel/pkg/netup"
 	"github.com/kestrel-os/kestrel/pkg/runcmd"
@@ -25,12 +28,15 @@ import (
 const EnvironmentPath = "/etc/environment"
 
 // Boot is the boot phase (a stage 2 Boot hook): it reads the local
-// sources, reports the skipped ones, and applies the boot-phase keys in
+// sources (an editable file that an edit broke is replaced by its last
+// good version, package lastgood), reports the skipped ones, and applies the boot-phase keys in
 // order: hostname, users and keys, write_files, environment, timezone,
 // mounts, boot_cmd. Each key's failure is reported and the others still
 // apply.
 func (r *Runner) Boot(ctx context.Context, sys *stage2.System) error {
-	src := config.LoadLocal(config.DefaultLocations(r.o.Root, r.o.ESP, r.o.Cmdline))
+	store := lastgood.Store{Dir: r.path(filepath.Join(layout.StateMount, lastgood.Dir))}
+	loaded := store.Load(config.DefaultLocations(r.o.Root, r.o.ESP, r.o.Cmdline))
+	src := loaded.Sources
 	local := datasource.Local(ctx, src, &datasource.NoCloud{
 		Devices: datasource.BlockDevices(r.path("/sys/class/block"), r.path("/dev")),
 	})
@@ -42,6 +48,12 @@ func (r *Runner) Boot(ctx context.Context, sys *stage2.System) error {
 		for _, line := range ErrorLines(e) {
 			sys.Warn("config: %s (source skipped)", line)
 		}
+	}
+	for _, f := range loaded.Replaced {
+		sys.Warn("config: %s is invalid: its last good version is used instead", f)
+	}
+	if err := store.Save(loaded); err != nil {
+		sys.Warn("config: %v", err)
 	}
 	applied := cloneConfig(res.Config)
 	if err := applied.HashPasswords(r.o.Random); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/kestrel-os/kestrel/pkg/config"
 	"github.com/kestrel-os/kestrel/pkg/datasource"
 	"github.com/kestrel-os/kestrel/pkg/kmodload"
+	"github.com/kestrel-os/kestrel/pkg/lastgood"
 	"github.com/kestrel-os/kestrel/pkg/layout"
 	"github.com/kestrel-os/kestrel/pkg/runcmd"
 	"github.com/kestrel-os/kestrel/pkg/stage1"
@@ -52,7 +53,8 @@ func loadInitramfs(h stage1.HookEnv) (*config.Config, []error) {
 	if h.ESP == "" {
 		loc.ESPConfig = ""
 	}
-	src := config.LoadLocal(loc)
+	loaded := lastgood.Store{Dir: filepath.Join(h.NewRoot, layout.StateMount, lastgood.Dir)}.Load(loc)
+	src := loaded.Sources
 	datasource.Local(context.Background(), src, &datasource.NoCloud{
 		Devices: datasource.BlockDevices(filepath.Join(h.NewRoot, "sys/class/block"), filepath.Join(h.NewRoot, "dev")),
 	})
@@ -60,7 +62,11 @@ func loadInitramfs(h stage1.HookEnv) (*config.Config, []error) {
 	if err != nil {
 		return nil, append(src.Errors(), err)
 	}
-	return res.Config, res.Errors
+	errs := res.Errors
+	for _, f := range loaded.Replaced {
+		errs = append(errs, fmt.Errorf("%s is invalid: its last good version is used instead", f))
+	}
+	return res.Config, errs
 }
 
 // InitramfsTarget says where the initramfs keys go.
