@@ -28,6 +28,9 @@ import (
 // one (filesystems, crypto, netfilter) only loads with LoadRest, or with
 // Coldplug(true).
 //
+// Without a modules.alias next to modules.dep, Coldplug loads the whole
+// list, as Load does.
+//
 // Limits: no hotplug events after boot (a device that appears later gets
 // its driver only if LoadRest loaded it anyway, which it does for every
 // driver in the list); aliases are matched with path.Match, which
@@ -38,6 +41,9 @@ type Loader struct {
 	prober  *kmodule.Prober
 	aliases map[string][]alias // module name (underscores) -> device patterns
 	isDep   map[string]bool    // modules another module depends on
+	// noAliases: modules.alias is missing, so drivers cannot be told
+	// from the rest and Coldplug loads the whole list.
+	noAliases bool
 
 	// newDevices returns modaliases of devices that appeared since the
 	// last call (from kernel uevents), or of all devices (a sysfs scan,
@@ -91,7 +97,8 @@ func Open(listPath string, o Options) (*Loader, error) {
 	}
 	f, err := os.Open(filepath.Join(dir, "modules.alias"))
 	if err != nil {
-		return l, nil // no aliases: Coldplug loads nothing, LoadRest everything
+		l.noAliases = true
+		return l, nil
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -227,7 +234,7 @@ func (l *Loader) startMatching(devs []string, all bool) {
 		if l.done[norm(n)] {
 			continue
 		}
-		if (all && !l.IsDriver(n) && !l.isDep[norm(n)]) || l.matches(n, devs) {
+		if l.noAliases || (all && !l.IsDriver(n) && !l.isDep[norm(n)]) || l.matches(n, devs) {
 			l.done[norm(n)] = true
 			next = append(next, n)
 		}

@@ -131,3 +131,18 @@ func TestParseUevent(t *testing.T) {
 		t.Errorf("parseUevent(bind) = %q", got)
 	}
 }
+
+func TestColdplugWithoutAliases(t *testing.T) {
+	o, _ := fakeTree(t, []string{"virtio_pci", "e1000e", "ext4"}, nil)
+	os.Remove(filepath.Join(o.Root, "lib", "modules", "6.1.0-test", "modules.alias"))
+	o.DryRun = func(string) {}
+	l, err := Open("/usr/lib/kestrel/modules", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := l.Coldplug(false)
+	sort.Strings(got)
+	if want := []string{"e1000e", "ext4", "virtio_pci"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Coldplug without modules.alias = %v, want the whole list", got)
+	}
+}

@@ -155,6 +155,16 @@ func Run(env Env) error {
 	}
 	sys.Slot = cmd.Value(layout.CmdlineSlot, "unknown")
 	debug := cmd.Has(layout.CmdlineDebug)
+	// Stage 2 counts from where stage 1 handed over, so that switch_root
+	// and loading /sbin/init are not lost between the two: kernel +
+	// stage1 + stage2 = ready.
+	if t, err := boottime.Read(p(layout.BootTimes)); err == nil {
+		k, ok1 := t.Get(boottime.Kernel)
+		s1, ok2 := t.Get(boottime.Stage1)
+		if ok1 && ok2 && k+s1 < start {
+			start = k + s1
+		}
+	}
 	mark := boottime.NewSteps(env.Clock, start, debug, logf).Mark // per-step timing
 	mark("stage 2 start")
 	randomseed.Warm(randomseed.Linux{}) // a first boot has no seed

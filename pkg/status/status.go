@@ -7,8 +7,10 @@
 //
 //	KESTREL-READY version=0.1.0 slot=a ip=10.0.2.15 kernel=1.230 stage1=0.210 stage2=0.400 ready=1.840
 //
-// kernel is boot until stage 1 started, stage1 and stage2 are durations,
-// ready is the absolute time stage 2 declared the node ready.
+// kernel is boot until stage 1 started, stage1 and stage2 are durations
+// (stage2 from the end of stage 1, so switch_root and loading /sbin/init
+// count in it), ready is the absolute time stage 2 declared the node
+// ready: kernel + stage1 + stage2 = ready, to the millisecond.
 package status
 
 import (
