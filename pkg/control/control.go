@@ -102,7 +102,7 @@ func (s *Server) serve(ctx context.Context, c net.Conn) {
 		s.mu.Unlock()
 		if !ok {
 			resp.Error = fmt.Sprintf("unknown op %q", req.Op)
-		} else if data, err := h(ctx, req); err != nil {
+		} else if data, err := call(ctx, h, req); err != nil {
 			resp.Error = err.Error()
 		} else {
 			resp.OK = true
@@ -117,6 +117,17 @@ func (s *Server) serve(ctx context.Context, c net.Conn) {
 	b, _ := json.Marshal(resp)
 	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	c.Write(append(b, '\n'))
+}
+
+// call runs h; a panicking handler becomes an error answer instead of
+// taking PID 1 (and with it the kernel) down.
+func call(ctx context.Context, h Handler, req Request) (data any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("op %s panicked: %v", req.Op, r)
+		}
+	}()
+	return h(ctx, req)
 }
 
 // ErrNoServer means nothing listens on the socket (PID 1 is not Kestrel's

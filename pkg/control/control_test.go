@@ -17,6 +17,7 @@ func TestRoundTrip(t *testing.T) {
 		return map[string]string{"slot": "a", "arg": strings.Join(r.Args, ",")}, nil
 	})
 	s.Handle("fail", func(ctx context.Context, r Request) (any, error) { return nil, errors.New("nope") })
+	s.Handle("boom", func(ctx context.Context, r Request) (any, error) { panic("bug") })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.Serve(ctx, sock)
@@ -38,6 +39,9 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if err := Call(sock, Request{Op: "fail"}, nil); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("fail: %v", err)
+	}
+	if err := Call(sock, Request{Op: "boom"}, nil); err == nil || !strings.Contains(err.Error(), "panicked: bug") {
+		t.Errorf("panicking handler: %v", err)
 	}
 	if err := Call(sock, Request{Op: "what"}, nil); err == nil || !strings.Contains(err.Error(), "unknown op") {
 		t.Errorf("unknown: %v", err)

@@ -264,7 +264,11 @@ func Run(env Env) error {
 		// nil means the default (DHCP on every wired interface); a
 		// failed network config falls back to it too, so a config error
 		// does not cut the node off.
-		if dhcpIfs, err = env.Hooks.Network(ctx, sys); err != nil {
+		err = runHook(ctx, sys, Hook{Name: "network", Run: func(ctx context.Context, sys *System) (err error) {
+			dhcpIfs, err = env.Hooks.Network(ctx, sys)
+			return err
+		}})
+		if err != nil {
 			if dhcpIfs == nil {
 				sys.Warn("network config: %v (falling back to DHCP on every wired interface)", err)
 			} else {
@@ -330,10 +334,20 @@ func Run(env Env) error {
 
 func runHooks(ctx context.Context, sys *System, hooks []Hook) {
 	for _, h := range hooks {
-		if err := h.Run(ctx, sys); err != nil {
+		if err := runHook(ctx, sys, h); err != nil {
 			sys.Warn("%s: %v", h.Name, err)
 		}
 	}
+}
+
+// runHook runs one hook; a panic in it is its error, not the end of PID 1.
+func runHook(ctx context.Context, sys *System, h Hook) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return h.Run(ctx, sys)
 }
 
 func mountESP(sys *System, mount mounts.MountFunc) {

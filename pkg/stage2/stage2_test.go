@@ -1,6 +1,7 @@
 package stage2
 
 import (
+	"context"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,5 +51,17 @@ func TestStatusWithoutBoot(t *testing.T) {
 	st := s.status(5e9)
 	if st.IP != "" || st.Uptime != 5e9 || len(st.Warnings) != 1 || st.Warnings[0] != "no network" {
 		t.Errorf("status = %+v", st)
+	}
+}
+
+func TestRunHooksSurvivesPanics(t *testing.T) {
+	s := &System{Logf: func(string, ...any) {}}
+	ran := false
+	runHooks(context.Background(), s, []Hook{
+		{Name: "buggy", Run: func(context.Context, *System) error { panic("nil map") }},
+		{Name: "next", Run: func(context.Context, *System) error { ran = true; return nil }},
+	})
+	if !ran || len(s.warnings) != 1 || !strings.Contains(s.warnings[0], "buggy: panic: nil map") {
+		t.Errorf("ran %v, warnings %q", ran, s.warnings)
 	}
 }

@@ -223,6 +223,11 @@ func (s *Supervisor) event(svc *service, format string, args ...any) {
 
 func (s *Supervisor) run(svc *service) {
 	defer close(svc.done)
+	defer func() { // a bug here must not take PID 1 down with it
+		if r := recover(); r != nil {
+			s.cfg.Logf("service %s: supervisor panic: %v", svc.spec.Name, r)
+		}
+	}()
 	defer func() {
 		s.set(svc, func(st *Status) { st.State, st.PID, st.Since, st.NextStart = Stopped, 0, s.cfg.Now(), time.Time{} })
 		if c, ok := svc.log.(io.Closer); ok {
