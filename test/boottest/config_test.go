@@ -171,6 +171,7 @@ write_files:
     permissions: "0604"
 init_cmd:
   - echo "init pid1=$(tr '\0' ' ' </proc/1/cmdline)" >> /run/phases.log
+  - test -e /state/kestrel/config.yaml || { mkdir -p /state/kestrel && echo %s | base64 -d > /state/kestrel/config.yaml; }
 boot_cmd:
   - echo "boot host=$(hostname) eth0=$(ip -4 addr show dev eth0 | grep -c inet)" >> /run/phases.log
 run_cmd:
@@ -216,7 +217,15 @@ kestrel:
 `, e.pubA, hostFromGuest, e.httpPort,
 		base64.StdEncoding.EncodeToString([]byte("base64 content\n")),
 		base64.StdEncoding.EncodeToString(gz.Bytes()),
+		base64.StdEncoding.EncodeToString([]byte(e.stateConfig())),
 		hostFromGuest, e.ntpPort, hostFromGuest, e.httpPort, e.pubA)
+}
+
+// stateConfig is the state partition's config.yaml that init_cmd writes
+// on the first boot (the state partition is mounted in the initramfs
+// phase), so that stage 2 reads it and keeps it as the last good version.
+func (e *cfgEnv) stateConfig() string {
+	return "ssh_authorized_keys: ['" + e.pubB + "']\nkestrel:\n  environment: {FROM_STATE: \"1\"}\n"
 }
 
 // TestConfigNoCloud boots with a Kestrel config on a NoCloud disk, checks
@@ -258,7 +267,7 @@ func TestConfigNoCloud(t *testing.T) {
 	c.expect("stat -c '%a %U %G' /var/lib/kestrel-test/gz.txt", "604 ops wheel")
 	// Environment, including the key config_url added at network-up.
 	env := c.run("cat /etc/environment")
-	for _, want := range []string{`FOO="bar baz"`, `HTTP_PROXY="http://proxy.example:3128"`, `LATE="from-config-url"`} {
+	for _, want := range []string{`FOO="bar baz"`, `HTTP_PROXY="http://proxy.example:3128"`, `LATE="from-config-url"`, `FROM_STATE="1"`} {
 		if !strings.Contains(env, want) {
 			t.Errorf("/etc/environment lacks %s:\n%s", want, env)
 		}
@@ -342,7 +351,12 @@ func TestConfigNoCloud(t *testing.T) {
 		c.expect("cat /home/kestrel/upload.txt", "sftp works")
 	}
 
-	// Bad config on the state partition, then a second boot.
+	// Bad config on the state partition: config.yaml (good until now, so
+	// it has a last good copy) becomes invalid YAML, and two new drop-ins
+	// have a wrong type and an unknown key. The second boot has no NoCloud
+	// disk: the node comes up, says what is wrong where, lets in the key
+	// of the last good config.yaml (not the NoCloud one), and takes
+	// nothing from the bad files.
 	c.run("mkdir -p /state/kestrel/config.d")
 	writeGuest(c, "/state/kestrel/config.yaml", "hostname: bad-yaml\nkestrel: [\n")
 	writeGuest(c, "/state/kestrel/config.d/50-type.yaml", "hostname: bad-type\nssh_authorized_keys: []\nkestrel:\n  sysctl: [vm.swappiness]\n")
@@ -353,12 +367,14 @@ func TestConfigNoCloud(t *testing.T) {
 		t.Fatalf("poweroff: qemu exit %d, %v\n%s", code, err, tail(m.Console(), 30))
 	}
 
+	cfg.ExtraDrives = []string{e.dataDisk}
 	m2, _ := bootVM(t, cfg)
 	c2 := console{t, m2}
 	boot2 := m2.Console()
 	st := c2.run("kestrel status")
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`/state/kestrel/config\.yaml:\d+:\d+: [^\n]*`),
+		regexp.MustCompile(`/state/kestrel/config\.yaml:\d+:\d+: invalid YAML[^\n]*`),
+		regexp.MustCompile(`/state/kestrel/config\.yaml is invalid: its last good version is used instead`),
 		regexp.MustCompile(`/state/kestrel/config\.d/50-type\.yaml:4:\d+: kestrel\.sysctl: [^\n]*`),
 		regexp.MustCompile(`/state/kestrel/config\.d/60-unknown\.yaml:4:1: hostnme: [^\n]*hostname`),
 	} {
@@ -369,10 +385,16 @@ func TestConfigNoCloud(t *testing.T) {
 			t.Errorf("kestrel status does not show %s:\n%s", want, st)
 		}
 	}
-	c2.expect("hostname", "kestrel-cfg")
-	c2.expect("cat /proc/sys/vm/swappiness", "17")
-	if out, err := e.ssh("kestrel", e.keyA, "id -un"); err != nil || !strings.Contains(out, "kestrel") {
-		t.Errorf("ssh with the NoCloud key after a bad config: %q, %v", out, err)
+	if h := c2.run("hostname"); strings.HasPrefix(h, "bad-") {
+		t.Errorf("hostname %q comes from a bad file", h)
+	}
+	c2.expect("cat /proc/sys/vm/swappiness", "60")
+	c2.contains("cat /etc/environment", `FROM_STATE="1"`)
+	if out, err := e.ssh("kestrel", e.keyB, "id -un"); err != nil || strings.TrimSpace(out) != "kestrel" {
+		t.Errorf("ssh with the key of the last good config.yaml: %q, %v", out, err)
+	}
+	if out, err := e.ssh("kestrel", e.keyA, "id -un"); err == nil {
+		t.Errorf("ssh with the NoCloud key after the disk is gone: %q", out)
 	}
 }
 
