@@ -29,10 +29,10 @@ const EnvironmentPath = "/etc/environment"
 
 // Boot is the boot phase (a stage 2 Boot hook): it reads the local
 // sources (an editable file that an edit broke is replaced by its last
-// good version, package lastgood), reports the skipped ones, and applies the boot-phase keys in
-// order: hostname, users and keys, write_files, environment, timezone,
-// mounts, boot_cmd. Each key's failure is reported and the others still
-// apply.
+// good version, package lastgood), reports the skipped ones, and applies
+// the boot-phase keys in order: hostname, users and keys, write_files,
+// environment, timezone, mounts, boot_cmd. Each key's failure is
+// reported and the others still apply.
 func (r *Runner) Boot(ctx context.Context, sys *stage2.System) error {
 	store := lastgood.Store{Dir: r.path(filepath.Join(layout.StateMount, lastgood.Dir))}
 	loaded := store.Load(config.DefaultLocations(r.o.Root, r.o.ESP, r.o.Cmdline))
