@@ -46,11 +46,14 @@ func (r *Runner) NetworkUp(ctx context.Context, sys *stage2.System) error {
 		return fmt.Errorf("merge config: %w", err)
 	}
 	var fetchErrs []string
-	for _, e := range res.Errors[min(nErrs, len(res.Errors)):] {
+	for i, e := range res.Errors {
 		var ce *config.Error
 		var ces config.Errors
 		if !errors.As(e, &ce) && !errors.As(e, &ces) {
 			fetchErrs = append(fetchErrs, e.Error()) // not reproduced by replaying the documents
+		}
+		if i < nErrs {
+			continue // reported by the boot phase
 		}
 		for _, line := range ErrorLines(e) {
 			sys.Warn("config: %s (source skipped)", line)
