@@ -305,6 +305,10 @@ func (o Options) shipControllerImage(rootDir string) error {
 	if err := checkDockerArchive(dst, ref, imgs[0]); err != nil {
 		return fmt.Errorf("controller image: %s: %w", dst, err)
 	}
+	// The node copies it to k3s without hashing it at every boot.
+	if err := k3smanifests.WriteSum(dst); err != nil {
+		return fmt.Errorf("controller image: %w", err)
+	}
 	return nil
 }
 

@@ -357,6 +357,12 @@ func TestShipControllerImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	imported := filepath.Join(root, k3smanifests.ImagesDir, k3smanifests.Prefix+k3smanifests.ImageName)
+	data, _ := os.ReadFile(imported)
+	sum := sha256.Sum256(data)
+	side, err := os.ReadFile(filepath.Join(root, k3smanifests.ShippedImageDir, k3smanifests.ImageName+k3smanifests.SumSuffix))
+	if err != nil || string(side) != hex.EncodeToString(sum[:])+"  "+k3smanifests.ImageName+"\n" {
+		t.Errorf("sidecar %q (%v), copy's sha256 %x", side, err, sum)
+	}
 	mf, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(imported) })
 	if err != nil {
 		t.Fatal(err)

@@ -26,9 +26,10 @@
 // manifest also deletes its objects from the cluster is k3s's business
 // (recent k3s releases delete the Addon's objects, older ones leave them),
 // and a removed image stays in containerd until pruned; only *.yaml
-// manifests and *.tar images are shipped, flat (no subdirectories); every
-// boot hashes the shipped files and their copies (the image is tens of
-// MB).
+// manifests and *.tar images are shipped, flat (no subdirectories); a
+// copy of 1 MiB or more (the image) whose size and mtime are as recorded
+// is taken as unchanged without hashing, and a shipped file with a
+// SumSuffix sidecar is not hashed either, so normal boots read neither.
 package k3smanifests
 
 import (
@@ -175,11 +176,31 @@ var (
 	image     = kind{what: "controller image", src: ShippedImageDir, dst: ImagesDir, ext: ".tar"}
 )
 
-// record is RecordFile's content: node path of each copy placed -> sha256
-// of what was written.
+// record is RecordFile's content: node path of each copy placed -> what
+// was written.
 type record struct {
-	Files map[string]string `json:"files"`
+	Files map[string]entry `json:"files"`
 }
+
+// entry is one copy: its sha256, and its size and mtime when written, so
+// that a large copy (at least statTrust bytes) whose size and mtime did
+// not change is not hashed again at every boot.
+type entry struct {
+	SHA256  string `json:"sha256"`
+	Size    int64  `json:"size"`
+	MtimeNs int64  `json:"mtime_ns"`
+}
+
+// statTrust is the size from which a copy with its recorded size and
+// mtime counts as unchanged without being hashed. Small files are always
+// hashed: file times are coarse, and a test (or a quick operator) can
+// rewrite one within the same tick.
+const statTrust = 1 << 20
+
+// SumSuffix names the sidecar of a shipped file holding its sha256
+// (`sha256sum` format), written by the builder (WriteSum) so that the node
+// need not hash a large shipped file at every boot.
+const SumSuffix = ".sha256"
 
 func place(root string, k kind, enabled bool) error {
 	p := func(s string) string { return filepath.Join(root, s) }
@@ -207,12 +228,12 @@ func place(root string, k kind, enabled bool) error {
 		if _, keep := want[n]; keep || path.Dir(n) != k.dst {
 			continue
 		}
-		switch cur, err := fileSum(p(n)); {
+		switch cur, err := copySum(p(n), rec.Files[n]); {
 		case errors.Is(err, fs.ErrNotExist):
 			delete(rec.Files, n)
 		case err != nil:
 			errs = append(errs, err)
-		case cur != rec.Files[n]:
+		case cur != rec.Files[n].SHA256:
 			errs = append(errs, fmt.Errorf("%s was changed since kestrel wrote it: left in place", p(n)))
 			delete(rec.Files, n)
 		default:
@@ -228,21 +249,23 @@ func place(root string, k kind, enabled bool) error {
 		if _, err := os.Stat(p(n) + ".skip"); err == nil {
 			continue // left as it is, still recorded if it was ours
 		}
-		sum, err := fileSum(p(want[n]))
+		sum, err := sourceSum(p(want[n]))
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		cur, err := fileSum(p(n))
+		cur, err := copySum(p(n), rec.Files[n])
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 		case err != nil:
 			errs = append(errs, err)
 			continue
 		case cur == sum:
-			rec.Files[n] = sum
+			if err := rec.put(n, p(n), sum); err != nil {
+				errs = append(errs, err)
+			}
 			continue
-		case cur != rec.Files[n]:
+		case cur != rec.Files[n].SHA256:
 			errs = append(errs, fmt.Errorf("%s exists and is not what kestrel wrote there: left in place (remove it, or add %s.skip)", p(n), path.Base(n)))
 			continue
 		}
@@ -250,7 +273,9 @@ func place(root string, k kind, enabled bool) error {
 			errs = append(errs, err)
 			continue
 		}
-		rec.Files[n] = sum
+		if err := rec.put(n, p(n), sum); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := writeRecord(p(RecordFile), rec); err != nil {
 		errs = append(errs, err)
@@ -262,7 +287,7 @@ func place(root string, k kind, enabled bool) error {
 }
 
 func readRecord(file string) (record, error) {
-	rec := record{Files: map[string]string{}}
+	rec := record{Files: map[string]entry{}}
 	data, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return rec, nil
@@ -274,7 +299,7 @@ func readRecord(file string) (record, error) {
 		return rec, fmt.Errorf("%s: %w", file, err)
 	}
 	if rec.Files == nil {
-		rec.Files = map[string]string{}
+		rec.Files = map[string]entry{}
 	}
 	for n := range rec.Files {
 		dir := path.Dir(n)
@@ -350,12 +375,62 @@ func copyFile(src, dst, sum string) error {
 		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
-		return fmt.Errorf("copy %s to %s: %s changed while copied", src, dst, src)
+		return fmt.Errorf("copy %s to %s: its content has sha256 %s, want %s (changed while copied, or a wrong %s)", src, dst, got, sum, SumSuffix)
 	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return err
 	}
 	return nil
+}
+
+// put records the copy at file (node path n) with sum.
+func (r record) put(n, file, sum string) error {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return err
+	}
+	r.Files[n] = entry{SHA256: sum, Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}
+	return nil
+}
+
+// copySum is the sha256 of a copy: the recorded one when the copy is large
+// and its size and mtime are as recorded, else hashed.
+func copySum(file string, e entry) (string, error) {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return "", err
+	}
+	if e.SHA256 != "" && fi.Size() >= statTrust && fi.Size() == e.Size && fi.ModTime().UnixNano() == e.MtimeNs {
+		return e.SHA256, nil
+	}
+	return fileSum(file)
+}
+
+// sourceSum is the sha256 of a shipped file: its SumSuffix sidecar's when
+// the builder wrote one (the rootfs is read-only), else hashed.
+func sourceSum(file string) (string, error) {
+	data, err := os.ReadFile(file + SumSuffix)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fileSum(file)
+	}
+	if err != nil {
+		return "", err
+	}
+	if f := strings.Fields(string(data)); len(f) > 0 && len(f[0]) == 64 {
+		if _, err := hex.DecodeString(f[0]); err == nil {
+			return f[0], nil
+		}
+	}
+	return "", fmt.Errorf("%s%s: not a sha256 line", file, SumSuffix)
+}
+
+// WriteSum writes file's SumSuffix sidecar (on the build host).
+func WriteSum(file string) error {
+	sum, err := fileSum(file)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file+SumSuffix, []byte(sum+"  "+filepath.Base(file)+"\n"), 0o644)
 }
 
 func fileSum(file string) (string, error) {

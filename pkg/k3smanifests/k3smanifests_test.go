@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kestrel-os/kestrel/pkg/config"
 )
@@ -151,7 +152,7 @@ func TestInstallErrors(t *testing.T) {
 		}, "k3s-manifests.json"},
 		{"record naming another file", func(t *testing.T, root string) {
 			write("crd.yaml", "x")(t, filepath.Join(root, ShippedDir))
-			write(filepath.Base(RecordFile), `{"files":{"/etc/passwd":"00"}}`)(t, filepath.Join(root, filepath.Dir(RecordFile)))
+			write(filepath.Base(RecordFile), `{"files":{"/etc/passwd":{"sha256":"00"}}}`)(t, filepath.Join(root, filepath.Dir(RecordFile)))
 		}, "unexpected entry"},
 	}
 	for _, tt := range tests {
@@ -348,5 +349,53 @@ func TestInstallImage(t *testing.T) {
 		if other, _ := os.ReadFile(filepath.Join(root, ImagesDir, "other.tar")); string(other) != "someone's\n" {
 			t.Fatalf("step %d: other.tar touched", i)
 		}
+	}
+}
+
+// A large shipped image with the builder's sidecar: the copy is checked
+// against the sidecar's sum; later boots trust the copy's size and mtime,
+// and notice a rewrite that changed them.
+func TestLargeImageCopy(t *testing.T) {
+	root := t.TempDir()
+	shipped := filepath.Join(root, ShippedImageDir, ImageName)
+	big := strings.Repeat("x", statTrust+10)
+	write(ImageName, big)(t, filepath.Dir(shipped))
+	if err := WriteSum(shipped); err != nil {
+		t.Fatal(err)
+	}
+	copyPath := filepath.Join(root, ImagesDir, Prefix+ImageName)
+	if err := InstallImage(root, true); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(copyPath); string(got) != big {
+		t.Fatalf("copy has %d bytes", len(got))
+	}
+
+	// Same size and mtime: trusted without hashing (so a same-size
+	// rewrite that restores the mtime goes unnoticed, as documented).
+	fi, _ := os.Stat(copyPath)
+	os.WriteFile(copyPath, []byte(strings.Repeat("y", len(big))), 0o644)
+	os.Chtimes(copyPath, fi.ModTime(), fi.ModTime())
+	if err := InstallImage(root, true); err != nil {
+		t.Fatal(err)
+	}
+	// A rewrite with a new mtime is seen: not overwritten, reported.
+	os.Chtimes(copyPath, fi.ModTime().Add(time.Second), fi.ModTime().Add(time.Second))
+	if err := InstallImage(root, true); err == nil || !strings.Contains(err.Error(), "is not what kestrel wrote there") {
+		t.Fatalf("err = %v", err)
+	}
+
+	// A sidecar that does not match the shipped file fails the copy.
+	os.Remove(copyPath)
+	os.WriteFile(shipped+SumSuffix, []byte(strings.Repeat("0", 64)+"  image.tar\n"), 0o644)
+	if err := InstallImage(root, true); err == nil || !strings.Contains(err.Error(), "want 0000") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := os.Stat(copyPath); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a copy that does not match its sum was left: %v", err)
+	}
+	os.WriteFile(shipped+SumSuffix, []byte("garbage\n"), 0o644)
+	if err := InstallImage(root, true); err == nil || !strings.Contains(err.Error(), "not a sha256 line") {
+		t.Fatalf("err = %v", err)
 	}
 }
