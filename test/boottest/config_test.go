@@ -242,8 +242,9 @@ func TestConfigNoCloud(t *testing.T) {
 	})
 	dir := t.TempDir()
 	cfg := e.vmConfig(img, dir, cidata)
-	m, _ := bootVM(t, cfg)
+	m, ready := bootVM(t, cfg)
 	c := console{t, m}
+	t.Logf("boot with every key group: stage1 %ss, stage2 %ss, ready at %ss", ready["stage1"], ready["stage2"], ready["ready"])
 
 	// Hostname (user-data over meta-data).
 	if got := c.run("hostname"); got != "kestrel-cfg" {
