@@ -12,6 +12,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // LoopbackUp sets lo up (the kernel adds 127.0.0.1/8 and ::1 itself).
@@ -90,6 +91,10 @@ func configure(ctx context.Context, name string, cfg Config) (Lease, error) {
 	if err := netlink.LinkSetUp(link); err != nil {
 		return Lease{}, fmt.Errorf("set up: %w", err)
 	}
+	// A DISCOVER sent before the link has carrier is lost and costs a
+	// whole retry timeout; wait for carrier (bounded: a link without a
+	// cable still gets its DHCP attempts, which then time out).
+	waitCarrier(ctx, name, min(cfg.Timeout, 5*time.Second))
 	c, err := nclient4.New(name, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(4))
 	if err != nil {
 		return Lease{}, fmt.Errorf("dhcp client: %w", err)
@@ -112,6 +117,18 @@ func configure(ctx context.Context, name string, cfg Config) (Lease, error) {
 	}
 	go keep(ctx, c, link, nl, l, cfg, mods)
 	return l, nil
+}
+
+// waitCarrier polls until the link reports a carrier (IFF_RUNNING) or
+// max has passed.
+func waitCarrier(ctx context.Context, name string, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if l, err := netlink.LinkByName(name); err == nil && l.Attrs().RawFlags&unix.IFF_RUNNING != 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // keep renews the lease at T1 until ctx ends; when renewal fails past the

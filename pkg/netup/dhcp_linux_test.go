@@ -1,0 +1,129 @@
+package netup
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"github.com/vishvananda/netlink"
+)
+
+// TestDHCPInNetns runs the real client against a real DHCP server over a
+// veth pair, inside a network namespace of its own: the test re-executes
+// itself under `unshare --net`, so every thread of that process (nclient4
+// and netlink use several) is in the namespace and the host's network is
+// never touched.
+func TestDHCPInNetns(t *testing.T) {
+	if os.Getenv("NETUP_IN_NETNS") == "" {
+		if os.Geteuid() != 0 {
+			t.Skip("a network namespace needs root")
+		}
+		unshare, err := exec.LookPath("unshare")
+		if err != nil {
+			t.Skip("no unshare(1)")
+		}
+		cmd := exec.Command(unshare, "--net", os.Args[0], "-test.run=^TestDHCPInNetns$", "-test.v")
+		cmd.Env = append(os.Environ(), "NETUP_IN_NETNS=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("in a network namespace: %v\n%s", err, out)
+		}
+		t.Logf("%s", out)
+		return
+	}
+
+	if err := LoopbackUp(); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "srv0"}, PeerName: "cli0"}); err != nil {
+		t.Fatalf("veth: %v", err)
+	}
+	srv, err := netlink.LinkByName("srv0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.AddrAdd(srv, &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(10, 9, 0, 1), Mask: net.CIDRMask(24, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(srv); err != nil {
+		t.Fatal(err)
+	}
+
+	serverIP := net.IPv4(10, 9, 0, 1).To4()
+	handler := func(conn net.PacketConn, peer net.Addr, m *dhcpv4.DHCPv4) {
+		var typ dhcpv4.MessageType
+		switch m.MessageType() {
+		case dhcpv4.MessageTypeDiscover:
+			typ = dhcpv4.MessageTypeOffer
+		case dhcpv4.MessageTypeRequest:
+			typ = dhcpv4.MessageTypeAck
+		default:
+			return
+		}
+		resp, err := dhcpv4.NewReplyFromRequest(m,
+			dhcpv4.WithMessageType(typ),
+			dhcpv4.WithYourIP(net.IPv4(10, 9, 0, 50)),
+			dhcpv4.WithServerIP(serverIP),
+			dhcpv4.WithOption(dhcpv4.OptServerIdentifier(serverIP)),
+			dhcpv4.WithOption(dhcpv4.OptSubnetMask(net.CIDRMask(24, 32))),
+			dhcpv4.WithOption(dhcpv4.OptRouter(serverIP)),
+			dhcpv4.WithOption(dhcpv4.OptDNS(net.IPv4(10, 9, 0, 53))),
+			dhcpv4.WithOption(dhcpv4.OptDomainName("edge.test")),
+			dhcpv4.WithOption(dhcpv4.OptIPAddressLeaseTime(time.Hour)),
+		)
+		if err != nil {
+			t.Errorf("reply: %v", err)
+			return
+		}
+		if _, err := conn.WriteTo(resp.ToBytes(), peer); err != nil {
+			t.Errorf("send %s: %v", typ, err)
+		}
+	}
+	s, err := server4.NewServer("srv0", &net.UDPAddr{IP: net.IPv4zero, Port: dhcpv4.ServerPort}, handler)
+	if err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	go s.Serve()
+	defer s.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	leases, err := Up(ctx, Config{Interfaces: []string{"cli0"}, Timeout: 15 * time.Second, Hostname: "kestrel-test"})
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	if len(leases) != 1 {
+		t.Fatalf("leases = %v", leases)
+	}
+	l := leases[0]
+	if l.Addr.String() != "10.9.0.50/24" || !l.Gateway.Equal(serverIP) || l.LeaseTime != time.Hour || l.Renew != 30*time.Minute {
+		t.Errorf("lease = %v (renew %v)", l, l.Renew)
+	}
+	if ns, search := DNS(leases); len(ns) != 1 || ns[0] != "10.9.0.53" || len(search) != 1 || search[0] != "edge.test" {
+		t.Errorf("DNS = %v %v", ns, search)
+	}
+
+	t.Logf("lease: %v", l)
+
+	// The lease is applied: the address on cli0 and a default route.
+	cli, _ := netlink.LinkByName("cli0")
+	addrs, _ := netlink.AddrList(cli, netlink.FAMILY_V4)
+	if len(addrs) != 1 || addrs[0].IPNet.String() != "10.9.0.50/24" {
+		t.Errorf("cli0 addresses = %v", addrs)
+	}
+	routes, _ := netlink.RouteList(cli, netlink.FAMILY_V4)
+	def := false
+	for _, r := range routes {
+		if (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw.Equal(serverIP) {
+			def = true
+		}
+	}
+	if !def {
+		t.Errorf("no default route via %v: %v", serverIP, routes)
+	}
+}
