@@ -19,12 +19,13 @@
 package k3sprereq
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kestrel-os/kestrel/pkg/mounts"
 )
 
 // Env locates the trees the checks read. Empty fields mean the live system.
@@ -87,15 +88,15 @@ var CABundles = []string{"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/cer
 
 // Check runs every check, in a fixed order.
 func Check(env Env) []Result {
-	mounts, mErr := readMountinfo(env.proc("self/mountinfo"))
+	ms, mErr := mounts.ReadMountinfo(env.proc("self/mountinfo"))
 	var rs []Result
-	rs = append(rs, checkCgroup2(env, mounts, mErr)...)
+	rs = append(rs, checkCgroup2(env, ms, mErr)...)
 	rs = append(rs, checkModules(env)...)
 	for _, s := range Sysctls {
 		rs = append(rs, checkSysctl(env, s))
 	}
 	rs = append(rs,
-		checkRootShared(mounts, mErr),
+		checkRootShared(ms, mErr),
 		checkCABundle(env),
 		checkResolvConf(env),
 		checkKmsg(env),
@@ -117,68 +118,7 @@ func Failed(rs []Result) []Result {
 	return f
 }
 
-type mount struct {
-	point, fstype string
-	optional      []string
-}
-
-// readMountinfo parses /proc/self/mountinfo: "id parent maj:min root point
-// opts [optional...] - fstype source superopts".
-func readMountinfo(path string) ([]mount, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var ms []mount
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		sep := -1
-		for i, x := range f {
-			if x == "-" && i >= 6 {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+1 >= len(f) {
-			return nil, fmt.Errorf("%s: malformed line %q", path, sc.Text())
-		}
-		ms = append(ms, mount{point: unescape(f[4]), fstype: f[sep+1], optional: f[6:sep]})
-	}
-	return ms, nil
-}
-
-// unescape undoes mountinfo's octal escapes (\040 for space).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var c byte
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &c); err == nil {
-				b.WriteByte(c)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-// lastMount is the mount visible at point: the last one listed there.
-func lastMount(ms []mount, point string) (mount, bool) {
-	for i := len(ms) - 1; i >= 0; i-- {
-		if ms[i].point == point {
-			return ms[i], true
-		}
-	}
-	return mount{}, false
-}
-
-func checkCgroup2(env Env, ms []mount, mErr error) []Result {
+func checkCgroup2(env Env, ms []mounts.Info, mErr error) []Result {
 	mounted := Result{Name: "cgroup2-mounted"}
 	avail := Result{Name: "cgroup2-controllers"}
 	deleg := Result{Name: "cgroup2-delegated"}
@@ -189,12 +129,12 @@ func checkCgroup2(env Env, ms []mount, mErr error) []Result {
 		}
 		return []Result{mounted, avail, deleg}
 	}
-	m, ok := lastMount(ms, "/sys/fs/cgroup")
+	m, ok := mounts.Find(ms, "/sys/fs/cgroup")
 	switch {
 	case !ok:
 		mounted.Detail = "nothing mounted on /sys/fs/cgroup"
-	case m.fstype != "cgroup2":
-		mounted.Detail = fmt.Sprintf("/sys/fs/cgroup is %s, not cgroup2 (unified hierarchy)", m.fstype)
+	case m.FSType != "cgroup2":
+		mounted.Detail = fmt.Sprintf("/sys/fs/cgroup is %s, not cgroup2 (unified hierarchy)", m.FSType)
 	default:
 		mounted.OK, mounted.Detail = true, "cgroup2 on /sys/fs/cgroup"
 	}
@@ -269,24 +209,24 @@ func checkSysctl(env Env, name string) Result {
 	return r
 }
 
-func checkRootShared(ms []mount, mErr error) Result {
+func checkRootShared(ms []mounts.Info, mErr error) Result {
 	r := Result{Name: "root-shared"}
 	if mErr != nil {
 		r.Detail = "mountinfo: " + mErr.Error()
 		return r
 	}
-	m, ok := lastMount(ms, "/")
+	m, ok := mounts.Find(ms, "/")
 	if !ok {
 		r.Detail = "no mount on / in mountinfo"
 		return r
 	}
-	for _, o := range m.optional {
+	for _, o := range m.Optional {
 		if strings.HasPrefix(o, "shared:") {
 			r.OK, r.Detail = true, "/ is "+o
 			return r
 		}
 	}
-	r.Detail = "/ is not shared (optional fields: " + strings.Join(m.optional, " ") + "); mount --make-rshared /"
+	r.Detail = "/ is not shared (optional fields: " + strings.Join(m.Optional, " ") + "); mount --make-rshared /"
 	return r
 }
 

@@ -145,9 +145,3 @@ func TestEachFailure(t *testing.T) {
 		})
 	}
 }
-
-func TestUnescape(t *testing.T) {
-	if got := unescape(`/mnt/a\040b`); got != "/mnt/a b" {
-		t.Errorf("got %q", got)
-	}
-}

@@ -113,7 +113,8 @@ type Info struct {
 	ID, Parent int
 	Root       string // root of the mount within its filesystem
 	Target     string
-	Options    string // per-mount options
+	Options    string   // per-mount options
+	Optional   []string // optional fields: propagation ("shared:1", "master:1"); none when private
 	FSType     string
 	Source     string
 	Super      string // per-superblock options
@@ -161,6 +162,9 @@ func ParseMountinfo(r io.Reader) ([]Info, error) {
 		fmt.Sscan(f[0], &in.ID)
 		fmt.Sscan(f[1], &in.Parent)
 		in.Root, in.Target, in.Options = unescape(f[3]), unescape(f[4]), f[5]
+		if sep > 6 {
+			in.Optional = f[6:sep]
+		}
 		in.FSType, in.Source = f[sep+1], unescape(f[sep+2])
 		if len(f) > sep+3 {
 			in.Super = f[sep+3]

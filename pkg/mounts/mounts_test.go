@@ -32,11 +32,20 @@ func TestParseMountinfo(t *testing.T) {
 	if in[4].Target != "/mnt/with space" {
 		t.Errorf("escaped target = %q", in[4].Target)
 	}
+	if strings.Join(in[2].Optional, " ") != "shared:3" || len(in[4].Optional) != 0 {
+		t.Errorf("optional fields = %q, %q; want [shared:3], none", in[2].Optional, in[4].Optional)
+	}
 	if m, ok := Find(in, "/state"); !ok || m.Source != "/dev/vda4" {
 		t.Errorf("Find /state = %+v %v", m, ok)
 	}
 	if _, err := ParseMountinfo(strings.NewReader("garbage line\n")); err == nil {
 		t.Error("garbage accepted")
+	}
+}
+
+func TestUnescape(t *testing.T) {
+	if got := unescape(`/mnt/a\040b`); got != "/mnt/a b" {
+		t.Errorf("got %q", got)
 	}
 }
 
