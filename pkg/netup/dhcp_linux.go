@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // LoopbackUp sets lo up (the kernel adds 127.0.0.1/8 and ::1 itself).
@@ -94,7 +95,7 @@ func configure(ctx context.Context, name string, cfg Config) (Lease, error) {
 	// A DISCOVER sent before the link has carrier is lost and costs a
 	// whole retry timeout; wait for carrier (bounded: a link without a
 	// cable still gets its DHCP attempts, which then time out).
-	waitCarrier(ctx, name, min(cfg.Timeout, 5*time.Second))
+	waitCarrier(ctx, filepath.Join(cfg.SysClassNet, name, "carrier"), min(cfg.Timeout, 5*time.Second))
 	c, err := nclient4.New(name, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(4))
 	if err != nil {
 		return Lease{}, fmt.Errorf("dhcp client: %w", err)
@@ -119,13 +120,15 @@ func configure(ctx context.Context, name string, cfg Config) (Lease, error) {
 	return l, nil
 }
 
-// waitCarrier polls until the link reports a carrier (IFF_RUNNING) or
-// max has passed.
-func waitCarrier(ctx context.Context, name string, max time.Duration) {
+// waitCarrier polls the sysfs carrier file until it reads 1 or max has
+// passed. sysfs, not netlink's IFF_RUNNING: the kernel's linkwatch
+// updates the latter up to a second late.
+func waitCarrier(ctx context.Context, carrierFile string, max time.Duration) {
 	deadline := time.Now().Add(max)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if l, err := netlink.LinkByName(name); err == nil && l.Attrs().RawFlags&unix.IFF_RUNNING != 0 {
-			return
+		b, err := os.ReadFile(carrierFile)
+		if err != nil || strings.TrimSpace(string(b)) == "1" {
+			return // no such file (an odd link or sysfs path): do not wait
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

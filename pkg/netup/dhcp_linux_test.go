@@ -93,7 +93,7 @@ func TestDHCPInNetns(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	leases, err := Up(ctx, Config{Interfaces: []string{"cli0"}, Timeout: 15 * time.Second, Hostname: "kestrel-test"})
+	leases, err := Up(ctx, Config{SysClassNet: "/sys/class/net", Interfaces: []string{"cli0"}, Timeout: 15 * time.Second, Hostname: "kestrel-test"})
 	if err != nil {
 		t.Fatalf("Up: %v", err)
 	}
