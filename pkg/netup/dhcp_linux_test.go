@@ -11,13 +11,15 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // TestDHCPInNetns runs the real client against a real DHCP server over a
 // veth pair, inside a network namespace of its own: the test re-executes
-// itself under `unshare --net`, so every thread of that process (nclient4
-// and netlink use several) is in the namespace and the host's network is
-// never touched.
+// itself under `unshare --net --mount`, so every thread of that process
+// (nclient4 and netlink use several) is in the namespace and the host's
+// network is never touched; a sysfs mounted in the private mount namespace
+// shows the namespace's links (their carrier).
 func TestDHCPInNetns(t *testing.T) {
 	if os.Getenv("NETUP_IN_NETNS") == "" {
 		if os.Geteuid() != 0 {
@@ -27,7 +29,7 @@ func TestDHCPInNetns(t *testing.T) {
 		if err != nil {
 			t.Skip("no unshare(1)")
 		}
-		cmd := exec.Command(unshare, "--net", os.Args[0], "-test.run=^TestDHCPInNetns$", "-test.v")
+		cmd := exec.Command(unshare, "--net", "--mount", os.Args[0], "-test.run=^TestDHCPInNetns$", "-test.v")
 		cmd.Env = append(os.Environ(), "NETUP_IN_NETNS=1")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -37,6 +39,9 @@ func TestDHCPInNetns(t *testing.T) {
 		return
 	}
 
+	if err := unix.Mount("sysfs", "/sys", "sysfs", 0, ""); err != nil {
+		t.Fatalf("sysfs for the namespace: %v", err)
+	}
 	if err := LoopbackUp(); err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +98,7 @@ func TestDHCPInNetns(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	start := time.Now()
 	leases, err := Up(ctx, Config{SysClassNet: "/sys/class/net", Interfaces: []string{"cli0"}, Timeout: 15 * time.Second, Hostname: "kestrel-test"})
 	if err != nil {
 		t.Fatalf("Up: %v", err)
@@ -108,7 +114,10 @@ func TestDHCPInNetns(t *testing.T) {
 		t.Errorf("DNS = %v %v", ns, search)
 	}
 
-	t.Logf("lease: %v", l)
+	t.Logf("lease after %v: %v", time.Since(start), l)
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("DHCP took %v: the first DISCOVER went out before carrier", d)
+	}
 
 	// The lease is applied: the address on cli0 and a default route.
 	cli, _ := netlink.LinkByName("cli0")
