@@ -3,12 +3,19 @@
 // with its dependencies from modules.dep, using u-root's kmodule (which
 // calls finit_module and decompresses .ko.xz/.ko.gz/.ko.zst).
 //
-// A module that is already loaded or built into the kernel is not an
-// error. A module that fails to load is reported and the rest are still
-// loaded: one missing NIC driver must not stop a node from booting.
+// Load loads the whole list. A Loader (coldplug.go) splits it: first the
+// drivers whose modalias patterns match devices present (following kernel
+// uevents as drivers make new devices appear, loading concurrently), the
+// rest later, so boot waits only for what the hardware needs.
 //
-// Limits: no module parameters, no modprobe.d aliases or blacklists, no
-// hardware probing by modalias (the list is explicit).
+// A module that is already loaded or built into the kernel, or whose
+// init says its hardware is absent (ENODEV), is not an error. A module
+// that fails to load is reported and the rest are still loaded: one
+// missing NIC driver must not stop a node from booting.
+//
+// Limits: no module parameters (pkg/kmodload does the config's), no
+// modprobe.d options, blacklists or softdeps; the list is the policy, and
+// modalias matching only orders it.
 package modload
 
 import (
