@@ -6,7 +6,9 @@
 // exec.Cmd.Wait expects; so code running inside PID 1 starts processes
 // through Reaper.Start (or Run) instead of calling Wait itself. Start
 // registers the pid under the same lock the reaping loop takes before it
-// dispatches, so a child that exits at once is never lost.
+// dispatches, so a child that exits at once is never lost. Code that runs
+// both inside PID 1 and outside it holds a *Reaper that may be nil: a nil
+// Reaper's Start and Run wait for the child themselves.
 //
 // Limits: one Reaper per process; commands started with plain
 // exec.Cmd.Run inside PID 1 race with it and may see ECHILD.
@@ -101,7 +103,14 @@ func (r *Reaper) ReapAll() {
 
 // Start starts cmd and returns a channel that receives its exit status
 // once. The caller must not call cmd.Wait.
+//
+// A nil Reaper (outside PID 1: host tests, a command run by hand) starts
+// cmd and waits for it itself, so code that takes an optional *Reaper
+// starts its children one way.
 func (r *Reaper) Start(cmd *exec.Cmd) (<-chan Exit, error) {
+	if r == nil {
+		return startAndWait(cmd)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := cmd.Start(); err != nil {
@@ -109,6 +118,22 @@ func (r *Reaper) Start(cmd *exec.Cmd) (<-chan Exit, error) {
 	}
 	c := make(chan Exit, 1)
 	r.waiters[cmd.Process.Pid] = c
+	return c, nil
+}
+
+// startAndWait starts cmd and waits for it in a goroutine.
+func startAndWait(cmd *exec.Cmd) (<-chan Exit, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := make(chan Exit, 1)
+	go func() {
+		ws := syscall.WaitStatus(255 << 8) // exit status 255 if waiting fails
+		if st, err := cmd.Process.Wait(); err == nil {
+			ws = st.Sys().(syscall.WaitStatus)
+		}
+		c <- Exit{Pid: cmd.Process.Pid, Status: ws}
+	}()
 	return c, nil
 }
 

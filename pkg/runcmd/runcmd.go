@@ -104,7 +104,7 @@ func (r Runner) runOne(ctx context.Context, name, command string) error {
 
 	fmt.Fprintf(log, "%s: $ %s\n", name, command)
 	start := time.Now()
-	exitc, err := startProcess(r.Reaper, cmd)
+	exitc, err := r.Reaper.Start(cmd)
 	outW.Close()
 	if err != nil {
 		outR.Close()
@@ -157,26 +157,6 @@ func (r Runner) runOne(ctx context.Context, name, command string) error {
 	}
 	fmt.Fprintf(log, "%s: ok (%v)\n", name, time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-// startProcess starts cmd through the reaper when there is one (inside
-// PID 1), else waits for it itself. The caller must not call cmd.Wait.
-func startProcess(r *reaper.Reaper, cmd *exec.Cmd) (<-chan reaper.Exit, error) {
-	if r != nil {
-		return r.Start(cmd)
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	c := make(chan reaper.Exit, 1)
-	go func() {
-		ws := syscall.WaitStatus(255 << 8) // exit status 255 if waiting fails
-		if st, err := cmd.Process.Wait(); err == nil {
-			ws = st.Sys().(syscall.WaitStatus)
-		}
-		c <- reaper.Exit{Pid: cmd.Process.Pid, Status: ws}
-	}()
-	return c, nil
 }
 
 // lineWriter prefixes every output line; stdout and stderr share it.

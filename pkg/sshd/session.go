@@ -224,7 +224,7 @@ func (s *session) start(command string, login bool, subsystem []string, done cha
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = s.pty.tty, s.pty.tty, s.pty.tty
 		cmd.SysProcAttr.Setctty = true
 		cmd.SysProcAttr.Ctty = 0
-		exitc, err := startProcess(s.srv.cfg.Reaper, cmd)
+		exitc, err := s.srv.cfg.Reaper.Start(cmd)
 		if err != nil {
 			return fmt.Errorf("start %s: %w", shell, err)
 		}
@@ -270,7 +270,7 @@ func (s *session) start(command string, login bool, subsystem []string, done cha
 		return err
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, outW, errW
-	exitc, err := startProcess(s.srv.cfg.Reaper, cmd)
+	exitc, err := s.srv.cfg.Reaper.Start(cmd)
 	for _, f := range []*os.File{stdinR, outW, errW} {
 		f.Close() // the child's ends
 	}
@@ -324,26 +324,6 @@ func (s *session) finish(e reaper.Exit) {
 		s.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(e.Status.ExitStatus())}))
 	}
 	s.ch.Close()
-}
-
-// startProcess starts cmd through the reaper when there is one (inside
-// PID 1), else waits for it itself. The caller must not call cmd.Wait.
-func startProcess(r *reaper.Reaper, cmd *exec.Cmd) (<-chan reaper.Exit, error) {
-	if r != nil {
-		return r.Start(cmd)
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	c := make(chan reaper.Exit, 1)
-	go func() {
-		ws := syscall.WaitStatus(255 << 8) // exit status 255 if waiting fails
-		if st, err := cmd.Process.Wait(); err == nil {
-			ws = st.Sys().(syscall.WaitStatus)
-		}
-		c <- reaper.Exit{Pid: cmd.Process.Pid, Status: ws}
-	}()
-	return c, nil
 }
 
 // kill ends the process of a session whose channel went away.

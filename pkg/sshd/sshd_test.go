@@ -178,7 +178,7 @@ func (e *env) ssh(t *testing.T, stdin string, user string, opts []string, comman
 	out, _ := os.Create(filepath.Join(dir, "out"))
 	defer out.Close()
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, out, out
-	exitc, err := startProcess(e.reaper, cmd)
+	exitc, err := e.reaper.Start(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
