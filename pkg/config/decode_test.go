@@ -69,7 +69,7 @@ func TestEveryKey(t *testing.T) {
         tls: {cert_file: /c, key_file: /k, ca_file: /ca, insecure_skip_verify: true}`,
 			Config{Kestrel: Section{Registries: Registries{
 				Mirrors: map[string]Mirror{"docker.io": {Endpoint: []string{"https://mirror:5000"}, Rewrite: map[string]string{"^rancher/(.*)": "mirror/$1"}}},
-				Configs: map[string]RegistryConfig{"mirror:5000": {Auth: &RegistryAuth{"u", "p", "dTpw", "t"}, TLS: &RegistryTLS{"/c", "/k", "/ca", true}}},
+				Configs: map[string]RegistryConfig{"mirror:5000": {Auth: &RegistryAuth{Username: "u", Password: "p", Auth: "dTpw", IdentityToken: "t"}, TLS: &RegistryTLS{CertFile: "/c", KeyFile: "/k", CAFile: "/ca", InsecureSkipVerify: true}}},
 			}}}},
 		{"kestrel: {timezone: Europe/Paris}", Config{Kestrel: Section{Timezone: "Europe/Paris"}}},
 		{"kestrel:\n  users:\n  - {name: ops, ssh_authorized_keys: [k1], groups: [wheel], password: '$6$x$y', shell: /bin/ash}",

@@ -15,6 +15,8 @@ package config
 // Optional booleans are *bool so that appliers can tell "not set" from
 // "false"; everything else uses its zero value as "not set".
 
+import "github.com/kestrel-os/kestrel/pkg/k3sconfig"
+
 // Config is one whole document, and also the merged result of all sources.
 type Config struct {
 	// SSHAuthorizedKeys go to the default login user (kestrel).
@@ -126,39 +128,16 @@ type Bond struct {
 	Mode    string   `yaml:"mode,omitempty" check:"enum=balance-rr|active-backup|balance-xor|broadcast|802.3ad|balance-tlb|balance-alb"`
 }
 
-// Registries is exactly k3s's registries.yaml.
-type Registries struct {
-	Mirrors map[string]Mirror         `yaml:"mirrors,omitempty"`
-	Configs map[string]RegistryConfig `yaml:"configs,omitempty"`
-}
-
-// Mirror is one registries.yaml mirror.
-type Mirror struct {
-	Endpoint []string          `yaml:"endpoint,omitempty" check:"url"`
-	Rewrite  map[string]string `yaml:"rewrite,omitempty"`
-}
-
-// RegistryConfig is one registries.yaml config entry.
-type RegistryConfig struct {
-	Auth *RegistryAuth `yaml:"auth,omitempty"`
-	TLS  *RegistryTLS  `yaml:"tls,omitempty"`
-}
-
-// RegistryAuth is registry credentials.
-type RegistryAuth struct {
-	Username      string `yaml:"username,omitempty"`
-	Password      string `yaml:"password,omitempty"`
-	Auth          string `yaml:"auth,omitempty"`
-	IdentityToken string `yaml:"identity_token,omitempty"`
-}
-
-// RegistryTLS is a registry's TLS settings.
-type RegistryTLS struct {
-	CertFile           string `yaml:"cert_file,omitempty" check:"absolute"`
-	KeyFile            string `yaml:"key_file,omitempty" check:"absolute"`
-	CAFile             string `yaml:"ca_file,omitempty" check:"absolute"`
-	InsecureSkipVerify bool   `yaml:"insecure_skip_verify,omitempty"`
-}
+// Registries is exactly k3s's registries.yaml, so the types are
+// k3sconfig's, which writes that file; the check tags on them are this
+// package's.
+type (
+	Registries     = k3sconfig.Registries
+	Mirror         = k3sconfig.Mirror
+	RegistryConfig = k3sconfig.RegistryConfig
+	RegistryAuth   = k3sconfig.RegistryAuth
+	RegistryTLS    = k3sconfig.RegistryTLS
+)
 
 // User is an extra local user (the default user kestrel always exists).
 type User struct {

@@ -94,7 +94,10 @@ type Legacy struct {
 	Environment map[string]string `yaml:"environment,omitempty"`
 }
 
-// Registries is k3s's registries.yaml.
+// Registries is k3s's registries.yaml. It is also the type of config.yaml's
+// registries key (pkg/config aliases these types), so the check tags are
+// pkg/config's validation: an endpoint is a URL, TLS files are absolute
+// paths. This package does not read them.
 type Registries struct {
 	Mirrors map[string]Mirror         `yaml:"mirrors,omitempty"`
 	Configs map[string]RegistryConfig `yaml:"configs,omitempty"`
@@ -102,7 +105,7 @@ type Registries struct {
 
 // Mirror lists the endpoints used instead of a registry.
 type Mirror struct {
-	Endpoint []string          `yaml:"endpoint,omitempty"`
+	Endpoint []string          `yaml:"endpoint,omitempty" check:"url"`
 	Rewrite  map[string]string `yaml:"rewrite,omitempty"`
 }
 
@@ -122,9 +125,9 @@ type RegistryAuth struct {
 
 // RegistryTLS is the tls block of a registry config.
 type RegistryTLS struct {
-	CertFile           string `yaml:"cert_file,omitempty"`
-	KeyFile            string `yaml:"key_file,omitempty"`
-	CAFile             string `yaml:"ca_file,omitempty"`
+	CertFile           string `yaml:"cert_file,omitempty" check:"absolute"`
+	KeyFile            string `yaml:"key_file,omitempty" check:"absolute"`
+	CAFile             string `yaml:"ca_file,omitempty" check:"absolute"`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify,omitempty"`
 }
 

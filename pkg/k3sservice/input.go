@@ -29,7 +29,7 @@ func FromConfig(cfg *config.Config, version, slot string) k3sconfig.Input {
 		Taints:            k.Taints,
 		ExtraArgs:         k.Args,
 		Environment:       s.Environment,
-		Registries:        registries(s.Registries),
+		Registries:        s.Registries,
 		Legacy: k3sconfig.Legacy{
 			K3sArgs:   s.K3sArgs,
 			ServerURL: s.ServerURL,
@@ -40,28 +40,4 @@ func FromConfig(cfg *config.Config, version, slot string) k3sconfig.Input {
 		Version: version,
 		Slot:    slot,
 	}
-}
-
-func registries(r config.Registries) k3sconfig.Registries {
-	var out k3sconfig.Registries
-	for host, m := range r.Mirrors {
-		if out.Mirrors == nil {
-			out.Mirrors = map[string]k3sconfig.Mirror{}
-		}
-		out.Mirrors[host] = k3sconfig.Mirror{Endpoint: m.Endpoint, Rewrite: m.Rewrite}
-	}
-	for host, c := range r.Configs {
-		if out.Configs == nil {
-			out.Configs = map[string]k3sconfig.RegistryConfig{}
-		}
-		var rc k3sconfig.RegistryConfig
-		if a := c.Auth; a != nil {
-			rc.Auth = &k3sconfig.RegistryAuth{Username: a.Username, Password: a.Password, Auth: a.Auth, IdentityToken: a.IdentityToken}
-		}
-		if t := c.TLS; t != nil {
-			rc.TLS = &k3sconfig.RegistryTLS{CertFile: t.CertFile, KeyFile: t.KeyFile, CAFile: t.CAFile, InsecureSkipVerify: t.InsecureSkipVerify}
-		}
-		out.Configs[host] = rc
-	}
-	return out
 }
