@@ -103,12 +103,26 @@ func Run(env Env) error {
 	ctx, cancel := context.WithTimeout(context.Background(), env.WaitTimeout)
 	devs, err := blockdev.Wait(ctx, env.Sys, []string{rootName, layout.PartState}, 20*time.Millisecond, poll)
 	cancel()
-	if mods != nil { // the filesystems must be there before we mount
-		loaded, _ := mods.Wait()
-		if debug {
-			logf("modules: %s", strings.Join(loaded, " "))
+	// Mounting needs squashfs and ext4 registered, not every module of
+	// the list: the rest (a slow SATA probe, overlay, dm-verity) go on
+	// loading while the plan runs, and are waited for before the hooks.
+	loadsDone := make(chan struct{})
+	waitLoads := func() {
+		if mods == nil {
+			return
 		}
-		mark("modules loaded")
+		<-loadsDone
+	}
+	if mods != nil {
+		go func() {
+			loaded, _ := mods.Wait()
+			if debug {
+				logf("modules: %s", strings.Join(loaded, " "))
+			}
+			close(loadsDone)
+		}()
+		waitFilesystems(filepath.Join(env.Proc, "filesystems"), []string{"squashfs", "ext4"}, loadsDone)
+		mark("filesystems ready")
 	}
 	if err != nil {
 		return &NotFoundError{Looking: fmt.Sprintf("GPT partitions %q (slot %s root) and %q", rootName, slot, layout.PartState),
@@ -162,6 +176,8 @@ func Run(env Env) error {
 		return err
 	}
 	mark("plan done")
+	waitLoads()
+	mark("modules loaded")
 	runHooks(env, devs, logf)
 	mark("initramfs hooks")
 
@@ -210,6 +226,35 @@ func (e *NotFoundError) Error() string {
 }
 
 func (e *NotFoundError) Unwrap() error { return e.Err }
+
+// waitFilesystems returns once every filesystem type in names is listed in
+// the /proc/filesystems file at path, or done is closed (nothing more will
+// load; the mount then says what is missing).
+func waitFilesystems(path string, names []string, done <-chan struct{}) {
+	for {
+		b, _ := os.ReadFile(path)
+		have := map[string]bool{}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 0 {
+				have[f[len(f)-1]] = true
+			}
+		}
+		missing := false
+		for _, n := range names {
+			if !have[n] {
+				missing = true
+			}
+		}
+		if !missing {
+			return
+		}
+		select {
+		case <-done:
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
 
 // tolerateBusy accepts EBUSY from early mounts: a kernel with
 // CONFIG_DEVTMPFS_MOUNT, or a rerun, may have mounted them already.
