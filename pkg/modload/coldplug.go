@@ -221,6 +221,8 @@ func (l *Loader) Wait() ([]string, error) {
 
 // Close stops watching for new devices.
 func (l *Loader) Close() {
+	l.evMu.Lock()
+	defer l.evMu.Unlock()
 	if l.closeEvents != nil {
 		l.closeEvents()
 		l.closeEvents = nil

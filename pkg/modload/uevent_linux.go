@@ -8,7 +8,8 @@ import (
 
 // openUevents subscribes to the kernel's uevents and returns a function
 // that reads, without blocking, the MODALIAS of every device added since
-// the last call. When the socket cannot be opened (no privilege, a test)
+// the last call, and one that closes the socket; the caller serialises the
+// two (Loader.evMu). When the socket cannot be opened (no privilege, a test)
 // it falls back to rescanning sysfs each time.
 func openUevents(sysRoot string) (func() []string, func()) {
 	rescan := func() []string { return DeviceAliases(sysRoot) }
@@ -26,7 +27,11 @@ func openUevents(sysRoot string) (func() []string, func()) {
 	}
 	buf := make([]byte, 64*1024)
 	overflowed := false
+	closed := false
 	read := func() []string {
+		if closed { // never read a number the fd table may have reused
+			return nil
+		}
 		var out []string
 		for {
 			n, _, err := unix.Recvfrom(fd, buf, 0)
@@ -50,7 +55,6 @@ func openUevents(sysRoot string) (func() []string, func()) {
 		}
 		return out
 	}
-	var closed bool
 	return read, func() {
 		if !closed {
 			closed = true
