@@ -7,6 +7,9 @@ img=${1:?usage: run-qemu.sh IMAGE}
 size=${DISK_SIZE:-8G}
 overlay="${img%.img}.run.qcow2"
 vars="${img%.img}.efivars.fd"
+# A rebuilt image is a freshly flashed disk: an overlay over the old bytes
+# would read garbage, so it starts again.
+if [ -f "$overlay" ] && [ "$img" -nt "$overlay" ]; then rm -f "$overlay"; fi
 [ -f "$overlay" ] || qemu-img create -q -f qcow2 -b "$(realpath "$img")" -F raw "$overlay" "$size"
 [ -f "$vars" ] || cp /usr/share/OVMF/OVMF_VARS_4M.fd "$vars"
 # KVM hangs on the machines this project is built on: software emulation.
