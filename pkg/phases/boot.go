@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 
 	"github.com/kestrel-os/kestrel/pkg/atomicfile"
 	"github.com/kestrel-os/kestrel/pkg/config"
@@ -157,17 +156,27 @@ func (r *Runner) commands(sys *stage2.System) runcmd.Runner {
 	return runcmd.Runner{Env: r.Environ(), Log: logWriter(sys.Logf), Reaper: sys.Reaper}
 }
 
-// Network is stage 2's Network hook: it creates the configured bonds and
-// VLANs, sets static addresses and routes, writes resolv.conf when static
-// DNS servers are configured, and returns the interfaces that get DHCP
-// (every wired one when the config lists none).
-func (r *Runner) Network(ctx context.Context, sys *stage2.System) ([]string, error) {
+// Network is stage 2's Network hook: it writes resolv.conf when static DNS
+// servers are configured, creates the configured bonds and VLANs, sets
+// static addresses and routes, and says which interfaces get DHCP: every
+// wired one when kestrel.network lists no interface (netlink is not even
+// opened then), else those netconf.DHCPInterfaces picks, none when the
+// config turns DHCP off everywhere.
+func (r *Runner) Network(ctx context.Context, sys *stage2.System) (stage2.DHCPSet, error) {
 	c := r.Config()
 	if c == nil {
 		c = &config.Config{}
 	}
-	nc := NetConfig(c.Kestrel.Network)
 	var errs []error
+	if ns := Nameservers(c); len(ns) > 0 {
+		if err := netconf.WriteResolvConf(r.path("/etc/resolv.conf"), ns, nil); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	nc := NetConfig(c.Kestrel.Network)
+	if len(nc.Interfaces) == 0 { // bonds and VLANs are listed interfaces too
+		return stage2.DHCPEveryWired(), errors.Join(errs...)
+	}
 	if mods := LinkModules(c.Kestrel.Network); len(mods) > 0 {
 		if err := kmodload.Load(kmodload.Options{Root: r.o.Root}, mods); err != nil {
 			errs = append(errs, err)
@@ -175,31 +184,19 @@ func (r *Runner) Network(ctx context.Context, sys *stage2.System) ([]string, err
 	}
 	h, err := r.o.Netlink()
 	if err != nil {
-		return nil, fmt.Errorf("netlink: %w", err)
+		return stage2.DHCPEveryWired(), errors.Join(append(errs, fmt.Errorf("netlink: %w", err))...)
 	}
 	defer h.Close()
-	if len(nc.Interfaces) > 0 {
-		if err := netconf.Apply(h, nc); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if ns := Nameservers(c); len(ns) > 0 {
-		if err := netconf.WriteResolvConf(r.path("/etc/resolv.conf"), ns, nil); err != nil {
-			errs = append(errs, err)
-		}
+	if err := netconf.Apply(h, nc); err != nil {
+		errs = append(errs, err)
 	}
 	links, err := h.LinkList()
 	if err != nil {
-		return nil, errors.Join(append(errs, fmt.Errorf("list links: %w", err))...)
+		return stage2.DHCPEveryWired(), errors.Join(append(errs, fmt.Errorf("list links: %w", err))...)
 	}
 	wired, _ := netup.WiredInterfaces(r.path("/sys/class/net"))
-	dhcp := netconf.DHCPInterfaces(nc, links, wired)
-	if dhcp == nil {
-		dhcp = []string{}
-	}
-	if len(nc.Interfaces) > 0 {
-		sys.Logf("network: static config for %d interfaces; DHCP on %s", len(nc.Interfaces), strings.Join(dhcp, " "))
-	}
+	dhcp := stage2.DHCPOn(netconf.DHCPInterfaces(nc, links, wired))
+	sys.Logf("network: static config for %d interfaces; DHCP on %s", len(nc.Interfaces), dhcp)
 	return dhcp, errors.Join(errs...)
 }
 

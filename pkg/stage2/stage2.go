@@ -74,15 +74,47 @@ type Hooks struct {
 	// Boot runs after mounts, modules and hostname, before the network.
 	Boot []Hook
 	// Network configures static parts of the network and returns the
-	// interfaces that should get DHCP: nil means every wired interface,
-	// an empty non-nil slice none (also when it fails).
-	Network func(ctx context.Context, sys *System) ([]string, error)
+	// interfaces that should get DHCP. When it fails, the set it returned
+	// still applies: the zero DHCPSet (every wired interface) unless it
+	// named some.
+	Network func(ctx context.Context, sys *System) (DHCPSet, error)
 	// NetworkUp runs once DHCP is done, before the node is declared
 	// ready (starting k3s under the supervisor belongs here). Kernel
 	// modules other than the drivers of present hardware load after the
 	// node is ready: a hook that needs them waits with
 	// System.WaitModules, in a goroutine.
 	NetworkUp []Hook
+}
+
+// DHCPSet says which interfaces get DHCP. The zero value is the default,
+// every wired interface (netup.WiredInterfaces when DHCP starts); DHCPOn
+// names them, and none at all when its list is empty. Unlike a nil and an
+// empty slice, the two cannot be mistaken for each other.
+type DHCPSet struct {
+	named bool
+	ifs   []string
+}
+
+// DHCPEveryWired is the default set: every wired interface.
+func DHCPEveryWired() DHCPSet { return DHCPSet{} }
+
+// DHCPOn is exactly ifs: no DHCP at all when ifs is empty.
+func DHCPOn(ifs []string) DHCPSet { return DHCPSet{named: true, ifs: slices.Clone(ifs)} }
+
+// EveryWired reports whether d is the default set.
+func (d DHCPSet) EveryWired() bool { return !d.named }
+
+// Interfaces are the interfaces DHCPOn named.
+func (d DHCPSet) Interfaces() []string { return slices.Clone(d.ifs) }
+
+func (d DHCPSet) String() string {
+	switch {
+	case !d.named:
+		return "every wired interface"
+	case len(d.ifs) == 0:
+		return "none"
+	}
+	return strings.Join(d.ifs, " ")
 }
 
 // Hook is one named boot step; its error is reported, not fatal.
@@ -259,24 +291,23 @@ func Run(env Env) error {
 	mark("hostname, lo")
 	runHooks(ctx, sys, env.Hooks.Boot)
 	mark("boot hooks")
-	var dhcpIfs []string
+	var dhcp DHCPSet // the default, every wired interface
 	if env.Hooks.Network != nil {
-		// nil means the default (DHCP on every wired interface); a
-		// failed network config falls back to it too, so a config error
-		// does not cut the node off.
+		// A network config that failed before it decided (or panicked)
+		// leaves the default, so a config error does not cut the node off.
 		err = runHook(ctx, sys, Hook{Name: "network", Run: func(ctx context.Context, sys *System) (err error) {
-			dhcpIfs, err = env.Hooks.Network(ctx, sys)
+			dhcp, err = env.Hooks.Network(ctx, sys)
 			return err
 		}})
 		if err != nil {
-			if dhcpIfs == nil {
+			if dhcp.EveryWired() {
 				sys.Warn("network config: %v (falling back to DHCP on every wired interface)", err)
 			} else {
 				sys.Warn("network config: %v", err)
 			}
 		}
 	}
-	bringUpNetwork(ctx, sys, dhcpIfs, env.DHCPWait)
+	bringUpNetwork(ctx, sys, dhcp, env.DHCPWait)
 	mark("network up")
 	runHooks(ctx, sys, env.Hooks.NetworkUp)
 	mark("network-up hooks")
@@ -373,9 +404,12 @@ func mountESP(sys *System, mount mounts.MountFunc) {
 	}
 }
 
-func bringUpNetwork(ctx context.Context, sys *System, ifs []string, wait time.Duration) {
-	if ifs != nil && len(ifs) == 0 {
-		return
+func bringUpNetwork(ctx context.Context, sys *System, dhcp DHCPSet, wait time.Duration) {
+	var ifs []string // netup's nil: every wired interface
+	if !dhcp.EveryWired() {
+		if ifs = dhcp.Interfaces(); len(ifs) == 0 {
+			return
+		}
 	}
 	p := sys.path
 	writeDNS := func(leases []netup.Lease) {
