@@ -110,7 +110,7 @@ func TestDHCPInNetns(t *testing.T) {
 	if l.Addr.String() != "10.9.0.50/24" || !l.Gateway.Equal(serverIP) || l.LeaseTime != time.Hour || l.Renew != 30*time.Minute {
 		t.Errorf("lease = %v (renew %v)", l, l.Renew)
 	}
-	if ns, search := DNS(leases); len(ns) != 1 || ns[0] != "10.9.0.53" || len(search) != 1 || search[0] != "edge.test" {
+	if ns, search := DNS(nil, leases); len(ns) != 1 || ns[0] != "10.9.0.53" || len(search) != 1 || search[0] != "edge.test" {
 		t.Errorf("DNS = %v %v", ns, search)
 	}
 

@@ -9,7 +9,7 @@
 //
 // Which interfaces get DHCP is the caller's decision when it passes a
 // list (netconf.DHCPInterfaces, from the config); resolv.conf is rendered
-// by netconf.WriteResolvConf from DNS(leases).
+// by netconf.WriteResolvConf from DNS(static servers, leases).
 //
 // Limits: IPv4 only (no DHCPv6, no SLAAC handling beyond the kernel's
 // default), no static addresses, no Wi-Fi, no link-state watching (a cable
@@ -82,10 +82,21 @@ func exists(p string) bool {
 	return err == nil
 }
 
-// DNS collects the name servers and search domains of leases, in order,
-// without duplicates, for netconf.WriteResolvConf.
-func DNS(leases []Lease) (nameservers, search []string) {
+// DNS is what resolv.conf lists: the static name servers first (the
+// config's), then those of the leases, in order, without duplicates, and
+// the leases' search domains; for netconf.WriteResolvConf. Every rewrite
+// goes through it, so a lease renewal never drops the static servers.
+func DNS(static []string, leases []Lease) (nameservers, search []string) {
 	seen := map[string]bool{}
+	addNS := func(ns string) {
+		if k := "n " + ns; !seen[k] {
+			seen[k] = true
+			nameservers = append(nameservers, ns)
+		}
+	}
+	for _, ns := range static {
+		addNS(ns)
+	}
 	for _, l := range leases {
 		for _, s := range append(append([]string{}, l.Search...), l.Domain) {
 			if s != "" && !seen["s "+s] {
@@ -94,10 +105,7 @@ func DNS(leases []Lease) (nameservers, search []string) {
 			}
 		}
 		for _, ns := range l.DNS {
-			if k := "n " + ns.String(); !seen[k] {
-				seen[k] = true
-				nameservers = append(nameservers, ns.String())
-			}
+			addNS(ns.String())
 		}
 	}
 	return nameservers, search

@@ -47,8 +47,18 @@ func TestDNS(t *testing.T) {
 		{Iface: "eth0", DNS: []net.IP{net.ParseIP("10.0.2.3")}, Domain: "example.lan"},
 		{Iface: "eth1", DNS: []net.IP{net.ParseIP("10.0.2.3"), net.ParseIP("1.1.1.1")}, Search: []string{"corp", "example.lan"}},
 	}
-	ns, search := DNS(leases)
-	if !reflect.DeepEqual(ns, []string{"10.0.2.3", "1.1.1.1"}) || !reflect.DeepEqual(search, []string{"example.lan", "corp"}) {
-		t.Errorf("DNS = %v, %v", ns, search)
+	tests := []struct {
+		static []string
+		want   []string
+	}{
+		{nil, []string{"10.0.2.3", "1.1.1.1"}},
+		// Static servers first, a lease's copy of one not repeated.
+		{[]string{"192.0.2.53", "1.1.1.1"}, []string{"192.0.2.53", "1.1.1.1", "10.0.2.3"}},
+	}
+	for _, tt := range tests {
+		ns, search := DNS(tt.static, leases)
+		if !reflect.DeepEqual(ns, tt.want) || !reflect.DeepEqual(search, []string{"example.lan", "corp"}) {
+			t.Errorf("DNS(%v) = %v, %v; want %v", tt.static, ns, search, tt.want)
+		}
 	}
 }

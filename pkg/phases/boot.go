@@ -168,7 +168,9 @@ func (r *Runner) Network(ctx context.Context, sys *stage2.System) (stage2.DHCPSe
 		c = &config.Config{}
 	}
 	var errs []error
-	if ns := Nameservers(c); len(ns) > 0 {
+	ns := Nameservers(c)
+	sys.SetStaticDNS(ns) // stage 2 keeps them first when DHCP rewrites resolv.conf
+	if len(ns) > 0 {
 		if err := netconf.WriteResolvConf(r.path("/etc/resolv.conf"), ns, nil); err != nil {
 			errs = append(errs, err)
 		}

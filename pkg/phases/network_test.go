@@ -56,6 +56,9 @@ func TestNetworkPhase(t *testing.T) {
 			if (tt.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.err)) {
 				t.Errorf("error %v, want %q", err, tt.err)
 			}
+			if ns := sys.StaticDNS(); strings.Contains(tt.yaml, "dns_nameservers") != (len(ns) == 1 && ns[0] == "192.0.2.53") {
+				t.Errorf("static DNS for stage 2's rewrites: %v", ns)
+			}
 			if got.EveryWired() != tt.every || !slices.Equal(got.Interfaces(), tt.ifs) {
 				t.Errorf("DHCP on %v, want every wired %v, %v\n%s", got, tt.every, tt.ifs, log.String())
 			}

@@ -104,10 +104,14 @@ func (r *Runner) NetworkUp(ctx context.Context, sys *stage2.System) error {
 	if len(cfg.Kestrel.NTPServers) > 0 && r.o.Clock != nil {
 		step("kestrel.ntp_servers", sys.Warn, func() error { return r.syncTime(ctx, sys, cfg.Kestrel.NTPServers) })
 	}
-	if ns := Nameservers(cfg); len(ns) > 0 {
+	// A network source may have changed the static servers: lease
+	// renewals rewrite resolv.conf with the new ones too.
+	ns := Nameservers(cfg)
+	sys.SetStaticDNS(ns)
+	if len(ns) > 0 {
 		step("kestrel.dns_nameservers", sys.Warn, func() error {
-			dhcpNS, search := netup.DNS(sys.Leases())
-			return netconf.WriteResolvConf(r.path("/etc/resolv.conf"), dedupe(append(ns, dhcpNS...)), search)
+			all, search := netup.DNS(ns, sys.Leases())
+			return netconf.WriteResolvConf(r.path("/etc/resolv.conf"), all, search)
 		})
 	}
 	if len(cfg.RunCmd) > 0 {
@@ -149,16 +153,4 @@ func (r *Runner) syncTime(ctx context.Context, sys *stage2.System, servers []str
 	}
 	sys.Logf("time set from %s (offset %v, stratum %d)", resp.Server, resp.Offset.Round(time.Millisecond), resp.Stratum)
 	return nil
-}
-
-func dedupe(list []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range list {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
 }

@@ -36,8 +36,8 @@
 // console_shell belong to the k3s and console hooks, which read Config.
 // Services started in the boot phase (sshd) keep the environment and
 // password setting they started with when a network source changes them.
-// Static DNS servers go in front of DHCP's at network-up; a later lease
-// renewal rewrites resolv.conf from the leases alone (stage 2's netup).
+// Static DNS servers stay in front of DHCP's in resolv.conf, also when
+// stage 2 rewrites it at a lease renewal (stage2.System.SetStaticDNS).
 // kestrel.mounts finds labels and UUIDs of ext2/3/4 and FAT filesystems
 // only (ReadFSID); other filesystems need device:.
 package phases

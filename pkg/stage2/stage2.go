@@ -137,6 +137,7 @@ type System struct {
 	modulesDone chan struct{}
 	mu          sync.Mutex
 	leases      []netup.Lease
+	staticDNS   []string
 	warnings    []string
 }
 
@@ -145,6 +146,23 @@ func (s *System) Leases() []netup.Lease {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.leases)
+}
+
+// SetStaticDNS records the config's DNS servers. Every rewrite of
+// resolv.conf stage 2 makes (after DHCP, at each lease renewal) lists them
+// first, then the leases' ones (netup.DNS); the caller writes the file
+// itself when the servers change.
+func (s *System) SetStaticDNS(nameservers []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.staticDNS = slices.Clone(nameservers)
+}
+
+// StaticDNS returns what SetStaticDNS recorded.
+func (s *System) StaticDNS() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.staticDNS)
 }
 
 // WaitModules blocks until every module of the node list is loaded (the
@@ -411,31 +429,9 @@ func bringUpNetwork(ctx context.Context, sys *System, dhcp DHCPSet, wait time.Du
 			return
 		}
 	}
-	p := sys.path
-	writeDNS := func(leases []netup.Lease) {
-		ns, search := netup.DNS(leases)
-		if len(ns) == 0 {
-			if _, err := os.Stat(p("/etc/resolv.conf")); err == nil {
-				return // static DNS from the config stays
-			}
-		}
-		if err := netconf.WriteResolvConf(p("/etc/resolv.conf"), ns, search); err != nil {
-			sys.Warn("%v", err)
-		}
-	}
 	leases, err := netup.Up(ctx, netup.Config{
-		SysClassNet: p("/sys/class/net"), Interfaces: ifs, Timeout: wait, Hostname: sys.Hostname, Logf: sys.Logf,
-		OnRenew: func(l netup.Lease) {
-			sys.mu.Lock()
-			for i := range sys.leases {
-				if sys.leases[i].Iface == l.Iface {
-					sys.leases[i] = l
-				}
-			}
-			all := slices.Clone(sys.leases)
-			sys.mu.Unlock()
-			writeDNS(all)
-		},
+		SysClassNet: sys.path("/sys/class/net"), Interfaces: ifs, Timeout: wait, Hostname: sys.Hostname, Logf: sys.Logf,
+		OnRenew: sys.renewed,
 	})
 	if err != nil {
 		sys.Warn("network: %v", err)
@@ -443,7 +439,35 @@ func bringUpNetwork(ctx context.Context, sys *System, dhcp DHCPSet, wait time.Du
 	sys.mu.Lock()
 	sys.leases = leases
 	sys.mu.Unlock()
-	writeDNS(leases)
+	sys.writeResolvConf(leases)
+}
+
+// renewed records a renewed lease and rewrites resolv.conf.
+func (s *System) renewed(l netup.Lease) {
+	s.mu.Lock()
+	for i := range s.leases {
+		if s.leases[i].Iface == l.Iface {
+			s.leases[i] = l
+		}
+	}
+	all := slices.Clone(s.leases)
+	s.mu.Unlock()
+	s.writeResolvConf(all)
+}
+
+// writeResolvConf writes the static DNS servers, then those of leases.
+// With neither, a resolv.conf already there (the image's) is kept.
+func (s *System) writeResolvConf(leases []netup.Lease) {
+	p := s.path("/etc/resolv.conf")
+	ns, search := netup.DNS(s.StaticDNS(), leases)
+	if len(ns) == 0 {
+		if _, err := os.Stat(p); err == nil {
+			return
+		}
+	}
+	if err := netconf.WriteResolvConf(p, ns, search); err != nil {
+		s.Warn("%v", err)
+	}
 }
 
 // status assembles the node's status at boot time now.
