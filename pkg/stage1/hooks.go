@@ -2,11 +2,9 @@ package stage1
 
 import (
 	"path/filepath"
-	"syscall"
 
 	"github.com/kestrel-os/kestrel/pkg/blockdev"
-	"github.com/kestrel-os/kestrel/pkg/layout"
-	"github.com/kestrel-os/kestrel/pkg/mounts"
+	"github.com/kestrel-os/kestrel/pkg/esp"
 )
 
 // Hooks let other packages (the config's initramfs phase) take part in
@@ -37,9 +35,10 @@ func runHooks(env Env, devs []blockdev.Device, logf func(string, ...any)) {
 		return
 	}
 	h := HookEnv{NewRoot: env.NewRoot, Logf: logf}
-	if esp, err := blockdev.ByPartName(devs, layout.PartESP); err != nil {
-		logf("warning: ESP: %v", err)
-	} else if target, err := mountESP(env, esp.Path(filepath.Join(env.NewRoot, "dev"))); err != nil {
+	target := filepath.Join(env.Root, espStage)
+	// /sys and /dev have moved into the new root by now.
+	o := esp.Options{Sys: filepath.Join(env.NewRoot, "sys"), Dev: filepath.Join(env.NewRoot, "dev"), Target: target, ReadOnly: true}
+	if err := esp.Mount(devs, o, env.Mount); err != nil {
 		logf("warning: ESP: %v", err)
 	} else {
 		h.ESP = target
@@ -55,19 +54,4 @@ func runHooks(env Env, devs []blockdev.Device, logf func(string, ...any)) {
 	if err := env.Hooks.Initramfs(h); err != nil {
 		logf("warning: initramfs phase: %v", err)
 	}
-}
-
-// mountESP mounts the ESP read-only at espStage under the initramfs root.
-func mountESP(env Env, dev string) (string, error) {
-	target := filepath.Join(env.Root, espStage)
-	m := mounts.Mount{Source: dev, Target: target, FSType: "vfat", Mode: 0o700,
-		Flags: syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC,
-		Data:  "umask=0077,shortname=mixed"}
-	if err := m.Do(env.Mount); err != nil {
-		m.Data += ",iocharset=ascii" // the default NLS module may be absent
-		if err2 := m.Do(env.Mount); err2 != nil {
-			return "", err
-		}
-	}
-	return target, nil
 }

@@ -2,6 +2,7 @@ package stage1
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -20,27 +21,36 @@ func TestRunHooks(t *testing.T) {
 		wantESP   bool
 		wantMount []string
 		wantLog   string
+		utf8      bool // nls_utf8 loaded
 	}{
 		{"ESP mounted read-only for the hook", []blockdev.Device{esp}, 0, true,
-			[]string{"/dev/vda1 vfat ro umask=0077,shortname=mixed"}, ""},
+			[]string{"/dev/vda1 vfat ro umask=0077,shortname=mixed"}, "", true},
+		{"nls_utf8 not loaded: iocharset=ascii at once", []blockdev.Device{esp}, 0, true,
+			[]string{"/dev/vda1 vfat ro umask=0077,shortname=mixed,iocharset=ascii"}, "", false},
 		{"retry with iocharset=ascii", []blockdev.Device{esp}, 1, true,
-			[]string{"/dev/vda1 vfat ro umask=0077,shortname=mixed", "/dev/vda1 vfat ro umask=0077,shortname=mixed,iocharset=ascii"}, ""},
+			[]string{"/dev/vda1 vfat ro umask=0077,shortname=mixed", "/dev/vda1 vfat ro umask=0077,shortname=mixed,iocharset=ascii"}, "", true},
 		{"ESP that does not mount: hook runs without it", []blockdev.Device{esp}, 2, false,
-			[]string{"/dev/vda1 vfat ro umask=0077,shortname=mixed", "/dev/vda1 vfat ro umask=0077,shortname=mixed,iocharset=ascii"}, "warning: ESP:"},
-		{"no ESP partition", nil, 0, false, nil, "warning: ESP:"},
+			[]string{"/dev/vda1 vfat ro umask=0077,shortname=mixed", "/dev/vda1 vfat ro umask=0077,shortname=mixed,iocharset=ascii"}, "warning: ESP:", true},
+		{"no ESP partition", nil, 0, false, nil, "warning: ESP:", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
+			newRoot := filepath.Join(root, "newroot") // with its /sys
+			if tc.utf8 {
+				if err := os.MkdirAll(filepath.Join(newRoot, "sys", "module", "nls_utf8"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
 			var mounts, unmounts []string
 			fails := tc.mountErrs
 			env := Env{
-				Root: root, NewRoot: "/newroot",
+				Root: root, NewRoot: newRoot,
 				Mount: func(source, target, fstype string, flags uintptr, data string) error {
 					ro := ""
 					if flags&syscall.MS_RDONLY != 0 {
 						ro = "ro"
 					}
-					mounts = append(mounts, strings.Join([]string{strings.TrimPrefix(source, "/newroot"), fstype, ro, data}, " "))
+					mounts = append(mounts, strings.Join([]string{strings.TrimPrefix(source, newRoot), fstype, ro, data}, " "))
 					if fails > 0 {
 						fails--
 						return errors.New("no such codepage")
@@ -54,7 +64,7 @@ func TestRunHooks(t *testing.T) {
 			env.Hooks.Initramfs = func(h HookEnv) error { got, called = h, true; return errors.New("hook failed") }
 			var log strings.Builder
 			runHooks(env, tc.devs, func(f string, a ...any) { log.WriteString(f + "\n") })
-			if !called || got.NewRoot != "/newroot" {
+			if !called || got.NewRoot != newRoot {
 				t.Fatalf("hook called %v with %+v", called, got)
 			}
 			if strings.Join(mounts, "\n") != strings.Join(tc.wantMount, "\n") {

@@ -40,17 +40,3 @@ func LateMounts(root string) []mounts.Mount {
 		{Source: "bpf", Target: filepath.Join(root, "/sys/fs/bpf"), FSType: "bpf", Flags: nosuidNodevNoexec, Data: "mode=700", Optional: true},
 	}
 }
-
-// ESPMount is the mount of the ESP at layout.ESPMount: root-only, no
-// executables, names as the FAT stores them. With utf8 (the nls_utf8
-// module is loaded) the kernel's default iocharset is kept, else ASCII,
-// which every name Kestrel puts on the ESP is.
-func ESPMount(dev, target string, utf8 bool) mounts.Mount {
-	m := mounts.Mount{Source: dev, Target: target, FSType: "vfat",
-		Flags: syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC | syscall.MS_NOATIME,
-		Data:  "umask=0077,shortname=mixed,errors=remount-ro", Mode: 0o700}
-	if !utf8 {
-		m.Data += ",iocharset=ascii"
-	}
-	return m
-}

@@ -41,6 +41,7 @@ import (
 	"github.com/kestrel-os/kestrel/pkg/cgroup"
 	"github.com/kestrel-os/kestrel/pkg/console"
 	"github.com/kestrel-os/kestrel/pkg/control"
+	"github.com/kestrel-os/kestrel/pkg/esp"
 	"github.com/kestrel-os/kestrel/pkg/hostname"
 	"github.com/kestrel-os/kestrel/pkg/kcmdline"
 	"github.com/kestrel-os/kestrel/pkg/layout"
@@ -399,26 +400,14 @@ func runHook(ctx context.Context, sys *System, h Hook) (err error) {
 	return h.Run(ctx, sys)
 }
 
+// mountESP mounts the ESP read-write at layout.ESPMount.
 func mountESP(sys *System, mount mounts.MountFunc) {
 	devs, err := blockdev.List(sys.path("/sys"))
+	if err == nil {
+		err = esp.Mount(devs, esp.Options{Sys: sys.path("/sys"), Dev: sys.path("/dev"), Target: sys.path(layout.ESPMount)}, mount)
+	}
 	if err != nil {
 		sys.Warn("ESP: %v", err)
-		return
-	}
-	esp, err := blockdev.ByPartName(devs, layout.PartESP)
-	if err != nil {
-		sys.Warn("ESP: %v", err)
-		return
-	}
-	// Without the kernel's default NLS (utf8) loaded, asking for it runs
-	// the usermode modprobe helper and fails: ask for ASCII up front.
-	_, err = os.Stat(sys.path("/sys/module/nls_utf8"))
-	m := ESPMount(esp.Path(sys.path("/dev")), sys.path(layout.ESPMount), err == nil)
-	if err := m.Do(mount); err != nil {
-		m.Data = strings.TrimSuffix(m.Data, ",iocharset=ascii") + ",iocharset=ascii" // the default NLS module may be absent
-		if err2 := m.Do(mount); err2 != nil {
-			sys.Warn("ESP: %v", err)
-		}
 	}
 }
 
