@@ -9,6 +9,11 @@
 // name, dashes and underscores alike); built-in modules (modules.builtin)
 // and modules already loaded count as success; parameters reach only the
 // named module, not its dependencies.
+//
+// It does not go through pkg/modload (the image's module list, coldplug):
+// the two share only u-root's kmodule.Prober, which each calls directly,
+// and a module the user named that fails with ENODEV is an error here,
+// where modload counts it as hardware that is absent.
 package kmodload
 
 import (

@@ -16,6 +16,10 @@
 // Limits: no module parameters (pkg/kmodload does the config's), no
 // modprobe.d options, blacklists or softdeps; the list is the policy, and
 // modalias matching only orders it.
+//
+// It does not load pkg/kmodload's config entries: taking parameters,
+// failing on ENODEV and dry-running by file path would widen the Loader
+// for what kmodload needs, a parser in front of the same kmodule.Prober.
 package modload
 
 import (
