@@ -7,6 +7,14 @@
 // the same code configures the node (a handle in the initial namespace) and
 // is tested in a throw-away network namespace.
 //
+// Kernel modules: every call here is rtnetlink (NETLINK_ROUTE, built in),
+// and only creating a bond needs a module (bonding) and a VLAN (8021q);
+// Modules lists them for a config, and a missing one is named in Apply's
+// error. NewHandle opens NETLINK_ROUTE alone: netlink.NewHandle() without
+// families also opens NETLINK_XFRM (module xfrm_user, not in the image)
+// and NETLINK_NETFILTER (nfnetlink, which stage 2 loads only after the
+// node is ready), and fails with "protocol not supported" before then.
+//
 // The config is the truth for the interfaces it lists: on an interface
 // whose DHCP is off, addresses that the config does not list are removed
 // (IPv6 link-local ones excepted), so re-applying converges. Interfaces it
@@ -88,8 +96,46 @@ type VLAN struct {
 	ID   int
 }
 
-// Apply validates cfg, then creates bonds and VLANs and configures every
-// listed interface. Loopback is brought up. Validation errors apply
+// Families are the netlink protocols netconf uses.
+var Families = []int{unix.NETLINK_ROUTE}
+
+// NewHandle opens a handle in the current network namespace with the
+// Families only.
+func NewHandle() (*netlink.Handle, error) {
+	return netlink.NewHandle(Families...)
+}
+
+// linkModules are the kernel modules behind the link kinds Apply creates
+// (the kernel's "rtnl-link-<kind>" aliases).
+var linkModules = map[string]string{"bond": "bonding", "vlan": "8021q"}
+
+// Modules are the kernel modules cfg needs loaded before Apply: bonding
+// for bonds, 8021q for VLANs.
+func Modules(cfg Config) []string {
+	var out []string
+	if len(cfg.Bonds) > 0 {
+		out = append(out, linkModules["bond"])
+	}
+	if len(cfg.VLANs) > 0 {
+		out = append(out, linkModules["vlan"])
+	}
+	return out
+}
+
+// linkAdd creates l, naming the kernel module when the kernel does not
+// know its kind: without it the kernel answers EOPNOTSUPP.
+func linkAdd(h *netlink.Handle, l netlink.Link) error {
+	err := h.LinkAdd(l)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		if m, ok := linkModules[l.Type()]; ok {
+			return fmt.Errorf("kernel module %s is not loaded: %w", m, err)
+		}
+	}
+	return err
+}
+
+// Apply validates cfg, then creates bonds and VLANs (their Modules loaded
+// first by the caller) and configures every listed interface. Loopback is brought up. Validation errors apply
 // nothing; after that, an interface that fails (missing NIC, refused
 // route) is reported and the others are still configured. Which links then
 // need DHCP is DHCPInterfaces's answer.
@@ -343,7 +389,7 @@ func applyBond(h *netlink.Handle, b Bond) error {
 		if bond.Miimon == 0 {
 			bond.Miimon = 100
 		}
-		if err := h.LinkAdd(bond); err != nil {
+		if err := linkAdd(h, bond); err != nil {
 			return fmt.Errorf("create (mode %s): %w", b.Mode, err)
 		}
 		if link, err = h.LinkByName(b.Name); err != nil {
@@ -401,7 +447,7 @@ func applyVLAN(h *netlink.Handle, v VLAN) error {
 		VlanId:       v.ID,
 		VlanProtocol: netlink.VLAN_PROTOCOL_8021Q,
 	}
-	if err := h.LinkAdd(vl); err != nil {
+	if err := linkAdd(h, vl); err != nil {
 		return fmt.Errorf("create (id %d on %s): %w", v.ID, v.Link, err)
 	}
 	l, err := h.LinkByName(name)

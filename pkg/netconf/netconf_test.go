@@ -38,7 +38,7 @@ func newNS(t *testing.T) *netlink.Handle {
 	if err := netns.Set(orig); err != nil {
 		t.Fatalf("back to the original namespace: %v", err)
 	}
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, Families...) // as on the node
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,6 +239,9 @@ func TestBondAndVLAN(t *testing.T) {
 		if !strings.Contains(err.Error(), "bond bond0: create") || !strings.Contains(err.Error(), "vlan eth2.100: create") {
 			t.Errorf("error does not name the failing links: %v", err)
 		}
+		if !strings.Contains(err.Error(), "kernel module bonding is not loaded") || !strings.Contains(err.Error(), "kernel module 8021q is not loaded") {
+			t.Errorf("error does not name the missing modules: %v", err)
+		}
 		if got := addrs(t, h, "eth2"); !slices.Equal(got, []string{"10.60.0.2/24"}) {
 			t.Errorf("eth2 not configured next to failing links: %v", got)
 		}
@@ -328,4 +331,75 @@ func TestResolvConf(t *testing.T) {
 	if b, _ := os.ReadFile(p); !strings.Contains(string(b), "nameserver 9.9.9.9\n") {
 		t.Errorf("written %q", b)
 	}
+}
+
+func TestModules(t *testing.T) {
+	tests := []struct {
+		cfg  Config
+		want []string
+	}{
+		{Config{Interfaces: []Interface{{Name: "eth0"}}}, nil},
+		{Config{Bonds: []Bond{{Name: "bond0"}}}, []string{"bonding"}},
+		{Config{Bonds: []Bond{{Name: "bond0"}}, VLANs: []VLAN{{Link: "bond0", ID: 5}}}, []string{"bonding", "8021q"}},
+	}
+	for _, tt := range tests {
+		if got := Modules(tt.cfg); !slices.Equal(got, tt.want) {
+			t.Errorf("Modules(%+v) = %v, want %v", tt.cfg, got, tt.want)
+		}
+	}
+}
+
+// TestNewHandleFamilies checks that NewHandle opens NETLINK_ROUTE sockets
+// only: another family's module (xfrm_user, nfnetlink) may be missing
+// when stage 2 configures the network.
+func TestNewHandleFamilies(t *testing.T) {
+	before := netlinkSockets(t)
+	h, err := NewHandle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	opened := 0
+	for inode, proto := range netlinkSockets(t) {
+		if _, ok := before[inode]; ok {
+			continue
+		}
+		opened++
+		if proto != unix.NETLINK_ROUTE {
+			t.Errorf("netlink socket of protocol %d opened", proto)
+		}
+	}
+	if opened == 0 {
+		t.Error("no netlink socket opened")
+	}
+}
+
+// netlinkSockets maps the inodes of this process's netlink sockets to
+// their protocol (/proc/net/netlink's Eth column).
+func netlinkSockets(t *testing.T) map[string]int {
+	t.Helper()
+	table, err := os.ReadFile("/proc/self/net/netlink")
+	if err != nil {
+		t.Skipf("no netlink table: %v", err)
+	}
+	proto := map[string]int{} // by inode
+	for _, line := range strings.Split(string(table), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) >= 10 {
+			proto[f[9]], _ = strconv.Atoi(f[1])
+		}
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, fd := range fds {
+		target, _ := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		inode, ok := strings.CutPrefix(target, "socket:[")
+		if p, known := proto[strings.TrimSuffix(inode, "]")]; ok && known {
+			out[inode] = p
+		}
+	}
+	return out
 }

@@ -179,7 +179,8 @@ func (r *Runner) Network(ctx context.Context, sys *stage2.System) (stage2.DHCPSe
 	if len(nc.Interfaces) == 0 { // bonds and VLANs are listed interfaces too
 		return stage2.DHCPEveryWired(), errors.Join(errs...)
 	}
-	if mods := LinkModules(c.Kestrel.Network); len(mods) > 0 {
+	// bonding and 8021q load after the node is ready otherwise.
+	if mods := netconf.Modules(nc); len(mods) > 0 {
 		if err := kmodload.Load(kmodload.Options{Root: r.o.Root}, mods); err != nil {
 			errs = append(errs, err)
 		}

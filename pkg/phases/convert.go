@@ -148,24 +148,6 @@ func Nameservers(c *config.Config) []string {
 	return out
 }
 
-// LinkModules are the kernel modules the network config needs loaded
-// before netlink can create its links.
-func LinkModules(n config.Network) []string {
-	var bond, vlan bool
-	for _, i := range n.Interfaces {
-		bond = bond || i.Bond != nil
-		vlan = vlan || i.VLAN != nil
-	}
-	var out []string
-	if bond {
-		out = append(out, "bonding")
-	}
-	if vlan {
-		out = append(out, "8021q")
-	}
-	return out
-}
-
 // BasePath is the PATH of services and config commands.
 const BasePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

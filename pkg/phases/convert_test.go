@@ -114,11 +114,8 @@ func TestNetConfig(t *testing.T) {
 	if got := Nameservers(c); !reflect.DeepEqual(got, []string{"192.0.2.1", "192.0.2.2"}) {
 		t.Errorf("Nameservers = %v", got)
 	}
-	if got := LinkModules(c.Kestrel.Network); !reflect.DeepEqual(got, []string{"bonding", "8021q"}) {
-		t.Errorf("LinkModules = %v", got)
-	}
-	if got := LinkModules(config.Network{}); got != nil {
-		t.Errorf("LinkModules of nothing = %v", got)
+	if got := netconf.Modules(got); !reflect.DeepEqual(got, []string{"bonding", "8021q"}) {
+		t.Errorf("netconf.Modules = %v", got)
 	}
 }
 

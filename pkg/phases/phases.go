@@ -52,11 +52,11 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/kestrel-os/kestrel/pkg/config"
 	"github.com/kestrel-os/kestrel/pkg/datasource"
 	"github.com/kestrel-os/kestrel/pkg/mounts"
+	"github.com/kestrel-os/kestrel/pkg/netconf"
 	"github.com/kestrel-os/kestrel/pkg/ntp"
 	"github.com/kestrel-os/kestrel/pkg/sshkeys"
 )
@@ -75,7 +75,7 @@ type Options struct {
 	Clock       ntp.Clock                       // the clock NTP steps
 	Mount       mounts.MountFunc                // kestrel.mounts
 	Sethostname func([]byte) error              // the kernel's host name
-	Netlink     func() (*netlink.Handle, error) // a handle in the node's namespace
+	Netlink     func() (*netlink.Handle, error) // a handle in the node's namespace (netconf.NewHandle)
 }
 
 // Runner applies the config in stage 2. Create it once (cmd/kestrel) and
@@ -101,7 +101,7 @@ func New(o Options) *Runner {
 		o.Keys = &sshkeys.Resolver{}
 	}
 	if o.Netlink == nil {
-		o.Netlink = func() (*netlink.Handle, error) { return netlink.NewHandle(unix.NETLINK_ROUTE) }
+		o.Netlink = netconf.NewHandle
 	}
 	return &Runner{o: o}
 }
