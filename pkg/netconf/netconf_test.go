@@ -5,15 +5,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/kestrel-os/kestrel/pkg/netconf/netnstest"
 )
 
 // newNS returns a netlink handle into a fresh network namespace, so the
@@ -21,31 +21,11 @@ import (
 // the test ends.
 func newNS(t *testing.T) *netlink.Handle {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root")
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
+	h, err := netlink.NewHandleAt(netnstest.New(t), Families...) // as on the node
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer orig.Close()
-	ns, err := netns.New() // also moves this thread into it
-	if err != nil {
-		t.Skipf("cannot create a network namespace: %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		t.Fatalf("back to the original namespace: %v", err)
-	}
-	h, err := netlink.NewHandleAt(ns, Families...) // as on the node
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		h.Close()
-		ns.Close()
-	})
+	t.Cleanup(h.Close)
 	return h
 }
 

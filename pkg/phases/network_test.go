@@ -4,16 +4,16 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/kestrel-os/kestrel/pkg/config"
+	"github.com/kestrel-os/kestrel/pkg/netconf"
+	"github.com/kestrel-os/kestrel/pkg/netconf/netnstest"
 	"github.com/kestrel-os/kestrel/pkg/stage2"
 )
 
@@ -70,22 +70,8 @@ func TestNetworkPhase(t *testing.T) {
 // that holds eth0 (one end of a veth pair), so the host is never touched.
 func netnsWithEth0(t *testing.T) func() (*netlink.Handle, error) {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New() // also moves this thread into it
-	if err != nil {
-		t.Skipf("cannot create a network namespace: %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		t.Fatalf("back to the original namespace: %v", err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	ns := netnstest.New(t)
+	h, err := netlink.NewHandleAt(ns, netconf.Families...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,5 +79,5 @@ func netnsWithEth0(t *testing.T) func() (*netlink.Handle, error) {
 	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "peer0"}); err != nil {
 		t.Fatal(err)
 	}
-	return func() (*netlink.Handle, error) { return netlink.NewHandleAt(ns, unix.NETLINK_ROUTE) }
+	return func() (*netlink.Handle, error) { return netlink.NewHandleAt(ns, netconf.Families...) }
 }
