@@ -92,6 +92,9 @@ func TestBootSlice(t *testing.T) {
 	if st := mounts[layout.StateMount]; st.fstype != "ext4" || !st.has("rw") {
 		t.Errorf("%s is %+v, want read-write ext4", layout.StateMount, st)
 	}
+	if esp := mounts[layout.ESPMount]; esp.fstype != "vfat" || !esp.has("rw") {
+		t.Errorf("%s is %+v, want the ESP as read-write vfat (boot counting writes it)", layout.ESPMount, esp)
+	}
 	if cg := mounts["/sys/fs/cgroup"]; cg.fstype != "cgroup2" {
 		t.Errorf("/sys/fs/cgroup is %+v, want cgroup2", cg)
 	}
