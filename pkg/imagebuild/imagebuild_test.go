@@ -220,7 +220,9 @@ func TestImage(t *testing.T) {
 			}
 		}
 		conf, _ := fs.ReadFile(entry.FileName())
-		if !strings.Contains(string(conf), "options console=ttyS0,115200 kestrel.slot=a\n") {
+		// console=, then the image definition's extra words, then the slot.
+		wantOpts := strings.Join(append(append([]string{"console=" + o.Image.Boot.Console}, o.Image.Boot.Cmdline...), "kestrel.slot=a"), " ")
+		if !strings.Contains(string(conf), "options "+wantOpts+"\n") {
 			t.Errorf("entry:\n%s", conf)
 		}
 	})
