@@ -1,8 +1,9 @@
 package ntp
 
 import (
+	"github.com/kestrel-os/kestrel/pkg/ntp/ntptest"
+
 	"context"
-	"encoding/binary"
 	"net"
 	"strings"
 	"sync"
@@ -38,36 +39,7 @@ func (c *fakeClock) Set(t time.Time) error {
 // mutate tamper with the answer.
 func server(t *testing.T, now func() time.Time, mutate func([]byte)) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 512)
-		for {
-			n, addr, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if n < 48 {
-				continue
-			}
-			recv := now()
-			resp := make([]byte, 48)
-			resp[0] = 0<<6 | 4<<3 | 4 // no leap warning, v4, server
-			resp[1] = 2               // stratum
-			copy(resp[12:16], "GPS\x00")
-			copy(resp[24:32], buf[40:48]) // origin = client's transmit
-			binary.BigEndian.PutUint64(resp[32:], toNTP(recv))
-			binary.BigEndian.PutUint64(resp[40:], toNTP(now()))
-			if mutate != nil {
-				mutate(resp)
-			}
-			pc.WriteTo(resp, addr)
-		}
-	}()
-	return pc.LocalAddr().String()
+	return ntptest.Serve(t, now, mutate).String()
 }
 
 func TestSync(t *testing.T) {

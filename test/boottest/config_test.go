@@ -1,11 +1,12 @@
 package boottest
 
 import (
+	"github.com/kestrel-os/kestrel/pkg/ntp/ntptest"
+
 	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"fmt"
 	"net"
 	"net/http"
@@ -580,32 +581,5 @@ func freePort(t *testing.T) int {
 // time plus offset, and returns the port.
 func ntpServer(t *testing.T, offset time.Duration) int {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 512)
-		for {
-			n, addr, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if n < 48 {
-				continue
-			}
-			now := time.Now().Add(offset)
-			secs := uint64(now.Unix() + 2208988800)
-			ts := secs<<32 | (uint64(now.Nanosecond())<<32)/1e9
-			resp := make([]byte, 48)
-			resp[0] = 4<<3 | 4 // version 4, server mode, no leap warning
-			resp[1] = 2        // stratum
-			copy(resp[24:32], buf[40:48])
-			binary.BigEndian.PutUint64(resp[32:], ts)
-			binary.BigEndian.PutUint64(resp[40:], ts)
-			pc.WriteTo(resp, addr)
-		}
-	}()
-	return pc.LocalAddr().(*net.UDPAddr).Port
+	return ntptest.Serve(t, func() time.Time { return time.Now().Add(offset) }, nil).Port
 }
