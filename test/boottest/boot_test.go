@@ -115,7 +115,7 @@ func TestBootSlice(t *testing.T) {
 	if gap := diskSectors - partEnd; gap < 33 || gap > 2048+33 {
 		t.Errorf("state partition ends at sector %d of %d: not grown to the disk end", partEnd, diskSectors)
 	}
-	fsKiB := atoi(t, strings.Fields(run("df -k "+layout.StateMount+" | tail -n 1"))[1])
+	fsKiB := atoi(t, strings.Fields(run("df -k " + layout.StateMount + " | tail -n 1"))[1])
 	partKiB := atoi(t, run("cat /sys/class/block/"+stateDev+"/size")) / 2
 	if fsKiB < partKiB*9/10 {
 		t.Errorf("ext4 on state is %d KiB of a %d KiB partition: not grown online", fsKiB, partKiB)
