@@ -60,19 +60,27 @@ func Fetch(p Package, dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("fetch %s: %w", p, err)
 	}
-	out, err := aptDownload(p, dir)
+	// apt-get writes into its working directory as it downloads: download
+	// into a private directory and rename, so another build (or test) that
+	// fetches the same package at the same time never sees half a .deb.
+	tmp, err := os.MkdirTemp(dir, ".fetch-")
+	if err != nil {
+		return "", fmt.Errorf("fetch %s: %w", p, err)
+	}
+	defer os.RemoveAll(tmp)
+	out, err := aptDownload(p, tmp)
 	if err != nil && noLists(out) {
 		// A fresh machine may have no package lists at all.
-		if upOut, upErr := run(dir, "apt-get", "update", "-q"); upErr != nil {
+		if upOut, upErr := run(tmp, "apt-get", "update", "-q"); upErr != nil {
 			return "", fmt.Errorf("fetch %s: apt-get update: %w\n%s", p, upErr, upOut)
 		}
-		out, err = aptDownload(p, dir)
+		out, err = aptDownload(p, tmp)
 	}
 	if err != nil {
 		return "", fmt.Errorf("fetch %s: apt-get download: %w\n%s", p, err, out)
 	}
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("fetch %s: apt-get download succeeded but %s is missing: %w", p, path, err)
+	if err := os.Rename(filepath.Join(tmp, p.FileName()), path); err != nil {
+		return "", fmt.Errorf("fetch %s: apt-get download succeeded but: %w", p, err)
 	}
 	return path, nil
 }

@@ -1,6 +1,10 @@
 package deb
 
 import (
+	"os/exec"
+
+	"github.com/kestrel-os/kestrel/pkg/imagedef"
+
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
@@ -11,14 +15,23 @@ import (
 	"testing"
 )
 
-// realDeb returns a .deb from the builder's cache, or skips.
-func realDeb(t *testing.T, glob string) string {
+// realDeb fetches the pinned package (versions.yaml) into the builder's
+// cache with Fetch itself, or skips where apt-get is missing.
+func realDeb(t *testing.T, name string) string {
 	t.Helper()
-	m, _ := filepath.Glob(filepath.Join("..", "..", ".cache", "debs", glob))
-	if len(m) == 0 {
-		t.Skipf("no %s in .cache/debs: run kestrel-build once to fetch the pinned packages", glob)
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		t.Skip("apt-get not available")
 	}
-	return m[0]
+	v, err := imagedef.LoadVersions("../../versions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	version := map[string]string{"busybox-static": v.Debian.BusyboxStatic, "systemd-boot-efi": v.Debian.SystemdBootEFI}[name]
+	path, err := Fetch(Package{Name: name, Version: version, Arch: "amd64"}, filepath.Join("..", "..", ".cache", "debs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func TestUnpackReal(t *testing.T) {
@@ -26,8 +39,8 @@ func TestUnpackReal(t *testing.T) {
 		glob string
 		want []string
 	}{
-		{"busybox-static_*_amd64.deb", []string{"bin/busybox"}},
-		{"systemd-boot-efi_*_amd64.deb", []string{"usr/lib/systemd/boot/efi/systemd-bootx64.efi"}},
+		{"busybox-static", []string{"bin/busybox"}},
+		{"systemd-boot-efi", []string{"usr/lib/systemd/boot/efi/systemd-bootx64.efi"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.glob, func(t *testing.T) {

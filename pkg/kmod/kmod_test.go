@@ -1,6 +1,9 @@
 package kmod
 
 import (
+	"github.com/kestrel-os/kestrel/pkg/deb"
+	"github.com/kestrel-os/kestrel/pkg/imagedef"
+
 	"bytes"
 	"encoding/binary"
 	"os"
@@ -271,15 +274,31 @@ func TestInstall(t *testing.T) {
 	}
 }
 
-// realTree returns the module tree of the builder's cached Debian kernel,
-// or skips.
+// realTree returns the module tree of the pinned Debian kernel, fetched and
+// unpacked through the builder's own cache (pkg/deb: atomic, so a build
+// running at the same time is no problem). Without apt it skips.
 func realTree(t *testing.T) (root, release string) {
 	t.Helper()
-	m, _ := filepath.Glob("../../.cache/debs/linux-image-*_*/lib/modules/*")
-	if len(m) == 0 {
-		t.Skip("no unpacked kernel package in .cache/debs: run `kestrel-build image` once to fetch it")
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		t.Skip("apt-get not available: the pinned kernel package cannot be fetched")
 	}
-	return filepath.Dir(filepath.Dir(filepath.Dir(m[0]))), filepath.Base(m[0])
+	img, err := imagedef.LoadImage("../../images/amd64.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := imagedef.LoadVersions("../../versions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err = deb.FetchUnpack(deb.Package{Name: v.KernelPackage(img), Version: v.Debian.KernelVersion, Arch: img.DebianArch}, "../../.cache/debs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := filepath.Glob(filepath.Join(root, "lib/modules/*"))
+	if len(m) != 1 {
+		t.Fatalf("%s: want one kernel release under lib/modules, found %v", root, m)
+	}
+	return root, filepath.Base(m[0])
 }
 
 // TestRealKernelMatchesDepmod checks the modules.dep computed from
