@@ -34,10 +34,10 @@ run: image
 k8s-test-bins:
 	bash scripts/k8s-test-bins.sh
 
-# The default suite: unit tests, the controller against a real
+# The default suite (never from the test cache: -count=1): unit tests, the controller against a real
 # kube-apiserver, and the x86_64 boot tests.
 test: deps k8s-test-bins
-	$(GO) test -timeout 80m ./...
+	$(GO) test -count=1 -timeout 80m ./...
 
 # Host-only tests (no qemu boots, no apiserver builds).
 test-short:
