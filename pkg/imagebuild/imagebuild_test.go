@@ -232,9 +232,8 @@ func TestImage(t *testing.T) {
 		if _, err := Image(o); err != nil {
 			t.Fatal(err)
 		}
-		if d := time.Since(start); d > 60*time.Second {
-			t.Errorf("warm build took %s, target is 60s", d)
-		}
+		// The 60 s target is measured by BenchmarkImage (make bench), not
+		// asserted here: a busy test machine is not a benchmark.
 		t.Logf("warm build: %s", time.Since(start).Round(time.Millisecond))
 	})
 

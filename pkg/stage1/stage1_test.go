@@ -255,8 +255,10 @@ func TestWaitFilesystems(t *testing.T) {
 	done := make(chan struct{})
 	start := time.Now()
 	waitFilesystems(p, []string{"squashfs", "ext4"}, done)
-	if d := time.Since(start); d < 15*time.Millisecond || d > 2*time.Second {
-		t.Errorf("returned after %v", d)
+	// It must have waited for the write (the upper bound is only the
+	// test's own timeout: a busy machine may be slow to schedule it).
+	if d := time.Since(start); d < 15*time.Millisecond {
+		t.Errorf("returned after %v, before the filesystems were listed", d)
 	}
 	// Nothing more will load: it must not wait for ever.
 	close(done)

@@ -81,7 +81,9 @@ func TestStopTermThenKill(t *testing.T) {
 	})
 	start := time.Now()
 	s.StopAll()
-	if d := time.Since(start); d > 3*time.Second {
+	// StopTimeout is 100 ms: StopAll must not wait the sleeper's 60 s
+	// (a generous bound, so a loaded machine does not fail it).
+	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("StopAll took %v", d)
 	}
 	st := s.Status()
