@@ -220,8 +220,13 @@ func TestImage(t *testing.T) {
 			}
 		}
 		conf, _ := fs.ReadFile(entry.FileName())
-		// console=, then the image definition's extra words, then the slot.
-		wantOpts := strings.Join(append(append([]string{"console=" + o.Image.Boot.Console}, o.Image.Boot.Cmdline...), "kestrel.slot=a"), " ")
+		// console=, quiet when the definition asks, then the definition's
+		// extra words, then the slot.
+		words := []string{"console=" + o.Image.Boot.Console}
+		if o.Image.Boot.Quiet {
+			words = append(words, "quiet")
+		}
+		wantOpts := strings.Join(append(append(words, o.Image.Boot.Cmdline...), "kestrel.slot=a"), " ")
 		if !strings.Contains(string(conf), "options "+wantOpts+"\n") {
 			t.Errorf("entry:\n%s", conf)
 		}

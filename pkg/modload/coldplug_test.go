@@ -117,6 +117,35 @@ func TestColdplugAllTakesNonDrivers(t *testing.T) {
 	}
 }
 
+func TestLoadNow(t *testing.T) {
+	o, _ := fakeTree(t, []string{"virtio_ring", "virtio", "virtio_pci", "jbd2", "ext4", "efivarfs"}, map[string]string{
+		"bus/pci/devices/0000:00:02.0": "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00",
+	})
+	var mu sync.Mutex
+	var order []string
+	o.DryRun = func(name string) { mu.Lock(); order = append(order, name); mu.Unlock() }
+	l, err := Open("/usr/lib/kestrel/modules", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// squashfs is not on the list: skipped. ext4 twice: loaded once.
+	if err := l.LoadNow("squashfs", "ext4", "ext4"); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"ext4"}; !reflect.DeepEqual(order, want) {
+		t.Fatalf("LoadNow loaded %v, want %v", order, want)
+	}
+	got, _ := l.Coldplug(true)
+	sort.Strings(got)
+	// Coldplug reports everything loaded, and did not load ext4 again.
+	if want := []string{"efivarfs", "ext4", "virtio_pci"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("after LoadNow, Coldplug(true) = %v, want %v", got, want)
+	}
+	if n := strings.Count(strings.Join(order, " "), "ext4"); n != 1 {
+		t.Errorf("ext4 loaded %d times: %v", n, order)
+	}
+}
+
 func TestParseUevent(t *testing.T) {
 	msg := []byte("add@/devices/pci0000:00/0000:00:02.0/virtio0\x00ACTION=add\x00DEVPATH=/devices/pci0000:00/0000:00:02.0/virtio0\x00SUBSYSTEM=virtio\x00MODALIAS=virtio:d00000001v00001AF4\x00SEQNUM=1234\x00")
 	if got := parseUevent(msg); got != "virtio:d00000001v00001AF4" {

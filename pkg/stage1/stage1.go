@@ -85,17 +85,28 @@ func Run(env Env) error {
 		return fmt.Errorf("kernel command line: %s=%q is not a slot (want one of %s)", layout.CmdlineSlot, slot, strings.Join(layout.Slots, ", "))
 	}
 
-	// Drivers for the hardware present and the filesystems load in the
-	// background while we look for the partitions; drivers for devices
-	// that show up meanwhile (a USB disk) load as they appear.
+	// Drivers for the hardware present load in the background while we
+	// look for the partitions (drivers for devices that show up meanwhile,
+	// a USB disk, load as they appear), and so do the filesystems stage 1
+	// mounts, ahead of the rest of the list: on one CPU whatever loads
+	// first is ready first. ext4 needs crc32c at mount time and there is
+	// no modprobe in the initramfs to fetch it on demand, hence its name.
 	mods, err := modload.Open(layout.ModuleList, modload.Options{Root: env.Root, SysRoot: env.Sys, Logf: logf})
 	var poll func()
+	fsLoaded := make(chan struct{})
 	if err != nil {
 		logf("warning: kernel modules: %v", err)
+		close(fsLoaded)
 	} else {
 		defer mods.Close()
-		mods.Start(true)
+		mods.Start(false)
 		poll = mods.Poll
+		go func() {
+			defer close(fsLoaded)
+			if err := mods.LoadNow("squashfs", "crc32c_generic", "crc32c", "ext4"); err != nil {
+				logf("warning: filesystem modules: %v", err)
+			}
+		}()
 	}
 	mark("modules started")
 
@@ -103,9 +114,11 @@ func Run(env Env) error {
 	ctx, cancel := context.WithTimeout(context.Background(), env.WaitTimeout)
 	devs, err := blockdev.Wait(ctx, env.Sys, []string{rootName, layout.PartState}, 20*time.Millisecond, poll)
 	cancel()
-	// Mounting needs squashfs and ext4 registered, not every module of
-	// the list: the rest (a slow SATA probe, overlay, dm-verity) go on
-	// loading while the plan runs, and are waited for before the hooks.
+	<-fsLoaded
+	mark("filesystems ready")
+	// The rest of the list (the ESP's vfat for the hooks, overlay, a slow
+	// SATA probe) goes on loading while the plan runs, and is waited for
+	// before the hooks.
 	loadsDone := make(chan struct{})
 	waitLoads := func() {
 		if mods == nil {
@@ -114,6 +127,7 @@ func Run(env Env) error {
 		<-loadsDone
 	}
 	if mods != nil {
+		mods.Start(true)
 		go func() {
 			loaded, _ := mods.Wait()
 			if debug {
@@ -121,8 +135,6 @@ func Run(env Env) error {
 			}
 			close(loadsDone)
 		}()
-		waitFilesystems(filepath.Join(env.Proc, "filesystems"), []string{"squashfs", "ext4"}, loadsDone)
-		mark("filesystems ready")
 	}
 	if err != nil {
 		return &NotFoundError{Looking: fmt.Sprintf("GPT partitions %q (slot %s root) and %q", rootName, slot, layout.PartState),
@@ -226,35 +238,6 @@ func (e *NotFoundError) Error() string {
 }
 
 func (e *NotFoundError) Unwrap() error { return e.Err }
-
-// waitFilesystems returns once every filesystem type in names is listed in
-// the /proc/filesystems file at path, or done is closed (nothing more will
-// load; the mount then says what is missing).
-func waitFilesystems(path string, names []string, done <-chan struct{}) {
-	for {
-		b, _ := os.ReadFile(path)
-		have := map[string]bool{}
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) > 0 {
-				have[f[len(f)-1]] = true
-			}
-		}
-		missing := false
-		for _, n := range names {
-			if !have[n] {
-				missing = true
-			}
-		}
-		if !missing {
-			return
-		}
-		select {
-		case <-done:
-			return
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
 
 // tolerateBusy accepts EBUSY from early mounts: a kernel with
 // CONFIG_DEVTMPFS_MOUNT, or a rerun, may have mounted them already.

@@ -244,23 +244,3 @@ func TestRunBadInput(t *testing.T) {
 		})
 	}
 }
-
-func TestWaitFilesystems(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "filesystems")
-	os.WriteFile(p, []byte("nodev\tsysfs\nnodev\ttmpfs\n"), 0o644)
-	go func() {
-		time.Sleep(20 * time.Millisecond)
-		os.WriteFile(p, []byte("nodev\tsysfs\nnodev\ttmpfs\n\tsquashfs\n\text4\n"), 0o644)
-	}()
-	done := make(chan struct{})
-	start := time.Now()
-	waitFilesystems(p, []string{"squashfs", "ext4"}, done)
-	// It must have waited for the write (the upper bound is only the
-	// test's own timeout: a busy machine may be slow to schedule it).
-	if d := time.Since(start); d < 15*time.Millisecond {
-		t.Errorf("returned after %v, before the filesystems were listed", d)
-	}
-	// Nothing more will load: it must not wait for ever.
-	close(done)
-	waitFilesystems(p, []string{"xfs"}, done)
-}
