@@ -130,7 +130,7 @@ func TestImage(t *testing.T) {
 				t.Errorf("initrd %s: found %v, %d bytes", name, found, len(data))
 			}
 		}
-		for _, mod := range []string{"virtio_blk", "ext4", "squashfs", "vfat", "dm_verity", "overlay", "nvme", "uas"} {
+		for _, mod := range []string{"virtio_blk", "ext4", "squashfs", "vfat", "overlay", "nvme", "uas"} {
 			if !strings.Contains(list, "\n"+mod+"\n") {
 				t.Errorf("initrd module list lacks %s", mod)
 			}

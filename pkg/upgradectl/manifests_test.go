@@ -163,6 +163,18 @@ func TestManifestsRollOutAsServiceAccount(t *testing.T) {
 			if _, err := rc.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: "test", Force: true}); err != nil {
 				t.Fatalf("%s: apply %s %s: %v", f, u.GetKind(), u.GetName(), err)
 			}
+			if u.GetKind() == "Plan" {
+				// The shipped namespace is fixed: leave no Plan or Job
+				// behind for a rerun (go test -count=N) to find done.
+				name := u.GetName()
+				t.Cleanup(func() {
+					bg := context.Background()
+					_ = rc.Delete(bg, name, metav1.DeleteOptions{})
+					policy := metav1.DeletePropagationBackground
+					_ = kubernetes.NewForConfigOrDie(env.Config).BatchV1().Jobs(u.GetNamespace()).DeleteCollection(bg,
+						metav1.DeleteOptions{PropagationPolicy: &policy}, metav1.ListOptions{})
+				})
+			}
 		}
 	}
 	c := &cluster{t: t, ctx: ctx, kube: kubernetes.NewForConfigOrDie(env.Config), ns: "kestrel-upgrade", run: "manifests", prefix: "m-"}
