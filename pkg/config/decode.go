@@ -11,6 +11,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	goyaml "github.com/goccy/go-yaml"
+	goyamlparser "github.com/goccy/go-yaml/parser"
 	"gopkg.in/yaml.v3"
 )
 
@@ -50,13 +52,13 @@ func Parse(name string, data []byte) (*Document, error) {
 		if errors.Is(err, io.EOF) {
 			return &Document{Name: name}, nil
 		}
-		return nil, Errors{syntaxError(name, err)}
+		return nil, Errors{syntaxError(name, data, err)}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		return nil, Errors{{Pos: Pos{name, extra.Line, extra.Column}, Problem: "a second YAML document (---) is not allowed in one config source"}}
 	} else if !errors.Is(err, io.EOF) {
-		return nil, Errors{syntaxError(name, err)}
+		return nil, Errors{syntaxError(name, data, err)}
 	}
 	return FromNode(name, &doc)
 }
@@ -83,15 +85,25 @@ func FromNode(name string, n *yaml.Node) (*Document, error) {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// syntaxError turns a yaml.v3 parse error into an Error. yaml.v3 reports
-// the line of a syntax error but not its column; column 1 is used then.
-func syntaxError(name string, err error) *Error {
-	msg := err.Error()
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &Error{Pos: Pos{name, line, 1}, Problem: "invalid YAML: " + m[2]}
+// syntaxError turns a yaml.v3 parse error into an Error. yaml.v3 gives no
+// column, and its line is that of the enclosing construct, 0-based for
+// parser errors (an unclosed `{` on line 3 is reported as "line 2").
+// goccy/go-yaml's parser points at the offending token, so it is asked
+// where the problem is; yaml.v3 stays the one decoder. yaml.v3's line
+// (with column 1) is kept when goccy finds no error, or places it before
+// that line (it may point at the token before the problem, as for
+// "a: b\n  c: d", where it names "b").
+func syntaxError(name string, data []byte, err error) *Error {
+	line, problem := 1, strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		problem = m[2]
 	}
-	return &Error{Pos: Pos{name, 1, 1}, Problem: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+	var se *goyaml.SyntaxError
+	if _, perr := goyamlparser.ParseBytes(data, 0); errors.As(perr, &se) && se.Token != nil && se.Token.Position != nil && se.Token.Position.Line >= line {
+		return &Error{Pos: Pos{name, se.Token.Position.Line, se.Token.Position.Column}, Problem: "invalid YAML: " + strings.ReplaceAll(se.Message, "\t", `\t`)}
+	}
+	return &Error{Pos: Pos{name, line, 1}, Problem: "invalid YAML: " + problem}
 }
 
 // walker validates a YAML node tree against the schema types and builds

@@ -146,6 +146,10 @@ func TestErrors(t *testing.T) {
 		{"kestrel: {sysctl: {a: [1]}}", `kestrel.sysctl.a: expected a string, got a list`},
 		{"run_cmd: [a, ~]", `t.yaml:1:14: run_cmd[1]: empty list item`},
 		{"hostname: a\n  bad: [", `t.yaml:2:`},
+		// Syntax errors point at the offending line and column.
+		{"kestrel:\n  hostname: foo\n  labels: {a: b\n", `t.yaml:3:11: invalid YAML: could not find flow mapping end token '}'`},
+		{"kestrel:\n  hostname: foo\n\tbad: 1\n", `t.yaml:3:1: invalid YAML: found character '\t' that cannot start any token`},
+		{"ssh_authorized_keys:\n  - \"ssh-ed25519 AAAA\n", `t.yaml:2:5: invalid YAML: could not find end character of double-quoted text`},
 		{"- a\n- b", `t.yaml:1:1: expected a mapping, got a list`},
 		{"a: 1\n---\nb: 2", `a second YAML document`},
 		{"<<: {hostname: a}", `YAML merge keys (<<) are not supported`},

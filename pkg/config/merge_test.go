@@ -130,7 +130,7 @@ func TestLoadLocalOrder(t *testing.T) {
 	}
 	for i, want := range []string{
 		filepath.Join(loc.StateConfigDir, "30-bad.yaml") + `:5:3: kestrel.modles: unknown key "modles", did you mean "modules"?`,
-		filepath.Join(loc.StateConfigDir, "40-badyaml.yaml") + `:1:1: invalid YAML`,
+		filepath.Join(loc.StateConfigDir, "40-badyaml.yaml") + `:1:11: invalid YAML`,
 	} {
 		if !strings.HasPrefix(r.Errors[i].Error(), want) {
 			t.Errorf("error %d = %v, want %s", i, r.Errors[i], want)
