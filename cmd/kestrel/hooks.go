@@ -7,6 +7,7 @@ import (
 	"github.com/kestrel-os/kestrel/pkg/phases"
 	"github.com/kestrel-os/kestrel/pkg/stage1"
 	"github.com/kestrel-os/kestrel/pkg/stage2"
+	"github.com/kestrel-os/kestrel/pkg/supervisor"
 )
 
 // stage1Hooks wires the config's initramfs phase into stage 1.
@@ -18,11 +19,13 @@ func stage1Hooks() stage1.Hooks {
 // ntp) into stage 2. It is the one place that knows all of them.
 func stage2Hooks() stage2.Hooks {
 	cfg := newPhases() // the config phases; cfg.Config() is the merged config
+	sshdBoot, sshdNetworkUp := sshdHooks(func() supervisor.Spec { return sshdSpec(cfg) })
 	return stage2.Hooks{
-		Boot:    []stage2.Hook{{Name: "config", Run: cfg.Boot}, sshdHook(cfg)},
+		Boot:    []stage2.Hook{{Name: "config", Run: cfg.Boot}, sshdBoot},
 		Network: cfg.Network,
 		NetworkUp: []stage2.Hook{
 			{Name: "config (network-up)", Run: cfg.NetworkUp},
+			sshdNetworkUp,
 			k3sManifestsHook(cfg.Config),
 			// k3s last: it reads the config the phases before it merged.
 			k3sservice.Hook(k3sservice.Options{

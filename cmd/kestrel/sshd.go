@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"syscall"
 
 	"github.com/kestrel-os/kestrel/pkg/layout"
@@ -76,14 +77,35 @@ func sshdCmd(args []string) int {
 	return 0
 }
 
-// sshdHook starts the SSH server under the supervisor once the boot phase
-// has written the accounts: keys only, unless a password is configured.
-func sshdHook(cfg *phases.Runner) stage2.Hook {
-	return stage2.Hook{Name: "sshd", Run: func(ctx context.Context, sys *stage2.System) error {
-		args := []string{"sshd", "--host-keys", sshHostKeys}
-		if phases.PasswordAuth(cfg.Config()) {
-			args = append(args, "--password-auth")
-		}
-		return sys.Supervisor.Start(supervisor.Spec{Name: "sshd", Path: layout.KestrelBin, Args: args, Env: cfg.Environ()})
+// sshdHooks start the SSH server under the supervisor once the boot phase
+// has written the accounts (keys only, unless a password is configured),
+// and restart it after the network-up phase if that changed what it runs
+// with: a datasource may turn password login on or change the session
+// environment. Keys need no restart: sshd reads authorized_keys at each
+// login.
+// spec says how sshd runs for the config merged so far (sshdSpec).
+func sshdHooks(spec func() supervisor.Spec) (boot, networkUp stage2.Hook) {
+	var started supervisor.Spec
+	boot = stage2.Hook{Name: "sshd", Run: func(ctx context.Context, sys *stage2.System) error {
+		started = spec()
+		return sys.Supervisor.Start(started)
 	}}
+	networkUp = stage2.Hook{Name: "sshd (network-up config)", Run: func(ctx context.Context, sys *stage2.System) error {
+		spec := spec()
+		if started.Name == "" || reflect.DeepEqual(spec, started) {
+			return nil
+		}
+		started = spec
+		return sys.Supervisor.Replace(spec)
+	}}
+	return boot, networkUp
+}
+
+// sshdSpec is how the SSH server runs for the merged config.
+func sshdSpec(cfg *phases.Runner) supervisor.Spec {
+	args := []string{"sshd", "--host-keys", sshHostKeys}
+	if phases.PasswordAuth(cfg.Config()) {
+		args = append(args, "--password-auth")
+	}
+	return supervisor.Spec{Name: "sshd", Path: layout.KestrelBin, Args: args, Env: cfg.Environ()}
 }

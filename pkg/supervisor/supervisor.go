@@ -182,6 +182,26 @@ func (s *Supervisor) Stop(name string) error {
 	return nil
 }
 
+// Replace runs spec in place of the service of the same name: the old
+// process is stopped (TERM, then KILL after the stop timeout) and waited
+// for, then spec starts with a fresh backoff. A service not running yet
+// is simply started. For a service whose configuration changed after it
+// started (sshd when the network-up phase turns password login on).
+func (s *Supervisor) Replace(spec Spec) error {
+	s.mu.Lock()
+	_, ok := s.services[spec.Name]
+	s.mu.Unlock()
+	if ok {
+		if err := s.Stop(spec.Name); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		delete(s.services, spec.Name)
+		s.mu.Unlock()
+	}
+	return s.Start(spec)
+}
+
 // StopAll stops every service in parallel and waits for all of them.
 func (s *Supervisor) StopAll() {
 	s.mu.Lock()

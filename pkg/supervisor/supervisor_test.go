@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,5 +112,34 @@ func TestMissingBinary(t *testing.T) {
 	if st.State != Backoff && st.State != Running {
 		t.Errorf("state = %v", st.State)
 	}
+	s.StopAll()
+}
+
+func TestReplace(t *testing.T) {
+	s := newTest(t, Config{StopTimeout: 100 * time.Millisecond})
+	if err := s.Start(Spec{Name: "svc", Path: "/bin/sh", Args: []string{"-c", "echo first; exec sleep 60"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first running", func() bool { st := s.Status(); return st[0].State == Running && st[0].PID > 0 })
+	oldPID := s.Status()[0].PID
+	if err := s.Replace(Spec{Name: "svc", Path: "/bin/sh", Args: []string{"-c", "echo second; exec sleep 60"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "second running", func() bool {
+		st := s.Status()
+		return len(st) == 1 && st[0].State == Running && st[0].PID > 0 && st[0].PID != oldPID
+	})
+	if err := syscall.Kill(oldPID, 0); err == nil {
+		t.Errorf("old process %d still alive after Replace", oldPID)
+	}
+	waitFor(t, "second's output", func() bool {
+		b, _ := os.ReadFile(filepath.Join(s.cfg.LogDir, "svc.log"))
+		return strings.Contains(string(b), "second")
+	})
+	// A name that was never started is started.
+	if err := s.Replace(Spec{Name: "new", Path: "/bin/sleep", Args: []string{"60"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "new running", func() bool { st := s.Status(); return len(st) == 2 && st[0].State == Running })
 	s.StopAll()
 }
