@@ -83,7 +83,8 @@ func Wait(ctx context.Context, opt Options) error {
 	if interval <= 0 {
 		interval = DefaultInterval
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	parent := ctx
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	start := time.Now()
 	tick := time.NewTicker(interval)
@@ -105,7 +106,10 @@ func Wait(ctx context.Context, opt Options) error {
 		}
 		select {
 		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) && time.Since(start) >= timeout {
+			// Our own timeout, not the caller's context ending. (Not
+			// time.Since(start) >= timeout: the deadline was set a moment
+			// before start, so it can fire a moment "early".)
+			if parent.Err() == nil {
 				return fmt.Errorf("%w: %s gave no 200 within %v; last answer: %s", ErrNotHealthy, url, timeout, last)
 			}
 			return fmt.Errorf("waiting for k3s %s health at %s: %w (last answer: %s)", opt.Role, url, ctx.Err(), last)
