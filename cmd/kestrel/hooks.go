@@ -23,6 +23,10 @@ func stage2Hooks() stage2.Hooks {
 	return stage2.Hooks{
 		Boot:    []stage2.Hook{{Name: "config", Run: cfg.Boot}, sshdBoot},
 		Network: cfg.Network,
+		ConsoleLogin: func() bool {
+			c := cfg.Config()
+			return c != nil && c.Kestrel.ConsoleShell != nil && !*c.Kestrel.ConsoleShell
+		},
 		NetworkUp: []stage2.Hook{
 			{Name: "config (network-up)", Run: cfg.NetworkUp},
 			sshdNetworkUp,

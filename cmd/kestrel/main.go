@@ -82,7 +82,7 @@ func runStage2() {
 	defer pid1Guard()
 	err := stage2.Run(stage2.Env{
 		Console: os.Stdout, Root: "/", Clock: boottime.Now, Now: time.Now, Mount: unix.Mount,
-		Version: buildinfo.Version, Shell: "/bin/sh", DHCPWait: 10 * time.Second,
+		Version: buildinfo.Version, Shell: "/bin/sh", Login: "/bin/login", DHCPWait: 10 * time.Second,
 		Hooks: stage2Hooks(),
 	})
 	rescue(fmt.Sprintf("stage 2 failed: %v", err))

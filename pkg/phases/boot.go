@@ -113,9 +113,6 @@ func (r *Runner) applyBoot(ctx context.Context, sys *stage2.System, c *config.Co
 	if len(c.Kestrel.Wifi) > 0 && want("kestrel.wifi") {
 		sys.Warn("kestrel.wifi: Wi-Fi is not supported yet; the networks are ignored")
 	}
-	if cs := c.Kestrel.ConsoleShell; cs != nil && !*cs && only == nil {
-		sys.Warn("kestrel.console_shell: false is not supported yet; the console still has a root shell")
-	}
 	if only != nil { // initramfs keys changed late: apply them now too
 		if len(c.Kestrel.Modules) > 0 && want("kestrel.modules") {
 			step("kestrel.modules", sys.Warn, func() error { return kmodload.Load(kmodload.Options{Root: r.o.Root}, c.Kestrel.Modules) })

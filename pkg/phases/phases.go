@@ -151,7 +151,7 @@ var Appliers = map[string]string{
 	"kestrel.network":         "Runner.Network (netconf)",
 	"kestrel.dns_nameservers": "Runner.Network and Runner.NetworkUp (resolv.conf)",
 	"kestrel.wifi":            "Runner.Boot: reported as not supported",
-	"kestrel.console_shell":   "Runner.Boot: false reported as not supported (stage 2 always starts a root shell)",
+	"kestrel.console_shell":   "stage2 (Hooks.ConsoleLogin): false puts busybox login on the console instead of a root shell",
 	"kestrel.data_sources":    "Runner.NetworkUp (datasource.Network)",
 	"kestrel.config_url":      "Runner.NetworkUp (datasource.Network)",
 	"kestrel.ntp_servers":     "Runner.NetworkUp (ntp)",

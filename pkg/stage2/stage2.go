@@ -65,6 +65,7 @@ type Env struct {
 	Mount    mounts.MountFunc
 	Version  string
 	Shell    string        // console shell, "/bin/sh"
+	Login    string        // console login program, "/bin/login" (busybox)
 	DHCPWait time.Duration // bound on the first leases
 	Hooks    Hooks
 }
@@ -85,6 +86,10 @@ type Hooks struct {
 	// node is ready: a hook that needs them waits with
 	// System.WaitModules, in a goroutine.
 	NetworkUp []Hook
+	// ConsoleLogin, when set and true once the node is ready, puts a
+	// login prompt (Env.Login) on the console instead of a root shell
+	// (kestrel.console_shell: false).
+	ConsoleLogin func() bool
 }
 
 // DHCPSet says which interfaces get DHCP. The zero value is the default,
@@ -364,8 +369,15 @@ func Run(env Env) error {
 	}()
 
 	tty := console.Device(p("/sys"), p("/dev"), p("/dev/console"))
-	if err := sup.Start(supervisor.Spec{Name: "console", Path: env.Shell, Args: []string{"-l"}, TTY: tty, Env: console.Env("linux")}); err != nil {
-		sys.Warn("console shell: %v", err)
+	consoleSpec := supervisor.Spec{Name: "console", Path: env.Shell, Args: []string{"-l"}, TTY: tty, Env: console.Env("linux")}
+	if env.Hooks.ConsoleLogin != nil && env.Hooks.ConsoleLogin() && env.Login != "" {
+		// busybox login: asks for a user and checks the password
+		// against /etc/shadow (SHA-crypt), then runs the user's shell as
+		// the user. Accounts without a password cannot log in here.
+		consoleSpec.Path, consoleSpec.Args = env.Login, nil
+	}
+	if err := sup.Start(consoleSpec); err != nil {
+		sys.Warn("console: %v", err)
 	}
 	if n := power.WatchPowerButton(ctx, p("/dev/input"), func() { request(power.Poweroff) }); n == 0 {
 		logf("no input devices: the power button will not be seen")
