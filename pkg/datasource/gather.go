@@ -31,7 +31,8 @@ func Local(ctx context.Context, s *config.Sources, nc *NoCloud) []Raw {
 // servers and temporary directories.
 type Env struct {
 	// MetadataURL is the base URL of every metadata service; empty means
-	// each one's own default (DefaultMetadataURL, DefaultGCEMetadataURL).
+	// each one's own default (DefaultMetadataURL, DefaultGCEMetadataURL,
+	// DefaultPacketMetadataURL).
 	MetadataURL string
 	Client      *http.Client // default http.DefaultClient
 	// FileRoot is prefixed to file:// config URLs ("/" on the device; the
@@ -58,6 +59,8 @@ func Network(ctx context.Context, s *config.Sources, cfg *config.Config, env Env
 			src = &Hetzner{BaseURL: env.MetadataURL, Client: env.Client}
 		case "gcp":
 			src = &GCE{BaseURL: env.MetadataURL, Client: env.Client}
+		case "packet":
+			src = &Packet{BaseURL: env.MetadataURL, Client: env.Client}
 		case "cdrom", "nocloud":
 			continue // read by Local, always
 		default:

@@ -260,3 +260,73 @@ func gceKeys(s string) []string {
 	}
 	return out
 }
+
+// DefaultPacketMetadataURL is the Equinix Metal (formerly Packet) metadata
+// service.
+const DefaultPacketMetadataURL = "https://metadata.platformequinix.com"
+
+// Packet reads the Equinix Metal (formerly Packet) metadata service.
+//
+// Endpoints (Equinix Metal docs, "Metadata" and "User Data" under
+// deploy.equinix.com/developers/docs/metal/server-metadata/): GET
+// https://metadata.platformequinix.com/metadata is one JSON document with
+// id (the device UUID), hostname and ssh_keys (a list of OpenSSH lines);
+// GET /userdata is the user data as given. The service answers only the
+// device itself, found by source address; no header is required. It is
+// reached over the network, not a link-local address, so the probe may
+// take the whole ProbeTimeout on other clouds.
+type Packet struct {
+	BaseURL string       // default DefaultPacketMetadataURL
+	Client  *http.Client // default http.DefaultClient
+}
+
+func (p *Packet) base() string { return metaBase(p.BaseURL, DefaultPacketMetadataURL) }
+
+// Name implements Source.
+func (p *Packet) Name() string { return "packet:" + p.base() }
+
+// Probe implements Source.
+func (p *Packet) Probe(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
+	defer cancel()
+	b, err := httpGetter{client: p.Client}.get(ctx, p.base()+"/metadata")
+	if err != nil {
+		return false, nil
+	}
+	var md struct {
+		ID string `json:"id"`
+	}
+	return json.Unmarshal(b, &md) == nil && md.ID != "", nil
+}
+
+// Fetch implements Source.
+func (p *Packet) Fetch(ctx context.Context) (*Data, error) {
+	ctx, cancel := context.WithTimeout(ctx, FetchTimeout)
+	defer cancel()
+	g := httpGetter{client: p.Client}
+	b, err := g.get(ctx, p.base()+"/metadata")
+	if err != nil {
+		return nil, err
+	}
+	var md struct {
+		ID       string   `json:"id"`
+		Hostname string   `json:"hostname"`
+		SSHKeys  []string `json:"ssh_keys"`
+	}
+	if err := json.Unmarshal(b, &md); err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	d := &Data{Name: p.Name(), Meta: Meta{
+		InstanceID: strings.TrimSpace(md.ID),
+		Hostname:   strings.TrimSpace(md.Hostname),
+		PublicKeys: trimKeys(md.SSHKeys),
+	}}
+	ud, err := optional(g.get(ctx, p.base()+"/userdata"))
+	if err != nil {
+		return nil, err
+	}
+	if len(ud) > 0 {
+		d.UserData = ud
+	}
+	return d, nil
+}

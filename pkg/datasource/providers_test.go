@@ -77,6 +77,21 @@ func gceServer(t *testing.T, userData string, blockProject bool) *httptest.Serve
 	return srv
 }
 
+// packetServer is laid out like the Equinix Metal metadata service.
+func packetServer(t *testing.T, userData string) *httptest.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metadata", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"id":"2885032e-61a8-4786-bd26-7b2e2e6ba1ea","hostname":"metal-1","plan":"c3.small.x86",` +
+			`"facility":"ewr1","tags":[],"ssh_keys":["ssh-rsa AAAApk1 ops","ssh-ed25519 AAAApk2"],"network":{"interfaces":[]}}`))
+	})
+	if userData != "" {
+		mux.HandleFunc("GET /userdata", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(userData)) })
+	}
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 func jsonString(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 	return `"` + r.Replace(s) + `"`
@@ -85,12 +100,11 @@ func jsonString(s string) string {
 func TestProviders(t *testing.T) {
 	const ud = "#cloud-config\nhostname: from-user-data\n"
 	tests := []struct {
-		name     string
-		src      func(base string) Source
-		server   func(t *testing.T, userData string) *httptest.Server
-		prefix   string
-		want     Meta
-		noServer func(t *testing.T) *httptest.Server // a server of another kind
+		name   string
+		src    func(base string) Source
+		server func(t *testing.T, userData string) *httptest.Server
+		prefix string
+		want   Meta
 	}{
 		{
 			name:   "digitalocean",
@@ -113,6 +127,13 @@ func TestProviders(t *testing.T) {
 			prefix: "gcp:",
 			want: Meta{InstanceID: "4520031799277581759", Hostname: "vm-1.c.proj.internal", PublicKeys: []string{
 				"ssh-ed25519 AAAAgi1 alice@laptop", `ssh-rsa AAAAgi2 google-ssh {"userName":"bob"}`, "ssh-ed25519 AAAAgp1 carol"}},
+		},
+		{
+			name:   "packet",
+			src:    func(b string) Source { return &Packet{BaseURL: b} },
+			server: packetServer,
+			prefix: "packet:",
+			want:   Meta{InstanceID: "2885032e-61a8-4786-bd26-7b2e2e6ba1ea", Hostname: "metal-1", PublicKeys: []string{"ssh-rsa AAAApk1 ops", "ssh-ed25519 AAAApk2"}},
 		},
 	}
 	ctx := context.Background()
@@ -170,8 +191,9 @@ func TestGCEHeaderAndBlockProjectKeys(t *testing.T) {
 	if !reflect.DeepEqual(d.Meta.PublicKeys, want) {
 		t.Fatalf("block-project-ssh-keys: %q", d.Meta.PublicKeys)
 	}
-	if (&GCE{}).Name() != "gcp:"+DefaultGCEMetadataURL {
-		t.Error("default URL")
+	if (&GCE{}).Name() != "gcp:"+DefaultGCEMetadataURL || (&Packet{}).Name() != "packet:"+DefaultPacketMetadataURL ||
+		(&DigitalOcean{}).Name() != "digitalocean:"+DefaultMetadataURL || (&Hetzner{}).Name() != "hetzner:"+DefaultMetadataURL {
+		t.Error("default URLs")
 	}
 }
 
@@ -197,6 +219,7 @@ func TestNetworkProviders(t *testing.T) {
 		{"digitalocean", digitalOceanServer(t, "kestrel: {timezone: UTC}\n"), "sample-droplet"},
 		{"hetzner", hetznerServer(t, "kestrel: {timezone: UTC}\n"), "hetzner-host"},
 		{"gcp", gceServer(t, "kestrel: {timezone: UTC}\n", false), "vm-1.c.proj.internal"},
+		{"packet", packetServer(t, "kestrel: {timezone: UTC}\n"), "metal-1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &config.Sources{}
