@@ -61,6 +61,8 @@ func Network(ctx context.Context, s *config.Sources, cfg *config.Config, env Env
 			src = &GCE{BaseURL: env.MetadataURL, Client: env.Client}
 		case "packet":
 			src = &Packet{BaseURL: env.MetadataURL, Client: env.Client}
+		case "vultr":
+			src = &Vultr{BaseURL: env.MetadataURL, Client: env.Client}
 		case "cdrom", "nocloud":
 			continue // read by Local, always
 		default:

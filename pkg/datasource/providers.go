@@ -330,3 +330,84 @@ func (p *Packet) Fetch(ctx context.Context) (*Data, error) {
 	}
 	return d, nil
 }
+
+// Vultr reads the Vultr metadata service.
+//
+// Endpoints (Vultr's Metadata API page, www.vultr.com/metadata/, and its
+// "Manage Instance User Data with the Vultr Metadata API" guide;
+// cloud-init's Vultr datasource and tests): GET
+// http://169.254.169.254/v1.json is the whole metadata tree as JSON, with
+// hostname, instance-v2-id (the API's UUID; instanceid is the legacy id,
+// used only when there is no v2 id) and public-keys (a list of OpenSSH
+// lines); GET /latest/user-data is the user data, decoded as given. No
+// authentication is required (cloud-init sends a Metadata-Token header,
+// which Vultr's page does not ask for; it is sent here too, harmlessly).
+type Vultr struct {
+	BaseURL string       // default DefaultMetadataURL
+	Client  *http.Client // default http.DefaultClient
+}
+
+func (v *Vultr) base() string { return metaBase(v.BaseURL, DefaultMetadataURL) }
+
+// Name implements Source.
+func (v *Vultr) Name() string { return "vultr:" + v.base() }
+
+func (v *Vultr) getter() httpGetter {
+	return httpGetter{client: v.Client, header: http.Header{"Metadata-Token": {"vultr"}}}
+}
+
+type vultrMeta struct {
+	Hostname     string   `json:"hostname"`
+	InstanceID   string   `json:"instanceid"`
+	InstanceV2ID string   `json:"instance-v2-id"`
+	PublicKeys   []string `json:"public-keys"`
+}
+
+func (v *Vultr) meta(ctx context.Context) (vultrMeta, error) {
+	var md vultrMeta
+	b, err := v.getter().get(ctx, v.base()+"/v1.json")
+	if err != nil {
+		return md, err
+	}
+	if err := json.Unmarshal(b, &md); err != nil {
+		return md, fmt.Errorf("v1.json: %w", err)
+	}
+	if md.InstanceV2ID == "" {
+		md.InstanceV2ID = md.InstanceID
+	}
+	if md.InstanceV2ID == "" {
+		return md, errors.New("v1.json: no instance-v2-id or instanceid")
+	}
+	return md, nil
+}
+
+// Probe implements Source.
+func (v *Vultr) Probe(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
+	defer cancel()
+	_, err := v.meta(ctx)
+	return err == nil, nil
+}
+
+// Fetch implements Source.
+func (v *Vultr) Fetch(ctx context.Context) (*Data, error) {
+	ctx, cancel := context.WithTimeout(ctx, FetchTimeout)
+	defer cancel()
+	md, err := v.meta(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d := &Data{Name: v.Name(), Meta: Meta{
+		InstanceID: strings.TrimSpace(md.InstanceV2ID),
+		Hostname:   strings.TrimSpace(md.Hostname),
+		PublicKeys: trimKeys(md.PublicKeys),
+	}}
+	ud, err := optional(v.getter().get(ctx, v.base()+"/latest/user-data"))
+	if err != nil {
+		return nil, err
+	}
+	if len(ud) > 0 {
+		d.UserData = ud
+	}
+	return d, nil
+}

