@@ -1,8 +1,8 @@
 // Package datasource fetches config from outside the image: a NoCloud
-// CIDATA disk, cloud metadata services (EC2 and OpenStack style) and a
-// config URL. Every source has the same small shape, probe then fetch, and
-// yields raw documents that package config validates and merges like any
-// file.
+// CIDATA disk, cloud metadata services (EC2, OpenStack, DigitalOcean,
+// Hetzner Cloud, Google Compute Engine, Equinix Metal, Vultr) and a config
+// URL. Every source has the same small shape, probe then fetch, and yields
+// raw documents that package config validates and merges like any file.
 //
 // Order (after the local files of config.LoadLocal):
 //
@@ -10,17 +10,19 @@
 //     look for; meta-data first (instance-id, local-hostname, public
 //     keys), then user-data.
 //  7. metadata services (Network), only those named in
-//     kestrel.data_sources (aws/ec2, openstack), in the order named;
-//     probing a link-local address on a LAN without one would only cost
-//     boot time.
+//     kestrel.data_sources (aws/ec2, openstack, digitalocean, hetzner,
+//     gcp, packet, vultr), in the order named; probing a metadata
+//     address on a LAN without one would only cost boot time.
 //  8. kestrel.config_url (Network), as set by everything before it; a
 //     config_url inside the fetched document is not followed.
 //
 // Limits: user-data must be YAML (a "#cloud-config" header is optional);
 // shell scripts, MIME multipart and gzip-compressed user data are
 // reported as errors, not run. NoCloud's network-config is not read (use
-// kestrel.network). gcp, digitalocean, hetzner, packet, scaleway and vultr
-// are accepted names (k3OS configs) but not implemented, and reported so.
+// kestrel.network). scaleway is an accepted name (k3OS configs) but not
+// implemented, and reported so: Scaleway serves user data only to
+// requests from a privileged source port (below 1024, so that only root
+// can read it), which Kestrel's plain HTTP client does not bind.
 // Public keys from metadata form a list like any other, so they replace
 // ssh_authorized_keys from earlier sources (later user-data can replace
 // them again).

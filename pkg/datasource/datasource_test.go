@@ -274,7 +274,7 @@ func TestFullOrder(t *testing.T) {
 	}))
 	defer cfgSrv.Close()
 	write(loc.ESPConfig, "ssh_authorized_keys: [esp-key]\nkestrel:\n  timezone: UTC\n  sysctl: {a: esp}\n")
-	write(loc.StateConfig, "kestrel:\n  data_sources: [nocloud, aws, gcp]\n  config_url: "+cfgSrv.URL+"/c.yaml\n")
+	write(loc.StateConfig, "kestrel:\n  data_sources: [nocloud, aws, scaleway]\n  config_url: "+cfgSrv.URL+"/c.yaml\n")
 	img := buildCIDATA(t, filesystem.TypeFat32, "CIDATA", map[string]string{
 		"user-data": "hostname: from-nocloud\nkestrel: {sysctl: {b: nocloud}}\n",
 		"meta-data": "instance-id: x\n",
@@ -305,7 +305,7 @@ func TestFullOrder(t *testing.T) {
 	if len(c.SSHAuthorizedKeys) != 2 || c.SSHAuthorizedKeys[0] != "ssh-ed25519 AAAAec2a ops" {
 		t.Errorf("keys %v", c.SSHAuthorizedKeys)
 	}
-	if len(r.Errors) != 1 || !strings.Contains(r.Errors[0].Error(), "datasource gcp: not implemented") {
+	if len(r.Errors) != 1 || !strings.Contains(r.Errors[0].Error(), "datasource scaleway: not implemented") {
 		t.Errorf("errors %v", r.Errors)
 	}
 	if p, _ := r.Origin("kestrel.sysctl.d"); p.File != cfgSrv.URL+"/c.yaml" {

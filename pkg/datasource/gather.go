@@ -30,7 +30,10 @@ func Local(ctx context.Context, s *config.Sources, nc *NoCloud) []Raw {
 // Env says where the network sources are; tests point it at httptest
 // servers and temporary directories.
 type Env struct {
-	MetadataURL string       // EC2/OpenStack base URL; default DefaultMetadataURL
+	// MetadataURL is the base URL of every metadata service; empty means
+	// each one's own default (DefaultMetadataURL, DefaultGCEMetadataURL,
+	// DefaultPacketMetadataURL).
+	MetadataURL string
 	Client      *http.Client // default http.DefaultClient
 	// FileRoot is prefixed to file:// config URLs ("/" on the device; the
 	// root being assembled in stage 1; a temporary directory in tests).
@@ -50,6 +53,16 @@ func Network(ctx context.Context, s *config.Sources, cfg *config.Config, env Env
 			src = &EC2{BaseURL: env.MetadataURL, Client: env.Client}
 		case "openstack":
 			src = &OpenStack{BaseURL: env.MetadataURL, Client: env.Client}
+		case "digitalocean":
+			src = &DigitalOcean{BaseURL: env.MetadataURL, Client: env.Client}
+		case "hetzner":
+			src = &Hetzner{BaseURL: env.MetadataURL, Client: env.Client}
+		case "gcp":
+			src = &GCE{BaseURL: env.MetadataURL, Client: env.Client}
+		case "packet":
+			src = &Packet{BaseURL: env.MetadataURL, Client: env.Client}
+		case "vultr":
+			src = &Vultr{BaseURL: env.MetadataURL, Client: env.Client}
 		case "cdrom", "nocloud":
 			continue // read by Local, always
 		default:
