@@ -61,7 +61,7 @@ var Keys = []Key{
 	{"boot_cmd", PhaseBoot, "shell commands run at boot, before the network is up"},
 	{"run_cmd", PhaseNetworkUp, "shell commands run once the network is up"},
 	{"kestrel", PhaseNone, "Kestrel's section; the k3OS section name k3os: is accepted too"},
-	{"kestrel.data_sources", PhaseNetworkUp, "datasources to query: aws/ec2, openstack, cdrom/nocloud (gcp, digitalocean, hetzner, packet, scaleway, vultr are accepted for k3OS configs and reported as not implemented)"},
+	{"kestrel.data_sources", PhaseNetworkUp, "datasources to query: aws/ec2, openstack, gcp, digitalocean, hetzner, packet, vultr, cdrom/nocloud (scaleway is accepted for k3OS configs and reported as not implemented)"},
 	{"kestrel.modules", PhaseInitramfs, "kernel modules to load, parameters after the name (\"mod param=x\")"},
 	{"kestrel.sysctl", PhaseInitramfs, "sysctl name -> value, written under /proc/sys (k3OS spelling sysctls accepted)"},
 	{"kestrel.ntp_servers", PhaseNetworkUp, "NTP servers to sync time from"},
