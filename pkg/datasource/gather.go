@@ -47,28 +47,15 @@ type Env struct {
 func Network(ctx context.Context, s *config.Sources, cfg *config.Config, env Env) []Raw {
 	var all []Raw
 	for _, name := range cfg.Kestrel.DataSources {
-		var src Source
-		switch name {
-		case "aws", "ec2":
-			src = &EC2{BaseURL: env.MetadataURL, Client: env.Client}
-		case "openstack":
-			src = &OpenStack{BaseURL: env.MetadataURL, Client: env.Client}
-		case "digitalocean":
-			src = &DigitalOcean{BaseURL: env.MetadataURL, Client: env.Client}
-		case "hetzner":
-			src = &Hetzner{BaseURL: env.MetadataURL, Client: env.Client}
-		case "gcp":
-			src = &GCE{BaseURL: env.MetadataURL, Client: env.Client}
-		case "packet":
-			src = &Packet{BaseURL: env.MetadataURL, Client: env.Client}
-		case "vultr":
-			src = &Vultr{BaseURL: env.MetadataURL, Client: env.Client}
-		case "cdrom", "nocloud":
+		if name == "cdrom" || name == "nocloud" {
 			continue // read by Local, always
-		default:
+		}
+		newSource, ok := metadataSources[name]
+		if !ok {
 			s.AddError(fmt.Errorf("datasource %s: not implemented in Kestrel; skipped", name))
 			continue
 		}
+		src := newSource(env.MetadataURL, env.Client)
 		raws, err := gather(ctx, src, true)
 		if err != nil {
 			s.AddError(err)
@@ -94,6 +81,19 @@ func Network(ctx context.Context, s *config.Sources, cfg *config.Config, env Env
 		}
 	}
 	return all
+}
+
+// metadataSources are the metadata services by their kestrel.data_sources
+// name; base "" means the service's own address.
+var metadataSources = map[string]func(base string, c *http.Client) Source{
+	"aws":          func(b string, c *http.Client) Source { return &EC2{BaseURL: b, Client: c} },
+	"ec2":          func(b string, c *http.Client) Source { return &EC2{BaseURL: b, Client: c} },
+	"openstack":    func(b string, c *http.Client) Source { return &OpenStack{BaseURL: b, Client: c} },
+	"digitalocean": func(b string, c *http.Client) Source { return &DigitalOcean{BaseURL: b, Client: c} },
+	"hetzner":      func(b string, c *http.Client) Source { return &Hetzner{BaseURL: b, Client: c} },
+	"gcp":          func(b string, c *http.Client) Source { return &GCE{BaseURL: b, Client: c} },
+	"packet":       func(b string, c *http.Client) Source { return &Packet{BaseURL: b, Client: c} },
+	"vultr":        func(b string, c *http.Client) Source { return &Vultr{BaseURL: b, Client: c} },
 }
 
 // FetchURL reads an http, https or file URL. File URLs are read under

@@ -24,9 +24,10 @@ func metaBase(base, def string) string {
 	return strings.TrimRight(base, "/")
 }
 
-// optional turns a 404 into "nothing": missing user data is not an error.
+// optional turns a 404, or an empty answer, into nil: missing user data
+// is not an error.
 func optional(b []byte, err error) ([]byte, error) {
-	if errors.Is(err, errNotFound) {
+	if errors.Is(err, errNotFound) || len(b) == 0 {
 		return nil, nil
 	}
 	return b, err
@@ -154,12 +155,8 @@ func (h *Hetzner) Fetch(ctx context.Context) (*Data, error) {
 		Hostname:   strings.TrimSpace(md.Hostname),
 		PublicKeys: trimKeys(md.PublicKeys),
 	}}
-	ud, err := optional(g.get(ctx, h.base()+"/userdata"))
-	if err != nil {
+	if d.UserData, err = optional(g.get(ctx, h.base()+"/userdata")); err != nil {
 		return nil, err
-	}
-	if len(ud) > 0 {
-		d.UserData = ud
 	}
 	return d, nil
 }
@@ -231,12 +228,8 @@ func (c *GCE) Fetch(ctx context.Context) (*Data, error) {
 		}
 		d.Meta.PublicKeys = append(d.Meta.PublicKeys, gceKeys(string(b))...)
 	}
-	ud, err := optional(g.get(ctx, md+"instance/attributes/user-data"))
-	if err != nil {
+	if d.UserData, err = optional(g.get(ctx, md+"instance/attributes/user-data")); err != nil {
 		return nil, err
-	}
-	if len(ud) > 0 {
-		d.UserData = ud
 	}
 	return d, nil
 }
@@ -321,12 +314,8 @@ func (p *Packet) Fetch(ctx context.Context) (*Data, error) {
 		Hostname:   strings.TrimSpace(md.Hostname),
 		PublicKeys: trimKeys(md.SSHKeys),
 	}}
-	ud, err := optional(g.get(ctx, p.base()+"/userdata"))
-	if err != nil {
+	if d.UserData, err = optional(g.get(ctx, p.base()+"/userdata")); err != nil {
 		return nil, err
-	}
-	if len(ud) > 0 {
-		d.UserData = ud
 	}
 	return d, nil
 }
@@ -402,12 +391,8 @@ func (v *Vultr) Fetch(ctx context.Context) (*Data, error) {
 		Hostname:   strings.TrimSpace(md.Hostname),
 		PublicKeys: trimKeys(md.PublicKeys),
 	}}
-	ud, err := optional(v.getter().get(ctx, v.base()+"/latest/user-data"))
-	if err != nil {
+	if d.UserData, err = optional(v.getter().get(ctx, v.base()+"/latest/user-data")); err != nil {
 		return nil, err
-	}
-	if len(ud) > 0 {
-		d.UserData = ud
 	}
 	return d, nil
 }
