@@ -6,8 +6,8 @@ import (
 	"log"
 	"strings"
 
-	"github.com/kestrel-os/kestrel/pkg/imagebuild"
-	"github.com/kestrel-os/kestrel/pkg/imagedef"
+	"github.com/kestrel-os/kestrel/internal/build/imagedef"
+	"github.com/kestrel-os/kestrel/internal/build/pipeline"
 )
 
 // runUpgradeImage is `kestrel-build upgrade-image`.
@@ -22,7 +22,7 @@ func runUpgradeImage(args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := imagebuild.UpgradeImage(context.Background(), imagebuild.UpgradeOptions{
+	res, err := pipeline.UpgradeImage(context.Background(), pipeline.UpgradeOptions{
 		OutDir: *out, Version: v, Targets: splitList(*targets), Time: epoch, Push: *push, Log: log.Default(),
 	})
 	if err != nil {
@@ -57,7 +57,7 @@ func runControllerImage(args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := imagebuild.ControllerImage(context.Background(), imagebuild.ControllerOptions{
+	res, err := pipeline.ControllerImage(context.Background(), pipeline.ControllerOptions{
 		OutDir: *out, Version: v, Arches: splitList(*arches), Package: *pkg, CABundle: *ca,
 		CacheDir: *cache, Time: epoch, Push: *push, Log: log.Default(),
 	})

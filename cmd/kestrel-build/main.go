@@ -7,7 +7,7 @@
 //
 // Run it from the repository root (paths default to the repository's
 // layout, and Go packages such as ./cmd/kestrel are built from there). The
-// pipeline lives in pkg/imagebuild; this file only reads flags.
+// pipeline lives in internal/build/pipeline; this file only reads flags.
 package main
 
 import (
@@ -18,8 +18,8 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/kestrel-os/kestrel/pkg/imagebuild"
-	"github.com/kestrel-os/kestrel/pkg/imagedef"
+	"github.com/kestrel-os/kestrel/internal/build/imagedef"
+	"github.com/kestrel-os/kestrel/internal/build/pipeline"
 )
 
 const usage = `usage: kestrel-build <command> [flags]
@@ -81,19 +81,19 @@ func run(command string, args []string) error {
 	if err != nil {
 		return err
 	}
-	o := imagebuild.Options{
+	o := pipeline.Options{
 		Image: img, Versions: v, Version: *version, OutDir: *out, CacheDir: *cache,
 		Kestrel: *kestrel, BaselineInit: *baseline, Overlay: *overlay, Manifests: *manifests, CABundle: *ca,
 		HostBusybox: *hostBusybox, K3s: *k3s, VersionsFile: *versions, Time: epoch, Log: log.Default(),
 	}
 	if command == "baseline-initrd" {
-		path, err := imagebuild.Baseline(o)
+		path, err := pipeline.Baseline(o)
 		if err == nil {
 			log.Printf("wrote %s", path)
 		}
 		return err
 	}
-	_, err = imagebuild.Image(o)
+	_, err = pipeline.Image(o)
 	return err
 }
 

@@ -1,5 +1,5 @@
 // Command kestrel-schema writes the JSON Schema of config.yaml, generated
-// from the Go types in pkg/config (run by `go generate ./pkg/config`).
+// from the Go types in internal/config (run by `go generate ./internal/config`).
 package main
 
 import (
@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/kestrel-os/kestrel/pkg/config"
+	"github.com/kestrel-os/kestrel/internal/config"
 )
 
 func main() {

@@ -8,12 +8,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kestrel-os/kestrel/pkg/configcmd"
-	"github.com/kestrel-os/kestrel/pkg/datasource"
-	"github.com/kestrel-os/kestrel/pkg/layout"
-	"github.com/kestrel-os/kestrel/pkg/ntp"
-	"github.com/kestrel-os/kestrel/pkg/phases"
-	"github.com/kestrel-os/kestrel/pkg/sshkeys"
+	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/node/access/sshkeys"
+	"github.com/kestrel-os/kestrel/internal/node/net/ntp"
+	"github.com/kestrel-os/kestrel/internal/node/provision/configcmd"
+	"github.com/kestrel-os/kestrel/internal/node/provision/datasource"
+	"github.com/kestrel-os/kestrel/internal/node/provision/phases"
 )
 
 func init() {

@@ -3,11 +3,11 @@ package main
 import (
 	"golang.org/x/sys/unix"
 
-	"github.com/kestrel-os/kestrel/pkg/k3sservice"
-	"github.com/kestrel-os/kestrel/pkg/phases"
-	"github.com/kestrel-os/kestrel/pkg/stage1"
-	"github.com/kestrel-os/kestrel/pkg/stage2"
-	"github.com/kestrel-os/kestrel/pkg/supervisor"
+	"github.com/kestrel-os/kestrel/internal/node/boot/stage1"
+	"github.com/kestrel-os/kestrel/internal/node/init/stage2"
+	"github.com/kestrel-os/kestrel/internal/node/init/supervisor"
+	"github.com/kestrel-os/kestrel/internal/node/k3s/service"
+	"github.com/kestrel-os/kestrel/internal/node/provision/phases"
 )
 
 // stage1Hooks wires the config's initramfs phase into stage 1.
@@ -32,8 +32,8 @@ func stage2Hooks() stage2.Hooks {
 			sshdNetworkUp,
 			k3sManifestsHook(cfg.Config),
 			// k3s last: it reads the config the phases before it merged.
-			k3sservice.Hook(k3sservice.Options{
-				Root: "/", Mount: unix.Mount, Swapoff: k3sservice.Swapoff, Config: cfg.Config,
+			service.Hook(service.Options{
+				Root: "/", Mount: unix.Mount, Swapoff: service.Swapoff, Config: cfg.Config,
 				// The upgrade issue adds marking the booted slot good here.
 				OnBootGood: nil,
 			}),

@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"regexp"
 
-	"github.com/kestrel-os/kestrel/pkg/layout"
-	"github.com/kestrel-os/kestrel/pkg/rotlog"
+	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/node/init/rotlog"
 )
 
 func init() {

@@ -18,14 +18,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kestrel-os/kestrel/pkg/boottime"
-	"github.com/kestrel-os/kestrel/pkg/buildinfo"
-	"github.com/kestrel-os/kestrel/pkg/console"
-	"github.com/kestrel-os/kestrel/pkg/layout"
-	"github.com/kestrel-os/kestrel/pkg/power"
-	"github.com/kestrel-os/kestrel/pkg/randomseed"
-	"github.com/kestrel-os/kestrel/pkg/stage1"
-	"github.com/kestrel-os/kestrel/pkg/stage2"
+	"github.com/kestrel-os/kestrel/internal/buildinfo"
+	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/node/boot/boottime"
+	"github.com/kestrel-os/kestrel/internal/node/boot/randomseed"
+	"github.com/kestrel-os/kestrel/internal/node/boot/stage1"
+	"github.com/kestrel-os/kestrel/internal/node/init/console"
+	"github.com/kestrel-os/kestrel/internal/node/init/power"
+	"github.com/kestrel-os/kestrel/internal/node/init/stage2"
 )
 
 func main() {

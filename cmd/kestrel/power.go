@@ -6,8 +6,8 @@ import (
 	"os"
 	"syscall"
 
-	"github.com/kestrel-os/kestrel/pkg/control"
-	"github.com/kestrel-os/kestrel/pkg/layout"
+	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/node/init/control"
 )
 
 func init() {

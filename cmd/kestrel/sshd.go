@@ -12,12 +12,12 @@ import (
 	"reflect"
 	"syscall"
 
-	"github.com/kestrel-os/kestrel/pkg/layout"
-	"github.com/kestrel-os/kestrel/pkg/phases"
-	"github.com/kestrel-os/kestrel/pkg/sftpserver"
-	"github.com/kestrel-os/kestrel/pkg/sshd"
-	"github.com/kestrel-os/kestrel/pkg/stage2"
-	"github.com/kestrel-os/kestrel/pkg/supervisor"
+	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/node/access/sftpserver"
+	"github.com/kestrel-os/kestrel/internal/node/access/sshd"
+	"github.com/kestrel-os/kestrel/internal/node/init/stage2"
+	"github.com/kestrel-os/kestrel/internal/node/init/supervisor"
+	"github.com/kestrel-os/kestrel/internal/node/provision/phases"
 )
 
 func init() {

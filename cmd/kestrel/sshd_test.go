@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kestrel-os/kestrel/pkg/reaper"
-	"github.com/kestrel-os/kestrel/pkg/stage2"
-	"github.com/kestrel-os/kestrel/pkg/supervisor"
+	"github.com/kestrel-os/kestrel/internal/node/init/reaper"
+	"github.com/kestrel-os/kestrel/internal/node/init/stage2"
+	"github.com/kestrel-os/kestrel/internal/node/init/supervisor"
 )
 
 // TestSSHDRestartsOnlyWhenNetworkUpChangesIt runs the two hooks with a real

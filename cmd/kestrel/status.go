@@ -7,11 +7,11 @@ import (
 	"os"
 	"time"
 
-	"github.com/kestrel-os/kestrel/pkg/boothealth"
-	"github.com/kestrel-os/kestrel/pkg/buildinfo"
-	"github.com/kestrel-os/kestrel/pkg/control"
-	"github.com/kestrel-os/kestrel/pkg/layout"
-	"github.com/kestrel-os/kestrel/pkg/status"
+	"github.com/kestrel-os/kestrel/internal/buildinfo"
+	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/node/boot/boothealth"
+	"github.com/kestrel-os/kestrel/internal/node/init/control"
+	"github.com/kestrel-os/kestrel/internal/node/init/status"
 )
 
 func init() {

@@ -1,7 +1,7 @@
 // Command upgrade-controller is Kestrel's in-cluster upgrade controller
 // for upgrade.cattle.io/v1 Plans (see package upgradectl). It stays thin:
 // flags, client config, metrics endpoint, leader election; the logic is in
-// pkg/upgradectl.
+// internal/upgrade/controller.
 package main
 
 import (
@@ -16,11 +16,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kestrel-os/kestrel/pkg/buildinfo"
-	"github.com/kestrel-os/kestrel/pkg/upgradectl"
-	"github.com/kestrel-os/kestrel/pkg/upgradectl/health"
-	"github.com/kestrel-os/kestrel/pkg/upgradectl/job"
-	"github.com/kestrel-os/kestrel/pkg/upgradectl/metrics"
+	"github.com/kestrel-os/kestrel/internal/buildinfo"
+	"github.com/kestrel-os/kestrel/internal/upgrade/controller"
+	"github.com/kestrel-os/kestrel/internal/upgrade/health"
+	"github.com/kestrel-os/kestrel/internal/upgrade/job"
+	"github.com/kestrel-os/kestrel/internal/upgrade/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -98,7 +98,7 @@ func run(args []string) error {
 	jo.TTLSecondsAfterFinished = int32(*ttl)
 	jo.Privileged = *privileged
 	jo.ImagePullPolicy = corev1.PullPolicy(*pullPolicy)
-	ctl, err := upgradectl.New(upgradectl.Config{
+	ctl, err := controller.New(controller.Config{
 		RestConfig: cfg, Namespace: *namespace, Job: jo, PollInterval: *poll,
 		Health: health.Gate{Deadline: *deadline, Settle: *settle}, Metrics: m, Log: log,
 	})
@@ -112,7 +112,7 @@ func run(args []string) error {
 	if p := os.Getenv("POD_NAME"); p != "" {
 		id = p
 	}
-	return upgradectl.RunWithLeaderElection(ctx, cfg, upgradectl.Leader{Namespace: *leaseNS, Name: *name, Identity: id}, ctl.Run)
+	return controller.RunWithLeaderElection(ctx, cfg, controller.Leader{Namespace: *leaseNS, Name: *name, Identity: id}, ctl.Run)
 }
 
 func envOr(k, def string) string {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kestrel-os/kestrel/pkg/layout"
+	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/test/vm"
 )
 

@@ -1,7 +1,7 @@
 package boottest
 
 import (
-	"github.com/kestrel-os/kestrel/pkg/ntp/ntptest"
+	"github.com/kestrel-os/kestrel/internal/node/net/ntp/ntptest"
 
 	"bytes"
 	"compress/gzip"

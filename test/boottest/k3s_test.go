@@ -19,12 +19,12 @@ import (
 
 	diskfs "github.com/diskfs/go-diskfs"
 
-	"github.com/kestrel-os/kestrel/pkg/boothealth"
-	"github.com/kestrel-os/kestrel/pkg/config"
-	"github.com/kestrel-os/kestrel/pkg/k3sconfig"
-	"github.com/kestrel-os/kestrel/pkg/k3sservice"
-	"github.com/kestrel-os/kestrel/pkg/layout"
-	"github.com/kestrel-os/kestrel/pkg/supervisor"
+	"github.com/kestrel-os/kestrel/internal/config"
+	k3sconfig "github.com/kestrel-os/kestrel/internal/k3s/config"
+	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/node/boot/boothealth"
+	"github.com/kestrel-os/kestrel/internal/node/init/supervisor"
+	"github.com/kestrel-os/kestrel/internal/node/k3s/service"
 	"github.com/kestrel-os/kestrel/test/vm"
 )
 
@@ -257,7 +257,7 @@ func expectK3s(t *testing.T, configYAML string) k3sconfig.Output {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := k3sconfig.Translate(k3sservice.FromConfig(r.Config, testVersion, "a"))
+	out, err := k3sconfig.Translate(service.FromConfig(r.Config, testVersion, "a"))
 	if err != nil {
 		t.Fatal(err)
 	}

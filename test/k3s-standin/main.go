@@ -12,7 +12,7 @@
 //     in /var/lib/rancher/k3s-standin/record.json, and appends a line per
 //     start and stop to /var/lib/rancher/k3s-standin/events.log, so tests
 //     can count restarts;
-//   - checks the node environment a real k3s needs (pkg/k3sprereq) and
+//   - checks the node environment a real k3s needs (test/k3sprereq) and
 //     reports each check, PASS or FAIL, on stdout and in the record;
 //   - answers health where the real thing does: a server on HTTPS :6443
 //     /readyz (self-signed certificate, also written to
@@ -61,14 +61,14 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kestrel-os/kestrel/pkg/k3sfetch"
-	"github.com/kestrel-os/kestrel/pkg/k3sprereq"
+	"github.com/kestrel-os/kestrel/internal/k3s/fetch"
+	"github.com/kestrel-os/kestrel/test/k3sprereq"
 )
 
 // Name is how the stand-in introduces itself everywhere.
 // It carries k3sfetch.StandinMarker, by which the image builder refuses
 // the stand-in for a release image.
-const Name = "k3s-standin (" + k3sfetch.StandinMarker + ")"
+const Name = "k3s-standin (" + fetch.StandinMarker + ")"
 
 // Paths, relative to the root.
 const (

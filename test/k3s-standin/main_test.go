@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kestrel-os/kestrel/pkg/k3shealth"
+	"github.com/kestrel-os/kestrel/internal/node/k3s/health"
 )
 
 // standin runs the stand-in in-process against a temporary root.
@@ -159,8 +159,8 @@ func TestServerRecordsAndServesReadyz(t *testing.T) {
 		t.Errorf("readyz: %d %q", code, body)
 	}
 
-	// And pkg/k3shealth, which stage 2 uses, accepts it via the written CA.
-	if err := k3shealth.Wait(context.Background(), k3shealth.Options{Role: "server", URL: r.HealthURL, Root: root, Timeout: 5 * time.Second}); err != nil {
+	// And internal/node/k3s/health, which stage 2 uses, accepts it via the written CA.
+	if err := health.Wait(context.Background(), health.Options{Role: "server", URL: r.HealthURL, Root: root, Timeout: 5 * time.Second}); err != nil {
 		t.Errorf("k3shealth.Wait: %v", err)
 	}
 

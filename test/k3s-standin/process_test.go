@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kestrel-os/kestrel/pkg/k3sfetch"
+	"github.com/kestrel-os/kestrel/internal/k3s/fetch"
 )
 
 // TestProcess runs the built stand-in as the supervisor will: SIGTERM stops
@@ -28,9 +28,9 @@ func TestProcess(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	// The built binary is recognised, so a release build refuses it.
-	if _, err := k3sfetch.Fetch(context.Background(), k3sfetch.Options{
-		Pin: k3sfetch.Pin{Version: "v0"}, Arch: "amd64", CacheDir: t.TempDir(),
-		Getenv: func(k string) string { return map[string]string{k3sfetch.EnvBinary: bin}[k] },
+	if _, err := fetch.Fetch(context.Background(), fetch.Options{
+		Pin: fetch.Pin{Version: "v0"}, Arch: "amd64", CacheDir: t.TempDir(),
+		Getenv: func(k string) string { return map[string]string{fetch.EnvBinary: bin}[k] },
 	}); err == nil || !strings.Contains(err.Error(), "stand-in") {
 		t.Errorf("k3sfetch accepted the stand-in for a release image: %v", err)
 	}

@@ -1,0 +1,80 @@
+// The three programs' trees stay apart: device code never links into the
+// builder or the controller, and the other way round. Shared packages sit
+// directly under internal/ and import none of the three trees.
+package internal_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/kestrel-os/kestrel/"
+
+func TestProgramBoundaries(t *testing.T) {
+	rules := []struct {
+		from      string   // packages under this prefix (or exactly this path) ...
+		forbidden []string // ... must not depend on any of these, directly or not
+	}{
+		{"internal/node", []string{"internal/build", "internal/upgrade"}},
+		{"internal/build", []string{"internal/node", "internal/upgrade"}},
+		{"internal/upgrade", []string{"internal/node", "internal/build"}},
+		{"internal/", []string{"internal/node", "internal/build", "internal/upgrade", "test/"}}, // shared: none of the trees
+		{"cmd/kestrel", []string{"internal/build", "internal/upgrade"}},
+		{"cmd/kestrel-build", []string{"internal/node", "internal/upgrade"}},
+		{"cmd/upgrade-controller", []string{"internal/node", "internal/build"}},
+	}
+	deps := listDeps(t)
+	if len(deps) == 0 {
+		t.Fatal("go list found no packages")
+	}
+	for _, r := range rules {
+		for pkg, ds := range deps {
+			if !within(pkg, r.from) || (r.from == "internal/" && ownTree(pkg)) {
+				continue
+			}
+			for _, d := range ds {
+				for _, f := range r.forbidden {
+					if within(d, f) {
+						t.Errorf("%s depends on %s (%s must not reach %s)", pkg, d, r.from, f)
+					}
+				}
+			}
+		}
+	}
+}
+
+// listDeps maps each package of the module (module prefix cut off) to its
+// non-test dependencies within the module, transitively, as go list sees them.
+func listDeps(t *testing.T) map[string][]string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, module+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	deps := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg := strings.TrimPrefix(f[0], module)
+		deps[pkg] = nil
+		for _, d := range f[1:] {
+			if strings.HasPrefix(d, module) {
+				deps[pkg] = append(deps[pkg], strings.TrimPrefix(d, module))
+			}
+		}
+	}
+	return deps
+}
+
+// within reports whether pkg is prefix itself or lies below it; a prefix
+// ending in "/" matches everything below it.
+func within(pkg, prefix string) bool {
+	if strings.HasSuffix(prefix, "/") {
+		return strings.HasPrefix(pkg, prefix)
+	}
+	return pkg == prefix || strings.HasPrefix(pkg, prefix+"/")
+}
+
+func ownTree(pkg string) bool {
+	return within(pkg, "internal/node") || within(pkg, "internal/build") || within(pkg, "internal/upgrade")
+}

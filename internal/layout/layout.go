@@ -1,0 +1,103 @@
+// Package layout names the on-disk and in-memory places that the image
+// builder and the on-device binary must agree on: GPT partition names,
+// filesystem labels, paths on the ESP, paths inside the initramfs and the
+// rootfs, and kernel command-line keys.
+//
+// It holds names only, no logic, so that the builder (host side) and stage 1
+// and stage 2 (device side) can never drift apart. Anything that is a policy
+// (sizes, module lists, versions) lives in images/ and the versions file, not
+// here.
+package layout
+
+// GPT partition names. Stage 1 finds partitions by these names, never by
+// index, so a board that needs extra partitions (firmware, MBR hybrid) keeps
+// working.
+const (
+	PartESP   = "esp"
+	PartRootA = "root-a"
+	PartRootB = "root-b"
+	PartState = "state"
+)
+
+// Filesystem labels.
+const (
+	LabelESP   = "KESTREL"       // FAT32 volume label (11 chars max)
+	LabelState = "KESTREL_STATE" // ext4 label (16 chars max)
+)
+
+// Slots are the two A/B root slots.
+var Slots = []string{"a", "b"}
+
+// RootPartition returns the GPT partition name of a slot ("a" -> "root-a").
+func RootPartition(slot string) string { return "root-" + slot }
+
+// Paths on the ESP (FAT32, case-insensitive). Per-slot kernels and
+// initramfs live under /kestrel/<slot>/.
+const (
+	ESPBootloaderX64   = "/EFI/BOOT/BOOTX64.EFI"
+	ESPBootloaderAA64  = "/EFI/BOOT/BOOTAA64.EFI"
+	ESPLoaderConf      = "/loader/loader.conf"
+	ESPEntriesDir      = "/loader/entries"
+	ESPSlotDir         = "/kestrel" // + "/<slot>"
+	ESPKernelName      = "vmlinuz"
+	ESPInitrdName      = "initrd"
+	ESPUserConfig      = "/config.yaml" // user-editable config next to the bootloader
+	ESPEntryNamePrefix = "kestrel-"     // entries are kestrel-<slot>[+tries].conf
+)
+
+// Kernel command-line keys.
+const (
+	CmdlineSlot  = "kestrel.slot"  // which root slot stage 1 mounts (a|b)
+	CmdlineDebug = "kestrel.debug" // verbose stage 1/2 logging
+)
+
+// Paths inside the initramfs and the rootfs.
+const (
+	// Init is the stage-1 entry point in the initramfs (the kestrel binary).
+	Init = "/init"
+	// SbinInit is the stage-2 entry point in the rootfs (the kestrel binary).
+	SbinInit = "/sbin/init"
+	// KestrelBin is where the kestrel binary lives in the rootfs; the CLI
+	// (`kestrel status`, `kestrel poweroff`, ...) is this path.
+	KestrelBin = "/usr/bin/kestrel"
+	// ModuleList lists, one name per line, the kernel modules to load at
+	// boot, in order; the builder writes it into both the initramfs (stage-1
+	// set) and the rootfs (node set). modules.dep next to the modules
+	// resolves their dependencies.
+	ModuleList = "/usr/lib/kestrel/modules"
+	// ModulesDir is the kernel modules tree; <kver> follows.
+	ModulesDir = "/lib/modules"
+	// OSRelease carries NAME, VERSION_ID, PRETTY_NAME; stage 2 reads the
+	// version from it.
+	OSRelease = "/etc/os-release"
+	// StateMount is where stage 1 mounts the state partition inside the new
+	// root; the persistent paths are bind mounts from it.
+	StateMount = "/state"
+	// ESPMount is where stage 2 mounts the ESP (boot counting, user config).
+	ESPMount = "/boot/efi"
+	// NewRoot is where stage 1 assembles the root before switch_root.
+	NewRoot = "/newroot"
+	// RunDir holds runtime state (boot timings, status) on tmpfs.
+	RunDir = "/run/kestrel"
+	// BootTimes is written by stage 1 and extended by stage 2: one
+	// "name seconds" line per boot stage, guest CLOCK_BOOTTIME.
+	BootTimes = "/run/kestrel/boot-times"
+	// BootHealth records whether this boot is good (internal/node/boot/boothealth): k3s
+	// healthy within its time limit, or not.
+	BootHealth = "/run/kestrel/boot-health"
+	// LogDir holds the supervised services' rotated logs (<name>.log).
+	LogDir = "/var/log"
+	// ControlSocket is PID 1's unix socket (mode 0600) for the CLI:
+	// one JSON request line, one JSON response line (internal/node/init/control).
+	ControlSocket = "/run/kestrel/control.sock"
+	// RandomSeed carries entropy from one boot to the next (on the state
+	// partition through the /var bind mount; internal/node/boot/randomseed).
+	RandomSeed = "/var/lib/kestrel/random-seed"
+)
+
+// PersistentDirs are bind-mounted from StateMount/<dir> onto /<dir>.
+var PersistentDirs = []string{"var", "home", "root"}
+
+// ReadyMarker starts the console line stage 2 prints when the system is
+// ready; tests and benchmarks parse the key=value fields that follow.
+const ReadyMarker = "KESTREL-READY"

@@ -1,0 +1,380 @@
+// Package sshd is Kestrel's SSH server, in pure Go on golang.org/x/crypto/ssh,
+// because the rootfs is static and ships no OpenSSH.
+//
+// Users and their credentials come from the account databases under a
+// root directory (internal/osfiles/passwd): public-key login against
+// ~/.ssh/authorized_keys, and password login, only when enabled, against
+// the SHA-crypt hash in /etc/shadow (internal/shacrypt). An account whose hash
+// starts with '!' is locked for every method. Host keys (ed25519 and ECDSA
+// P-256) are generated on first start and kept in a directory on the state
+// partition, 0600, so the node's identity survives upgrades and reboots.
+//
+// Sessions run the user's shell with the user's uid, gid, supplementary
+// groups and HOME: "shell" requests start a login shell, "exec" requests run
+// `shell -c command` and return its exit status (or the signal that killed
+// it), with or without a PTY ("pty-req", "window-change" honoured).
+//
+// The "sftp" subsystem (sftp, and scp since OpenSSH 9.0) runs the command
+// Config.SFTPServer names, as the user.
+//
+// Limits: no port forwarding, agent forwarding, X11 or other subsystems;
+// legacy scp (-O) needs an scp binary on the node; authorized_keys options
+// (command=, from=, ...) are not enforced, so keys carrying them are
+// refused; no keyboard-interactive auth; no utmp/wtmp records; terminal modes from
+// pty-req are not applied. The PTY needs /dev/ptmx and devpts on /dev/pts.
+package sshd
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/kestrel-os/kestrel/internal/node/init/reaper"
+	"github.com/kestrel-os/kestrel/internal/osfiles/atomicfile"
+	"github.com/kestrel-os/kestrel/internal/osfiles/passwd"
+	"github.com/kestrel-os/kestrel/internal/shacrypt"
+)
+
+const (
+	maxHandshakes  = 16
+	loginGraceTime = 2 * time.Minute
+)
+
+// DefaultPath is the PATH of sessions when Config.Path is empty.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Config says where the server finds its users and keys.
+type Config struct {
+	// Root holds etc/passwd, etc/group, etc/shadow and the home
+	// directories ("/" on the node). Shells are run from the real
+	// filesystem, not from under Root.
+	Root string
+	// HostKeyDir keeps the host keys (on the state partition).
+	HostKeyDir string
+	// PasswordAuth enables password login. Off by default: keys only.
+	PasswordAuth bool
+	// Path is the PATH of sessions; DefaultPath when empty.
+	Path string
+	// Env is added to every session's environment (KEY=value), e.g. the
+	// config's environment section (proxies).
+	Env []string
+	// Logf receives one line per login, failure and session; nil drops them.
+	Logf func(format string, args ...any)
+	// AuthFailureDelay slows down password guessing; default one second.
+	AuthFailureDelay time.Duration
+	// SFTPServer is the argv of the "sftp" subsystem, run as the user with
+	// the session's pipes (e.g. /usr/bin/kestrel sftp-server, which calls
+	// sftpserver.Serve on stdin/stdout). Empty: sftp is refused.
+	SFTPServer []string
+	// Reaper, inside PID 1, collects the sessions' exit statuses (PID 1
+	// reaps every child, so exec.Cmd.Wait would race with it). Nil: the
+	// server waits for its children itself.
+	Reaper *reaper.Reaper
+}
+
+// Server is a running SSH server.
+type Server struct {
+	cfg     Config
+	sshCfg  *ssh.ServerConfig
+	signers []ssh.Signer
+
+	handshakes chan struct{} // bounds connections not yet authenticated
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{}
+	closed    bool
+}
+
+// New loads or creates the host keys and prepares a server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Root == "" || cfg.HostKeyDir == "" {
+		return nil, errors.New("sshd: Root and HostKeyDir are required")
+	}
+	if cfg.Path == "" {
+		cfg.Path = DefaultPath
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	if cfg.AuthFailureDelay == 0 {
+		cfg.AuthFailureDelay = time.Second
+	}
+	signers, err := LoadOrCreateHostKeys(cfg.HostKeyDir, cfg.Logf)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:        cfg,
+		signers:    signers,
+		listeners:  map[net.Listener]struct{}{},
+		conns:      map[net.Conn]struct{}{},
+		handshakes: make(chan struct{}, maxHandshakes),
+	}
+	s.sshCfg = &ssh.ServerConfig{
+		PublicKeyCallback: s.checkPublicKey,
+		ServerVersion:     "SSH-2.0-Kestrel",
+	}
+	if cfg.PasswordAuth {
+		s.sshCfg.PasswordCallback = s.checkPassword
+	}
+	for _, k := range signers {
+		s.sshCfg.AddHostKey(k)
+	}
+	return s, nil
+}
+
+// HostKeys returns the public host keys, e.g. to print fingerprints on the
+// console.
+func (s *Server) HostKeys() []ssh.PublicKey {
+	var keys []ssh.PublicKey
+	for _, k := range s.signers {
+		keys = append(keys, k.PublicKey())
+	}
+	return keys
+}
+
+// Serve accepts connections on l until l fails or Close is called.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return net.ErrClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("sshd: accept: %w", err)
+		}
+		go s.handleConn(c)
+	}
+}
+
+// Close stops every listener and drops every connection.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	return nil
+}
+
+func (s *Server) handleConn(c net.Conn) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		c.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+
+	// Unauthenticated connections are bounded in number and time, so a
+	// flood cannot exhaust PID 1 (as OpenSSH's MaxStartups and
+	// LoginGraceTime).
+	select {
+	case s.handshakes <- struct{}{}:
+	default:
+		s.cfg.Logf("sshd: %s: dropped: %d handshakes in progress", c.RemoteAddr(), maxHandshakes)
+		return
+	}
+	c.SetDeadline(time.Now().Add(loginGraceTime))
+	sconn, chans, reqs, err := ssh.NewServerConn(c, s.sshCfg)
+	<-s.handshakes
+	if err != nil {
+		s.cfg.Logf("sshd: %s: handshake: %v", c.RemoteAddr(), err)
+		return
+	}
+	c.SetDeadline(time.Time{})
+	s.cfg.Logf("sshd: %s: %s logged in (%s)", c.RemoteAddr(), sconn.User(), sconn.Permissions.Extensions["method"])
+	go ssh.DiscardRequests(reqs)
+	var wg sync.WaitGroup
+	for nc := range chans {
+		if nc.ChannelType() != "session" {
+			nc.Reject(ssh.UnknownChannelType, "only session channels are supported")
+			continue
+		}
+		ch, creqs, err := nc.Accept()
+		if err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.handleSession(sconn, ch, creqs)
+		}()
+	}
+	wg.Wait()
+	s.cfg.Logf("sshd: %s: %s disconnected", c.RemoteAddr(), sconn.User())
+}
+
+// account returns the user's passwd entry, refusing locked accounts.
+func (s *Server) account(name string) (passwd.User, passwd.Shadow, error) {
+	u, err := passwd.LookupUser(s.cfg.Root, name)
+	if err != nil {
+		return u, passwd.Shadow{}, err
+	}
+	if u.Name != name { // LookupUser also matches numeric uids
+		return u, passwd.Shadow{}, fmt.Errorf("no user %q", name)
+	}
+	sh, err := passwd.LookupShadow(s.cfg.Root, name)
+	if err != nil && !errors.Is(err, passwd.ErrNotFound) {
+		return u, sh, err
+	}
+	if strings.HasPrefix(sh.Hash, "!") {
+		return u, sh, fmt.Errorf("account %s is locked", name)
+	}
+	return u, sh, nil
+}
+
+func (s *Server) checkPublicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	u, _, err := s.account(meta.User())
+	if err != nil {
+		s.cfg.Logf("sshd: %s: public key for %q refused: %v", meta.RemoteAddr(), meta.User(), err)
+		return nil, errors.New("refused")
+	}
+	path := filepath.Join(s.cfg.Root, u.Home, ".ssh", "authorized_keys")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		s.cfg.Logf("sshd: %s: public key for %q refused: %v", meta.RemoteAddr(), meta.User(), err)
+		return nil, errors.New("refused")
+	}
+	want := key.Marshal()
+	for rest := data; len(rest) > 0; {
+		k, _, options, next, err := ssh.ParseAuthorizedKey(rest)
+		if err != nil {
+			break
+		}
+		rest = next
+		if len(options) > 0 {
+			continue // options are not enforced, so such keys are not honoured
+		}
+		if subtle.ConstantTimeCompare(k.Marshal(), want) == 1 {
+			return &ssh.Permissions{Extensions: map[string]string{
+				"method": "publickey " + ssh.FingerprintSHA256(key),
+			}}, nil
+		}
+	}
+	s.cfg.Logf("sshd: %s: public key %s for %q not in %s", meta.RemoteAddr(), ssh.FingerprintSHA256(key), meta.User(), path)
+	return nil, errors.New("refused")
+}
+
+func (s *Server) checkPassword(meta ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
+	_, sh, err := s.account(meta.User())
+	if err == nil {
+		err = shacrypt.Verify(sh.Hash, string(password))
+	}
+	if err != nil {
+		s.cfg.Logf("sshd: %s: password for %q refused: %v", meta.RemoteAddr(), meta.User(), err)
+		time.Sleep(s.cfg.AuthFailureDelay)
+		return nil, errors.New("refused")
+	}
+	return &ssh.Permissions{Extensions: map[string]string{"method": "password"}}, nil
+}
+
+// Host key files, OpenSSH's names, in the order they are offered.
+var hostKeyTypes = []struct {
+	file string
+	gen  func() (crypto.Signer, error)
+}{
+	{"ssh_host_ed25519_key", func() (crypto.Signer, error) {
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		return k, err
+	}},
+	{"ssh_host_ecdsa_key", func() (crypto.Signer, error) {
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}},
+}
+
+// LoadOrCreateHostKeys reads the host keys from dir, generating (and
+// persisting, 0600 in a 0700 dir, OpenSSH format, with a .pub next to each)
+// any that is missing. A key file that does not parse is moved aside to
+// NAME.corrupt and replaced, so a damaged file cannot keep a node
+// unreachable; logf reports it.
+func LoadOrCreateHostKeys(dir string, logf func(string, ...any)) ([]ssh.Signer, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sshd: host key dir %s: %w", dir, err)
+	}
+	var signers []ssh.Signer
+	for _, t := range hostKeyTypes {
+		path := filepath.Join(dir, t.file)
+		data, err := os.ReadFile(path)
+		if err == nil {
+			signer, perr := ssh.ParsePrivateKey(data)
+			if perr == nil {
+				signers = append(signers, signer)
+				continue
+			}
+			logf("sshd: host key %s does not parse (%v): moved to %s.corrupt, generating a new one", path, perr, path)
+			if err := os.Rename(path, path+".corrupt"); err != nil {
+				return nil, fmt.Errorf("sshd: move aside %s: %w", path, err)
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("sshd: read host key: %w", err)
+		}
+		key, err := t.gen()
+		if err != nil {
+			return nil, fmt.Errorf("sshd: generate %s: %w", t.file, err)
+		}
+		block, err := ssh.MarshalPrivateKey(key, "")
+		if err != nil {
+			return nil, fmt.Errorf("sshd: encode %s: %w", t.file, err)
+		}
+		if err := atomicfile.Write(path, pem.EncodeToMemory(block), 0o600, atomicfile.NoChown, atomicfile.NoChown); err != nil {
+			return nil, fmt.Errorf("sshd: %w", err)
+		}
+		signer, err := ssh.NewSignerFromSigner(key)
+		if err != nil {
+			return nil, fmt.Errorf("sshd: %s: %w", t.file, err)
+		}
+		if err := atomicfile.Write(path+".pub", ssh.MarshalAuthorizedKey(signer.PublicKey()), 0o644, atomicfile.NoChown, atomicfile.NoChown); err != nil {
+			return nil, fmt.Errorf("sshd: %w", err)
+		}
+		logf("sshd: generated host key %s %s", t.file, ssh.FingerprintSHA256(signer.PublicKey()))
+		signers = append(signers, signer)
+	}
+	return signers, nil
+}

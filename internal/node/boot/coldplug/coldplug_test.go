@@ -1,0 +1,177 @@
+package coldplug
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fakeTree writes a module tree (list, modules.dep, modules.alias) and a
+// sysfs with the given device modaliases.
+func fakeTree(t *testing.T, list []string, devices map[string]string) (Options, string) {
+	t.Helper()
+	root, sys := t.TempDir(), t.TempDir()
+	kdir := filepath.Join(root, "lib", "modules", "6.1.0-test")
+	os.MkdirAll(kdir, 0o755)
+	var dep strings.Builder
+	for _, m := range []string{"virtio_ring", "virtio", "virtio_net", "virtio_blk", "e1000e", "button", "evdev", "nf_tables", "efivarfs", "jbd2"} {
+		dep.WriteString("kernel/" + m + ".ko:\n")
+	}
+	dep.WriteString("kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko\n")
+	dep.WriteString("kernel/fs/ext4/ext4.ko.xz: kernel/fs/jbd2/jbd2.ko.xz\n")
+	os.WriteFile(filepath.Join(kdir, "modules.dep"), []byte(dep.String()), 0o644)
+	os.WriteFile(filepath.Join(kdir, "modules.alias"), []byte(`# Aliases extracted from modules themselves.
+alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci
+alias virtio:d00000001v* virtio_net
+alias virtio:d00000002v* virtio_blk
+alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e
+alias acpi*:PNP0C0C:* button
+alias acpi*:LNXPWRBN:* button
+alias input:b*v*p*e*-e*k*r*a*m*l*s*f*w* evdev
+alias fs-ext4 ext4
+alias nft-set nf_tables
+alias fs-efivarfs efivarfs
+`), 0o644)
+	os.MkdirAll(filepath.Join(root, "usr", "lib", "kestrel"), 0o755)
+	os.WriteFile(filepath.Join(root, "usr", "lib", "kestrel", "modules"), []byte(strings.Join(list, "\n")+"\n"), 0o644)
+	for dev, alias := range devices {
+		addDevice(t, sys, dev, alias)
+	}
+	return Options{Root: root, KVer: "6.1.0-test", SysRoot: sys}, sys
+}
+
+func addDevice(t *testing.T, sys, dev, alias string) {
+	d := filepath.Join(sys, dev)
+	os.MkdirAll(d, 0o755)
+	if err := os.WriteFile(filepath.Join(d, "modalias"), []byte(alias+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestColdplug(t *testing.T) {
+	list := []string{"virtio_ring", "virtio", "virtio_pci", "virtio_net", "virtio_blk", "e1000e", "button", "evdev", "ext4", "nf_tables", "efivarfs"}
+	o, sys := fakeTree(t, list, map[string]string{
+		"bus/pci/devices/0000:00:02.0": "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
+		"bus/acpi/devices/LNXPWRBN:00": "acpi:LNXPWRBN:",
+		"bus/pci/devices/0000:00:1f.0": "pci:v00008086d00002918sv00001AF4sd00001100bc06sc01i00", // no driver in the list
+	})
+	var mu sync.Mutex
+	var order []string
+	o.DryRun = func(name string) {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, name)
+		// Binding a driver makes new devices appear, as in the kernel.
+		switch name {
+		case "virtio_pci":
+			addDevice(t, sys, "bus/virtio/devices/virtio0", "virtio:d00000001v00001AF4")
+		case "button":
+			addDevice(t, sys, "class/input/input2", "input:b0019v0000p0001e0000-e0,1,k74,ramlsfw")
+		}
+	}
+	l, err := Open("/usr/lib/kestrel/modules", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.IsDriver("virtio-net") || l.IsDriver("ext4") || l.IsDriver("virtio_ring") {
+		t.Error("IsDriver misclassifies")
+	}
+	got, err := l.Coldplug(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The PCI and ACPI matches, then what they made appear.
+	sort.Strings(got)
+	if want := []string{"button", "evdev", "virtio_net", "virtio_pci"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Coldplug = %v, want %v", got, want)
+	}
+	if want := []string{"virtio_ring", "virtio", "virtio_blk", "e1000e", "ext4", "nf_tables", "efivarfs"}; !reflect.DeepEqual(l.Pending(), want) {
+		t.Errorf("Pending = %v", l.Pending())
+	}
+	n, err := l.LoadRest()
+	if n != 7 || err != nil || len(l.Pending()) != 0 {
+		t.Errorf("LoadRest = %d, %v; pending %v", n, err, l.Pending())
+	}
+	if len(order) != len(list) {
+		t.Errorf("loaded %d modules in all: %v", len(order), order)
+	}
+}
+
+func TestColdplugAllTakesNonDrivers(t *testing.T) {
+	o, _ := fakeTree(t, []string{"virtio_ring", "virtio", "virtio_pci", "virtio_blk", "e1000e", "jbd2", "ext4"}, map[string]string{
+		"bus/pci/devices/0000:00:02.0": "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00",
+	})
+	o.DryRun = func(name string) {}
+	l, err := Open("/usr/lib/kestrel/modules", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := l.Coldplug(true)
+	sort.Strings(got)
+	if want := []string{"ext4", "virtio_pci"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Coldplug(true) = %v, want %v (no virtio device yet, no e1000e hardware)", got, want)
+	}
+}
+
+func TestLoadNow(t *testing.T) {
+	o, _ := fakeTree(t, []string{"virtio_ring", "virtio", "virtio_pci", "jbd2", "ext4", "efivarfs"}, map[string]string{
+		"bus/pci/devices/0000:00:02.0": "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00",
+	})
+	var mu sync.Mutex
+	var order []string
+	o.DryRun = func(name string) { mu.Lock(); order = append(order, name); mu.Unlock() }
+	l, err := Open("/usr/lib/kestrel/modules", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// squashfs is not on the list: skipped. ext4 twice: loaded once.
+	if err := l.LoadNow("squashfs", "ext4", "ext4"); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"ext4"}; !reflect.DeepEqual(order, want) {
+		t.Fatalf("LoadNow loaded %v, want %v", order, want)
+	}
+	got, _ := l.Coldplug(true)
+	sort.Strings(got)
+	// Coldplug reports everything loaded, and did not load ext4 again.
+	if want := []string{"efivarfs", "ext4", "virtio_pci"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("after LoadNow, Coldplug(true) = %v, want %v", got, want)
+	}
+	if n := strings.Count(strings.Join(order, " "), "ext4"); n != 1 {
+		t.Errorf("ext4 loaded %d times: %v", n, order)
+	}
+}
+
+func TestParseUevent(t *testing.T) {
+	msg := []byte("add@/devices/pci0000:00/0000:00:02.0/virtio0\x00ACTION=add\x00DEVPATH=/devices/pci0000:00/0000:00:02.0/virtio0\x00SUBSYSTEM=virtio\x00MODALIAS=virtio:d00000001v00001AF4\x00SEQNUM=1234\x00")
+	if got := parseUevent(msg); got != "virtio:d00000001v00001AF4" {
+		t.Errorf("parseUevent(add) = %q", got)
+	}
+	rm := []byte("remove@/devices/x\x00ACTION=remove\x00MODALIAS=virtio:d00000001v00001AF4\x00")
+	if got := parseUevent(rm); got != "" {
+		t.Errorf("parseUevent(remove) = %q", got)
+	}
+	bind := []byte("bind@/devices/x\x00ACTION=bind\x00DRIVER=virtio_net\x00")
+	if got := parseUevent(bind); got != "" {
+		t.Errorf("parseUevent(bind) = %q", got)
+	}
+}
+
+func TestColdplugWithoutAliases(t *testing.T) {
+	o, _ := fakeTree(t, []string{"virtio_pci", "e1000e", "ext4"}, nil)
+	os.Remove(filepath.Join(o.Root, "lib", "modules", "6.1.0-test", "modules.alias"))
+	o.DryRun = func(string) {}
+	l, err := Open("/usr/lib/kestrel/modules", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := l.Coldplug(false)
+	sort.Strings(got)
+	if want := []string{"e1000e", "ext4", "virtio_pci"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Coldplug without modules.alias = %v, want the whole list", got)
+	}
+}

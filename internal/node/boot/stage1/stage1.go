@@ -1,0 +1,252 @@
+// Package stage1 is Kestrel's /init in the initramfs: it finds the boot
+// slot's root partition by GPT name, mounts it read-only, prepares the
+// state partition (growing it to the end of the disk on first boot),
+// builds /etc, /run, /tmp and the persistent bind mounts, then
+// switch_roots and execs /sbin/init (stage 2).
+//
+// Every path, the clock and the mount call are fields of Env, and the
+// mount sequence is a plan (Plan) that is pure data, so everything but
+// the final switch_root is tested on the host.
+//
+// Limits: no dm-verity yet (the squashfs is mounted as it is), no
+// encrypted state, no network root, MBR disks are not supported (slots
+// are GPT partition names). If anything stage 1 cannot do without fails,
+// Run returns an error that says what it looked for and what it found;
+// the caller drops to a rescue shell rather than let the kernel panic.
+package stage1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/node/boot/blockdev"
+	"github.com/kestrel-os/kestrel/internal/node/boot/boottime"
+	"github.com/kestrel-os/kestrel/internal/node/boot/coldplug"
+	"github.com/kestrel-os/kestrel/internal/node/boot/growpart"
+	"github.com/kestrel-os/kestrel/internal/node/boot/kcmdline"
+	"github.com/kestrel-os/kestrel/internal/node/boot/mounts"
+	"github.com/kestrel-os/kestrel/internal/node/boot/randomseed"
+)
+
+// Env is everything stage 1 touches.
+type Env struct {
+	Console     io.Writer
+	Proc        string // "/proc"
+	Sys         string // "/sys"
+	Dev         string // "/dev"
+	Root        string // the initramfs root, "/"; the module list and modules are under it
+	NewRoot     string // layout.NewRoot
+	EtcStage    string // scratch mount point for the /etc tmpfs, e.g. "/.etc"
+	Clock       boottime.Clock
+	Mount       mounts.MountFunc
+	WaitTimeout time.Duration // how long to wait for the partitions to appear
+
+	// Entropy, if set, takes the random seed from the state partition
+	// (layout.RandomSeed) so the CRNG is ready for stage 2.
+	Entropy randomseed.Kernel
+
+	// SwitchRoot makes NewRoot the root and execs init there; it only
+	// returns on failure.
+	SwitchRoot func(newRoot, init string) error
+
+	// Unmount undoes Mount (the ESP is mounted only for Hooks).
+	Unmount func(target string, flags int) error
+	// Hooks let other packages take part in stage 1 (see hooks.go).
+	Hooks Hooks
+}
+
+// Run performs stage 1. On success it does not return (SwitchRoot execs
+// stage 2).
+func Run(env Env) error {
+	start := env.Clock()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(env.Console, "kestrel: "+format+"\n", args...)
+	}
+	if _, err := mounts.Apply(EarlyMounts(env.Proc, env.Sys, env.Dev), tolerateBusy(env.Mount)); err != nil {
+		return err
+	}
+	cmd, err := kcmdline.Read(filepath.Join(env.Proc, "cmdline"))
+	if err != nil {
+		return err
+	}
+	debug := cmd.Has(layout.CmdlineDebug)
+	mark := boottime.NewSteps(env.Clock, start, debug, logf).Mark // per-step timing
+	mark("stage 1 start")
+	slot := cmd.Value(layout.CmdlineSlot, layout.Slots[0])
+	if !slices.Contains(layout.Slots, slot) {
+		return fmt.Errorf("kernel command line: %s=%q is not a slot (want one of %s)", layout.CmdlineSlot, slot, strings.Join(layout.Slots, ", "))
+	}
+
+	// Drivers for the hardware present load in the background while we
+	// look for the partitions (drivers for devices that show up meanwhile,
+	// a USB disk, load as they appear), and so do the filesystems stage 1
+	// mounts, ahead of the rest of the list: on one CPU whatever loads
+	// first is ready first. ext4 needs crc32c at mount time and there is
+	// no modprobe in the initramfs to fetch it on demand, hence its name.
+	mods, err := coldplug.Open(layout.ModuleList, coldplug.Options{Root: env.Root, SysRoot: env.Sys, Logf: logf})
+	var poll func()
+	fsLoaded := make(chan struct{})
+	if err != nil {
+		logf("warning: kernel modules: %v", err)
+		close(fsLoaded)
+	} else {
+		defer mods.Close()
+		mods.Start(false)
+		poll = mods.Poll
+		go func() {
+			defer close(fsLoaded)
+			if err := mods.LoadNow("squashfs", "crc32c_generic", "crc32c", "ext4"); err != nil {
+				logf("warning: filesystem modules: %v", err)
+			}
+		}()
+	}
+	mark("modules started")
+
+	rootName := layout.RootPartition(slot)
+	ctx, cancel := context.WithTimeout(context.Background(), env.WaitTimeout)
+	devs, err := blockdev.Wait(ctx, env.Sys, []string{rootName, layout.PartState}, 20*time.Millisecond, poll)
+	cancel()
+	<-fsLoaded
+	mark("filesystems ready")
+	// The rest of the list (the ESP's vfat for the hooks, overlay, a slow
+	// SATA probe) goes on loading while the plan runs, and is waited for
+	// before the hooks.
+	loadsDone := make(chan struct{})
+	waitLoads := func() {
+		if mods == nil {
+			return
+		}
+		<-loadsDone
+	}
+	if mods != nil {
+		mods.Start(true)
+		go func() {
+			loaded, _ := mods.Wait()
+			if debug {
+				logf("modules: %s", strings.Join(loaded, " "))
+			}
+			close(loadsDone)
+		}()
+	}
+	if err != nil {
+		return &NotFoundError{Looking: fmt.Sprintf("GPT partitions %q (slot %s root) and %q", rootName, slot, layout.PartState),
+			Waited: env.WaitTimeout, Err: err, Found: devs}
+	}
+	mark("partitions found")
+	rootDev, _ := blockdev.ByPartName(devs, rootName)
+	stateDev, _ := blockdev.ByPartName(devs, layout.PartState)
+
+	grow := true
+	if r, err := growpart.GrowDevice(filepath.Join(env.Dev, stateDev.Disk), layout.PartState); err != nil {
+		logf("warning: cannot grow the state partition: %v", err)
+		grow = false
+	} else if r.Grown {
+		logf("grew state partition %s from %s to %s", stateDev.Name,
+			blockdev.HumanSize(int64(r.OldEnd-r.Start+1)*growpart.SectorSize), blockdev.HumanSize(r.NewSizeB))
+	}
+
+	mark("state checked")
+	in := PlanInput{
+		NewRoot: env.NewRoot, RootDev: rootDev.Path(env.Dev), StateDev: stateDev.Path(env.Dev),
+		StateMount: layout.StateMount, PersistentDirs: layout.PersistentDirs, EtcStage: env.EtcStage,
+		Proc: env.Proc, Sys: env.Sys, Dev: env.Dev, GrowState: grow,
+	}
+	if env.Entropy != nil {
+		in.RandomSeed = layout.RandomSeed
+	}
+	plan := Plan(in)
+	if debug {
+		for _, s := range plan {
+			logf("plan: %s", s)
+		}
+	}
+	ops := Ops{
+		Mount:  env.Mount,
+		Mkdir:  func(p string, m uint32) error { return os.MkdirAll(p, os.FileMode(m)) },
+		Copy:   CopyTree,
+		Resize: growpart.ResizeExt4,
+		Seed: func(p string) error {
+			_, err := randomseed.Load(p, env.Entropy)
+			return err
+		},
+		Logf: logf,
+	}
+	if err := Execute(plan[:1], ops); err != nil {
+		return &NotFoundError{Looking: fmt.Sprintf("a squashfs root filesystem on %s (GPT %q, slot %s)", rootDev.Path(env.Dev), rootName, slot),
+			Err: err, Found: devs, Corrupt: true}
+	}
+	mark("root mounted")
+	if err := Execute(plan[1:], ops); err != nil {
+		return err
+	}
+	mark("plan done")
+	waitLoads()
+	mark("modules loaded")
+	runHooks(env, devs, logf)
+	mark("initramfs hooks")
+
+	end := env.Clock()
+	run := filepath.Join(env.NewRoot, layout.RunDir)
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", run, err)
+	}
+	if err := boottime.Append(filepath.Join(env.NewRoot, layout.BootTimes),
+		boottime.Entry{Name: boottime.Kernel, D: start}, boottime.Entry{Name: boottime.Stage1, D: end - start}); err != nil {
+		logf("warning: %v", err)
+	}
+	if debug {
+		logf("slot %s: root %s, state %s; switching root after %.3fs", slot, rootDev.Name, stateDev.Name, (end - start).Seconds())
+	}
+	// The modules are loaded and the initramfs is about to become
+	// unreachable: give its largest part back to the page allocator.
+	os.RemoveAll(filepath.Join(env.Root, layout.ModulesDir))
+	if err := env.SwitchRoot(env.NewRoot, layout.SbinInit); err != nil {
+		return fmt.Errorf("switch to the root of slot %s: %w", slot, err)
+	}
+	return errors.New("switch_root returned")
+}
+
+// NotFoundError says what stage 1 looked for, what went wrong, and which
+// block devices it did find, for the operator at the rescue shell.
+type NotFoundError struct {
+	Looking string
+	Waited  time.Duration
+	Err     error
+	Found   []blockdev.Device
+	Corrupt bool // found, but could not be mounted
+}
+
+func (e *NotFoundError) Error() string {
+	var b strings.Builder
+	if e.Corrupt {
+		fmt.Fprintf(&b, "could not mount %s: %v\n", e.Looking, e.Err)
+		b.WriteString("the partition exists but does not hold a valid squashfs (corrupt or empty slot?)\n")
+	} else {
+		fmt.Fprintf(&b, "looked for %s for %v: %v\n", e.Looking, e.Waited, e.Err)
+	}
+	b.WriteString("block devices found:\n")
+	b.WriteString(blockdev.Describe(e.Found))
+	return b.String()
+}
+
+func (e *NotFoundError) Unwrap() error { return e.Err }
+
+// tolerateBusy accepts EBUSY from early mounts: a kernel with
+// CONFIG_DEVTMPFS_MOUNT, or a rerun, may have mounted them already.
+func tolerateBusy(m mounts.MountFunc) mounts.MountFunc {
+	return func(source, target, fstype string, flags uintptr, data string) error {
+		err := m(source, target, fstype, flags, data)
+		if isBusy(err) {
+			return nil
+		}
+		return err
+	}
+}

@@ -1,0 +1,169 @@
+// Package power brings the system down cleanly: stop the services, end
+// every other process, sync, unmount in reverse mount order (remounting
+// read-only what cannot be unmounted, so ext4 is clean and the next boot
+// replays no journal), and call reboot(2) to power off or restart.
+//
+// The order and every side effect are fields of Shutdown, so the sequence
+// and the unmount plan are tested on the host.
+//
+// Limits: no shutdown hooks per service beyond SIGTERM, no kexec, no
+// suspend; a filesystem that can neither be unmounted nor remounted
+// read-only is reported and left to the kernel's final sync.
+package power
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kestrel-os/kestrel/internal/node/boot/mounts"
+)
+
+// Action is what happens at the end.
+type Action int
+
+// Actions.
+const (
+	Poweroff Action = iota
+	Reboot
+	Halt
+)
+
+func (a Action) String() string {
+	return [...]string{"poweroff", "reboot", "halt"}[a]
+}
+
+// ParseAction maps a name to an Action.
+func ParseAction(s string) (Action, error) {
+	switch s {
+	case "poweroff":
+		return Poweroff, nil
+	case "reboot":
+		return Reboot, nil
+	case "halt":
+		return Halt, nil
+	}
+	return 0, fmt.Errorf("unknown power action %q (want poweroff, reboot or halt)", s)
+}
+
+// FromSignal maps a signal sent to PID 1 to an action, following busybox
+// init (so busybox's poweroff, reboot and halt applets work):
+// SIGUSR2 and SIGPWR power off, SIGTERM and SIGINT (Ctrl-Alt-Del) reboot,
+// SIGUSR1 halts.
+func FromSignal(s os.Signal) Action {
+	switch s {
+	case syscall.SIGTERM, syscall.SIGINT:
+		return Reboot
+	case syscall.SIGUSR1:
+		return Halt
+	}
+	return Poweroff
+}
+
+// Signals are the signals FromSignal understands.
+var Signals = []os.Signal{syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT, syscall.SIGPWR}
+
+// RebootCmd is the reboot(2) command for a. The magic numbers do not fit
+// a 32-bit int as constants, hence the conversion through uint32 (the
+// kernel reads the argument as a 32-bit unsigned int anyway).
+func (a Action) RebootCmd() int {
+	cmd := uint32(syscall.LINUX_REBOOT_CMD_POWER_OFF)
+	switch a {
+	case Reboot:
+		cmd = syscall.LINUX_REBOOT_CMD_RESTART
+	case Halt:
+		cmd = syscall.LINUX_REBOOT_CMD_HALT
+	}
+	return int(int32(cmd))
+}
+
+// Shutdown is the sequence with its side effects injected.
+type Shutdown struct {
+	StopServices func()                        // supervisor.StopAll
+	KillAll      func(sig syscall.Signal)      // kill(-1, sig): every process but PID 1
+	Remaining    func() int                    // processes left besides PID 1 and kernel threads
+	Settle       time.Duration                 // at most this long between SIGTERM and SIGKILL
+	Sync         func()                        // sync(2)
+	ReadMounts   func() ([]mounts.Info, error) // /proc/self/mountinfo
+	Unmount      func(target string) error     // umount2(target, 0)
+	RemountRO    func(target string) error     // mount(MS_REMOUNT|MS_RDONLY)
+	Reboot       func(cmd int) error           // reboot(2)
+	Sleep        func(time.Duration)           // time.Sleep
+	Logf         func(format string, args ...any)
+}
+
+// Run performs the sequence. It returns only if reboot(2) fails.
+func (s Shutdown) Run(a Action) error {
+	s.Logf("%s: stopping services", a)
+	s.StopServices()
+	s.KillAll(syscall.SIGTERM)
+	const tick = 50 * time.Millisecond
+	for waited := time.Duration(0); waited < s.Settle && s.Remaining() > 0; waited += tick {
+		s.Sleep(tick)
+	}
+	s.KillAll(syscall.SIGKILL)
+	s.Sync()
+	if err := s.unmountAll(); err != nil {
+		s.Logf("%s: %v", a, err)
+	}
+	s.Sync()
+	s.Logf("%s: filesystems clean, bye", a)
+	return s.Reboot(a.RebootCmd())
+}
+
+func (s Shutdown) unmountAll() error {
+	var left []string
+	// A few passes: a mount can be busy only because a later one in the
+	// same pass sits on top of it.
+	for pass := 0; pass < 3; pass++ {
+		infos, err := s.ReadMounts()
+		if err != nil {
+			return err
+		}
+		left = UnmountPlan(infos)
+		var busy []string
+		for _, t := range left {
+			if err := s.Unmount(t); err != nil {
+				busy = append(busy, t)
+			}
+		}
+		if len(busy) == 0 {
+			left = nil
+			break
+		}
+		left = busy
+	}
+	infos, _ := s.ReadMounts()
+	var failed []string
+	for _, t := range append(left, "/") {
+		if m, ok := mounts.Find(infos, t); ok && m.ReadOnly() {
+			continue
+		}
+		if err := s.RemountRO(t); err != nil {
+			failed = append(failed, fmt.Sprintf("%s (%v)", t, err))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("could neither unmount nor remount read-only: %s", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// keep lists filesystems that are not unmounted: the root, and the kernel
+// API filesystems the last steps still use (they hold no data).
+var keepTypes = map[string]bool{"proc": true, "sysfs": true, "devtmpfs": true}
+
+// UnmountPlan returns the mount points to unmount, newest first.
+func UnmountPlan(infos []mounts.Info) []string {
+	var out []string
+	for i := len(infos) - 1; i >= 0; i-- {
+		m := infos[i]
+		if m.Target == "/" || keepTypes[m.FSType] {
+			continue
+		}
+		out = append(out, m.Target)
+	}
+	return out
+}

@@ -1,0 +1,394 @@
+// Package supervisor runs long-lived services for PID 1: it starts them,
+// restarts them with exponential backoff when they exit, logs their
+// output to rotated files, stops them with SIGTERM then SIGKILL, and
+// reports their state for `kestrel status`.
+//
+// Backoff: a service that exits before StableAfter is restarted after
+// MinBackoff, doubled for each further quick exit up to MaxBackoff; a run
+// that lasted StableAfter resets the delay. Each service runs in its own
+// process group (or session, for a console service) so stopping it
+// signals everything it spawned; with CgroupRoot set, each also gets its
+// own cgroup (CLONE_INTO_CGROUP).
+//
+// Exit statuses come from a reaper.Reaper, because PID 1 reaps every
+// child. Limits: no dependencies between services, no readiness
+// notification, no one-shot tasks, every service restarts on any exit.
+package supervisor
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kestrel-os/kestrel/internal/node/init/reaper"
+	"github.com/kestrel-os/kestrel/internal/node/init/rotlog"
+)
+
+// Spec describes a service.
+type Spec struct {
+	Name string
+	Path string
+	Args []string
+	Env  []string // nil: a minimal PATH/HOME environment
+	Dir  string   // "" is "/"
+	// TTY, if set, runs the service on this terminal as a session leader
+	// with it as controlling terminal, instead of logging to a file.
+	TTY string
+}
+
+// Config tunes a Supervisor.
+type Config struct {
+	Reaper      *reaper.Reaper
+	LogDir      string // <LogDir>/<name>.log
+	LogMaxSize  int64
+	LogKeep     int
+	MinBackoff  time.Duration
+	MaxBackoff  time.Duration
+	StableAfter time.Duration
+	StopTimeout time.Duration // SIGTERM to SIGKILL
+	CgroupRoot  string        // "" disables per-service cgroups
+	Now         func() time.Time
+	Logf        func(format string, args ...any)
+}
+
+// Defaults fills zero fields with the values PID 1 uses.
+func (c Config) Defaults() Config {
+	if c.LogMaxSize == 0 {
+		c.LogMaxSize = 10 << 20
+	}
+	if c.LogKeep == 0 {
+		c.LogKeep = 3
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = 500 * time.Millisecond
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = time.Minute
+	}
+	if c.StableAfter == 0 {
+		c.StableAfter = 30 * time.Second
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = 10 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	return c
+}
+
+// State of a service.
+type State string
+
+// Service states.
+const (
+	Running State = "running"
+	Backoff State = "backoff" // waiting to restart
+	Stopped State = "stopped"
+)
+
+// Status is a service's state as `kestrel status` shows it.
+type Status struct {
+	Name      string    `json:"name"`
+	State     State     `json:"state"`
+	PID       int       `json:"pid,omitempty"`
+	Restarts  int       `json:"restarts"`
+	Since     time.Time `json:"since"`               // start of the current state
+	NextStart time.Time `json:"next_start,omitzero"` // in Backoff
+	LastExit  string    `json:"last_exit,omitempty"`
+}
+
+// Supervisor owns a set of services.
+type Supervisor struct {
+	cfg      Config
+	mu       sync.Mutex
+	services map[string]*service
+}
+
+type service struct {
+	spec Spec
+	log  io.Writer // nil for TTY services
+	stop chan struct{}
+	done chan struct{}
+
+	mu       sync.Mutex
+	st       Status
+	failures int // consecutive quick exits
+	stopOnce sync.Once
+}
+
+// New returns a Supervisor.
+func New(cfg Config) *Supervisor {
+	return &Supervisor{cfg: cfg.Defaults(), services: map[string]*service{}}
+}
+
+// Start adds a service and starts it.
+func (s *Supervisor) Start(spec Spec) error {
+	if spec.Name == "" || spec.Path == "" {
+		return fmt.Errorf("service needs a name and a path: %+v", spec)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.services[spec.Name]; ok {
+		return fmt.Errorf("service %s already exists", spec.Name)
+	}
+	svc := &service{spec: spec, stop: make(chan struct{}), done: make(chan struct{})}
+	if spec.TTY == "" && s.cfg.LogDir != "" {
+		w, err := rotlog.Open(filepath.Join(s.cfg.LogDir, spec.Name+".log"), s.cfg.LogMaxSize, s.cfg.LogKeep)
+		if err != nil {
+			return fmt.Errorf("service %s: %w", spec.Name, err)
+		}
+		svc.log = w
+	}
+	svc.st = Status{Name: spec.Name, State: Backoff, Since: s.cfg.Now()}
+	s.services[spec.Name] = svc
+	go s.run(svc)
+	return nil
+}
+
+// Status returns every service's state, sorted by name.
+func (s *Supervisor) Status() []Status {
+	s.mu.Lock()
+	var out []Status
+	for _, svc := range s.services {
+		svc.mu.Lock()
+		out = append(out, svc.st)
+		svc.mu.Unlock()
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Stop stops one service and waits until it is gone; it stays stopped.
+func (s *Supervisor) Stop(name string) error {
+	s.mu.Lock()
+	svc, ok := s.services[name]
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("no service %s", name)
+	}
+	svc.stopOnce.Do(func() { close(svc.stop) })
+	<-svc.done
+	return nil
+}
+
+// Replace runs spec in place of the service of the same name: the old
+// process is stopped (TERM, then KILL after the stop timeout) and waited
+// for, then spec starts with a fresh backoff. A service not running yet
+// is simply started. For a service whose configuration changed after it
+// started (sshd when the network-up phase turns password login on).
+func (s *Supervisor) Replace(spec Spec) error {
+	s.mu.Lock()
+	_, ok := s.services[spec.Name]
+	s.mu.Unlock()
+	if ok {
+		if err := s.Stop(spec.Name); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		delete(s.services, spec.Name)
+		s.mu.Unlock()
+	}
+	return s.Start(spec)
+}
+
+// StopAll stops every service in parallel and waits for all of them.
+func (s *Supervisor) StopAll() {
+	s.mu.Lock()
+	var names []string
+	for n := range s.services {
+		names = append(names, n)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, n := range names {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Stop(n) }()
+	}
+	wg.Wait()
+}
+
+// Delay returns the backoff before restart number failures (1-based).
+func (c Config) Delay(failures int) time.Duration {
+	d := c.MinBackoff
+	for i := 1; i < failures && d < c.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, c.MaxBackoff)
+}
+
+func (s *Supervisor) set(svc *service, f func(st *Status)) {
+	svc.mu.Lock()
+	f(&svc.st)
+	svc.mu.Unlock()
+}
+
+func (s *Supervisor) event(svc *service, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if svc.log != nil {
+		fmt.Fprintf(svc.log, "%s kestrel: %s\n", s.cfg.Now().Format(time.RFC3339), msg)
+	}
+	s.cfg.Logf("service %s: %s", svc.spec.Name, msg)
+}
+
+func (s *Supervisor) run(svc *service) {
+	defer close(svc.done)
+	defer func() { // a bug here must not take PID 1 down with it
+		if r := recover(); r != nil {
+			s.cfg.Logf("service %s: supervisor panic: %v", svc.spec.Name, r)
+		}
+	}()
+	defer func() {
+		s.set(svc, func(st *Status) { st.State, st.PID, st.Since, st.NextStart = Stopped, 0, s.cfg.Now(), time.Time{} })
+		if c, ok := svc.log.(io.Closer); ok {
+			c.Close()
+		}
+	}()
+	for first := true; ; first = false {
+		if !first {
+			delay := s.cfg.Delay(svc.failures)
+			s.set(svc, func(st *Status) {
+				st.State, st.PID, st.NextStart, st.Since = Backoff, 0, s.cfg.Now().Add(delay), s.cfg.Now()
+			})
+			select {
+			case <-svc.stop:
+				return
+			case <-time.After(delay):
+			}
+			s.set(svc, func(st *Status) { st.Restarts++ })
+		}
+		select {
+		case <-svc.stop:
+			return
+		default:
+		}
+		started := s.cfg.Now()
+		cmd, exitc, err := s.start(svc)
+		if err != nil {
+			svc.failures++
+			s.event(svc, "cannot start: %v", err)
+			s.set(svc, func(st *Status) { st.LastExit = "start failed: " + err.Error() })
+			continue
+		}
+		pid := cmd.Process.Pid
+		s.set(svc, func(st *Status) { st.State, st.PID, st.Since, st.NextStart = Running, pid, started, time.Time{} })
+		s.event(svc, "started, pid %d", pid)
+
+		var e reaper.Exit
+		stopping := false
+		select {
+		case e = <-exitc:
+		case <-svc.stop:
+			stopping = true
+			e = s.terminate(svc, pid, exitc)
+		}
+		cmd.Process.Release()
+		s.event(svc, "pid %d ended: %s", pid, e)
+		s.set(svc, func(st *Status) { st.LastExit = e.String() })
+		if stopping {
+			return
+		}
+		if s.cfg.Now().Sub(started) >= s.cfg.StableAfter {
+			svc.failures = 0
+		}
+		svc.failures++
+	}
+}
+
+// terminate sends SIGTERM to the service's process group, then SIGKILL
+// after StopTimeout, and returns its exit.
+func (s *Supervisor) terminate(svc *service, pid int, exitc <-chan reaper.Exit) reaper.Exit {
+	syscall.Kill(-pid, syscall.SIGTERM)
+	syscall.Kill(pid, syscall.SIGTERM)
+	if svc.spec.TTY != "" {
+		syscall.Kill(-pid, syscall.SIGHUP) // shells ignore TERM
+	}
+	select {
+	case e := <-exitc:
+		syscall.Kill(-pid, syscall.SIGKILL) // stragglers of the group
+		return e
+	case <-time.After(s.cfg.StopTimeout):
+	}
+	s.event(svc, "pid %d did not stop within %v, killing", pid, s.cfg.StopTimeout)
+	syscall.Kill(-pid, syscall.SIGKILL)
+	syscall.Kill(pid, syscall.SIGKILL)
+	return <-exitc
+}
+
+func (s *Supervisor) start(svc *service) (*exec.Cmd, <-chan reaper.Exit, error) {
+	sp := svc.spec
+	cmd := exec.Command(sp.Path, sp.Args...)
+	cmd.Env = sp.Env
+	if cmd.Env == nil {
+		cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
+	}
+	cmd.Dir = sp.Dir
+	if cmd.Dir == "" {
+		cmd.Dir = "/"
+	}
+	attr := &syscall.SysProcAttr{Setpgid: true}
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	var pr *os.File
+	if sp.TTY != "" {
+		t, err := os.OpenFile(sp.TTY, os.O_RDWR|syscall.O_NOCTTY, 0)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open %s: %w", sp.TTY, err)
+		}
+		closers = append(closers, t)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = t, t, t
+		attr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	} else if svc.log != nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, nil, err
+		}
+		closers = append(closers, w)
+		pr = r
+		cmd.Stdout, cmd.Stderr = w, w
+	}
+	if s.cfg.CgroupRoot != "" {
+		dir := filepath.Join(s.cfg.CgroupRoot, sp.Name)
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			if fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0); err == nil {
+				closers = append(closers, fdCloser(fd))
+				attr.UseCgroupFD, attr.CgroupFD = true, fd
+			}
+		}
+	}
+	cmd.SysProcAttr = attr
+	exitc, err := s.cfg.Reaper.Start(cmd)
+	if err != nil && attr.UseCgroupFD {
+		// A kernel without clone3 cgroup support: run in PID 1's cgroup.
+		attr.UseCgroupFD = false
+		exitc, err = s.cfg.Reaper.Start(cmd)
+	}
+	if err != nil {
+		if pr != nil {
+			pr.Close()
+		}
+		return nil, nil, err
+	}
+	if pr != nil {
+		go func() { io.Copy(svc.log, pr); pr.Close() }()
+	}
+	return cmd, exitc, nil
+}
+
+type fdCloser int
+
+func (f fdCloser) Close() error { return syscall.Close(int(f)) }

@@ -1,0 +1,145 @@
+package supervisor
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kestrel-os/kestrel/internal/node/init/reaper"
+)
+
+func newTest(t *testing.T, cfg Config) *Supervisor {
+	t.Helper()
+	r := reaper.New(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go r.Loop(ctx)
+	cfg.Reaper = r
+	cfg.LogDir = t.TempDir()
+	return New(cfg)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func TestDelay(t *testing.T) {
+	c := Config{MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}
+	for _, tc := range []struct {
+		n    int
+		want time.Duration
+	}{{1, 100 * time.Millisecond}, {2, 200 * time.Millisecond}, {4, 800 * time.Millisecond}, {5, time.Second}, {50, time.Second}} {
+		if got := c.Delay(tc.n); got != tc.want {
+			t.Errorf("Delay(%d) = %v, want %v", tc.n, got, tc.want)
+		}
+	}
+}
+
+func TestRestartBackoffAndLog(t *testing.T) {
+	s := newTest(t, Config{MinBackoff: 20 * time.Millisecond, MaxBackoff: 80 * time.Millisecond, StableAfter: time.Hour})
+	if err := s.Start(Spec{Name: "flappy", Path: "/bin/sh", Args: []string{"-c", "echo hello from $$; exit 2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(Spec{Name: "flappy", Path: "/bin/true"}); err == nil {
+		t.Error("duplicate name accepted")
+	}
+	waitFor(t, "3 restarts", func() bool { return s.Status()[0].Restarts >= 3 })
+	st := s.Status()[0]
+	if st.LastExit != "exit status 2" {
+		t.Errorf("LastExit = %q", st.LastExit)
+	}
+	s.StopAll()
+	if st := s.Status()[0]; st.State != Stopped {
+		t.Errorf("after StopAll: %+v", st)
+	}
+	b, _ := os.ReadFile(filepath.Join(s.cfg.LogDir, "flappy.log"))
+	if strings.Count(string(b), "hello from") < 3 || !strings.Contains(string(b), "ended: exit status 2") {
+		t.Errorf("log:\n%s", b)
+	}
+}
+
+func TestStopTermThenKill(t *testing.T) {
+	s := newTest(t, Config{StopTimeout: 100 * time.Millisecond})
+	s.Start(Spec{Name: "polite", Path: "/bin/sleep", Args: []string{"60"}})
+	s.Start(Spec{Name: "stubborn", Path: "/bin/sh", Args: []string{"-c", "trap '' TERM; echo ready; while :; do sleep 0.01; done"}})
+	waitFor(t, "both running", func() bool {
+		st := s.Status()
+		return st[0].State == Running && st[1].State == Running && st[0].PID > 0
+	})
+	waitFor(t, "trap set", func() bool {
+		b, _ := os.ReadFile(filepath.Join(s.cfg.LogDir, "stubborn.log"))
+		return strings.Contains(string(b), "ready")
+	})
+	start := time.Now()
+	s.StopAll()
+	// StopTimeout is 100 ms: StopAll must not wait the sleeper's 60 s
+	// (a generous bound, so a loaded machine does not fail it).
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("StopAll took %v", d)
+	}
+	st := s.Status()
+	if st[0].LastExit != "killed by terminated" {
+		t.Errorf("polite: %+v", st[0])
+	}
+	if st[1].LastExit != "killed by killed" {
+		t.Errorf("stubborn: %+v", st[1])
+	}
+}
+
+func TestStableRunResetsBackoff(t *testing.T) {
+	s := newTest(t, Config{MinBackoff: 10 * time.Millisecond, MaxBackoff: time.Hour, StableAfter: 0})
+	s.cfg.StableAfter = 1 // every run counts as stable: delay stays at MinBackoff
+	s.Start(Spec{Name: "steady", Path: "/bin/sh", Args: []string{"-c", "sleep 0.01"}})
+	waitFor(t, "5 restarts", func() bool { return s.Status()[0].Restarts >= 5 })
+	s.StopAll()
+}
+
+func TestMissingBinary(t *testing.T) {
+	s := newTest(t, Config{MinBackoff: 10 * time.Millisecond})
+	s.Start(Spec{Name: "ghost", Path: "/nonexistent/bin"})
+	waitFor(t, "a failed start", func() bool { return strings.HasPrefix(s.Status()[0].LastExit, "start failed") })
+	st := s.Status()[0]
+	if st.State != Backoff && st.State != Running {
+		t.Errorf("state = %v", st.State)
+	}
+	s.StopAll()
+}
+
+func TestReplace(t *testing.T) {
+	s := newTest(t, Config{StopTimeout: 100 * time.Millisecond})
+	if err := s.Start(Spec{Name: "svc", Path: "/bin/sh", Args: []string{"-c", "echo first; exec sleep 60"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first running", func() bool { st := s.Status(); return st[0].State == Running && st[0].PID > 0 })
+	oldPID := s.Status()[0].PID
+	if err := s.Replace(Spec{Name: "svc", Path: "/bin/sh", Args: []string{"-c", "echo second; exec sleep 60"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "second running", func() bool {
+		st := s.Status()
+		return len(st) == 1 && st[0].State == Running && st[0].PID > 0 && st[0].PID != oldPID
+	})
+	if err := syscall.Kill(oldPID, 0); err == nil {
+		t.Errorf("old process %d still alive after Replace", oldPID)
+	}
+	waitFor(t, "second's output", func() bool {
+		b, _ := os.ReadFile(filepath.Join(s.cfg.LogDir, "svc.log"))
+		return strings.Contains(string(b), "second")
+	})
+	// A name that was never started is started.
+	if err := s.Replace(Spec{Name: "new", Path: "/bin/sleep", Args: []string{"60"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "new running", func() bool { st := s.Status(); return len(st) == 2 && st[0].State == Running })
+	s.StopAll()
+}

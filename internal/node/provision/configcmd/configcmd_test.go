@@ -1,0 +1,104 @@
+package configcmd
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kestrel-os/kestrel/internal/node/provision/datasource"
+)
+
+func run(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := Run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestValidate(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("hostname: a\n"), 0o644)
+	os.WriteFile(bad, []byte("hostname: a\nkestrel:\n  modles: [x]\n  timezone: [y]\n"), 0o644)
+
+	code, out, _ := run("validate", good)
+	if code != 0 || out != good+": ok\n" {
+		t.Errorf("good: %d %q", code, out)
+	}
+	code, _, errs := run("validate", good, bad)
+	want := bad + ":3:3: kestrel.modles: unknown key \"modles\", did you mean \"modules\"?\n" +
+		bad + ":4:13: kestrel.timezone: expected a string, got a list\n"
+	if code != 1 || errs != want {
+		t.Errorf("bad: %d\n%s\nwant\n%s", code, errs, want)
+	}
+	code, _, errs = run("validate", filepath.Join(dir, "missing.yaml"))
+	if code != 1 || !strings.Contains(errs, "no such file") {
+		t.Errorf("missing: %d %s", code, errs)
+	}
+	code, _, errs = run("validate", "--cmdline", "quiet kestrel.hostnme=x")
+	if code != 1 || errs != "cmdline:1:7: kestrel.hostnme: unknown key \"hostnme\", did you mean \"hostname\"?\n" {
+		t.Errorf("cmdline: %d %q", code, errs)
+	}
+	if code, _, _ := run("validate"); code != 2 {
+		t.Errorf("no args: %d", code)
+	}
+	if code, _, _ := run("validate", "../../../../config.yaml.example"); code != 0 {
+		t.Errorf("example does not validate")
+	}
+}
+
+func TestShow(t *testing.T) {
+	root := t.TempDir()
+	esp := filepath.Join(root, "esp")
+	os.MkdirAll(esp, 0o755)
+	os.MkdirAll(filepath.Join(root, "state/kestrel/config.d"), 0o755)
+	cmdline := filepath.Join(root, "cmdline")
+	os.WriteFile(cmdline, []byte("console=ttyS0 kestrel.timezone=UTC\n"), 0o644)
+	os.WriteFile(filepath.Join(esp, "config.yaml"), []byte("hostname: esp\nkestrel:\n  password: hunter2\n"), 0o644)
+	os.WriteFile(filepath.Join(root, "state/kestrel/config.d/10.yaml"), []byte("kestrel:\n  bogus: 1\n"), 0o644)
+	cache := filepath.Join(root, "run/ds.json")
+	if err := datasource.SaveCache(cache, datasource.Cache{
+		Documents: []datasource.Raw{{Name: "nocloud:/dev/sr0/user-data", Data: []byte("run_cmd: [echo hi]\n")}},
+		Errors:    []string{"datasource aws: probe: timeout"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"show", "--root", root, "--esp", esp, "--cmdline", cmdline, "--cache", cache}
+	code, out, errs := run(args...)
+	if code != 0 {
+		t.Fatalf("%d %s", code, errs)
+	}
+	want := "hostname: esp # " + esp + "/config.yaml:1:11\n" +
+		"run_cmd:\n" +
+		"  - echo hi # nocloud:/dev/sr0/user-data:1:11\n" +
+		"kestrel:\n" +
+		"  password: <redacted> # " + esp + "/config.yaml:3:13\n" +
+		"  timezone: UTC # " + cmdline + ":1:15\n"
+	if out != want {
+		t.Errorf("show:\n%s\nwant:\n%s", out, want)
+	}
+	if !strings.Contains(errs, "skipped: "+root+"/state/kestrel/config.d/10.yaml:2:3: kestrel.bogus: unknown key") || !strings.Contains(errs, "skipped: datasource aws: probe: timeout") {
+		t.Errorf("errors: %s", errs)
+	}
+	_, out, _ = run(append(args, "--values", "--secrets")...)
+	if !strings.Contains(out, `kestrel.password  = "hunter2"`) || !strings.Contains(out, "run_cmd[0]") {
+		t.Errorf("values:\n%s", out)
+	}
+}
+
+func TestOtherCommands(t *testing.T) {
+	if code, out, _ := run("schema"); code != 0 || !strings.Contains(out, `"$schema"`) {
+		t.Errorf("schema %d", code)
+	}
+	if code, out, _ := run("keys"); code != 0 || !strings.Contains(out, "kestrel.modules") || !strings.Contains(out, "initramfs") {
+		t.Errorf("keys %d %s", code, out)
+	}
+	if code, _, _ := run("frobnicate"); code != 2 {
+		t.Errorf("unknown command %d", code)
+	}
+	if code, _, _ := run(); code != 2 {
+		t.Errorf("no command %d", code)
+	}
+}

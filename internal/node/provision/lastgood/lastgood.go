@@ -1,0 +1,141 @@
+// Package lastgood keeps the last valid version of each editable config
+// file (the ESP's config.yaml, the state partition's config.yaml and
+// config.d/*.yaml) on the state partition. When an edit breaks a file
+// (invalid YAML, a wrong type, an unknown key), the file's problems are
+// still reported and it still contributes nothing of its own, but its last
+// good version is merged in its place, whole: the SSH keys and settings it
+// held before the edit stay in effect instead of vanishing with it.
+//
+// Stage 1 and stage 2 both load through a Store; only stage 2 saves, once
+// per boot, the files it found valid, and drops the copies of files that
+// are gone (a deleted file is a choice, not an accident).
+//
+// Limits: image defaults and the kernel command line have no copies (they
+// cannot be edited in place), nor have datasources (they are fetched
+// again each boot); a copy is keyed by the file's path, so a renamed file
+// starts without one; copies hold secrets and are written 0600 in a 0700
+// directory.
+package lastgood
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/kestrel-os/kestrel/internal/config"
+	"github.com/kestrel-os/kestrel/internal/osfiles/atomicfile"
+)
+
+// Dir is where the copies live, relative to the state partition's mount.
+const Dir = "kestrel/last-good"
+
+// Suffix marks a copy's source name in provenance and errors.
+const Suffix = " (last good copy)"
+
+// Store is a directory of last-good copies.
+type Store struct {
+	Dir string // "" disables copies: Load is config.LoadLocal
+}
+
+// Loaded is what Load read.
+type Loaded struct {
+	Sources *config.Sources
+	// Replaced names the files that were invalid and replaced by their
+	// last good copy.
+	Replaced []string
+
+	valid map[string][]byte // copy name -> content of a valid file
+	seen  map[string]bool   // copy names of the files present, valid or not
+}
+
+// file is one editable file and the name of its copy. Copies are named
+// by the file's role, not its path, which differs between stage 1 (under
+// the new root, the ESP at a scratch mount) and stage 2.
+type file struct{ path, copy string }
+
+func editable(loc config.Locations, s *config.Sources) []file {
+	var out []file
+	if loc.ESPConfig != "" {
+		out = append(out, file{loc.ESPConfig, "esp-config.yaml"})
+	}
+	if loc.StateConfig != "" {
+		out = append(out, file{loc.StateConfig, "state-config.yaml"})
+	}
+	if loc.StateConfigDir != "" {
+		more, err := config.DirFiles(loc.StateConfigDir)
+		if err != nil {
+			s.AddError(err)
+		}
+		for _, f := range more {
+			out = append(out, file{f, "config.d-" + filepath.Base(f)})
+		}
+	}
+	return out
+}
+
+// Load reads the local sources in config.LoadLocal's order; an editable
+// file that is present but invalid is followed by its last good copy,
+// when there is one.
+func (st Store) Load(loc config.Locations) *Loaded {
+	l := &Loaded{
+		Sources: config.LoadLocal(config.Locations{Defaults: loc.Defaults, Cmdline: loc.Cmdline}),
+		valid:   map[string][]byte{}, seen: map[string]bool{},
+	}
+	for _, f := range editable(loc, l.Sources) {
+		data, err := os.ReadFile(f.path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		l.seen[f.copy] = true
+		if err == nil && l.Sources.Add(f.path, data) {
+			l.valid[f.copy] = data
+			continue
+		}
+		if err != nil {
+			l.Sources.AddError(&config.Error{Pos: config.Pos{File: f.path}, Problem: fmt.Sprintf("cannot read: %v", err)})
+		}
+		if st.Dir == "" {
+			continue
+		}
+		if good, err := os.ReadFile(filepath.Join(st.Dir, f.copy)); err == nil && l.Sources.Add(f.path+Suffix, good) {
+			l.Replaced = append(l.Replaced, f.path)
+		}
+	}
+	return l
+}
+
+// Save records the valid files of l as their last good copies and removes
+// the copies of files that no longer exist. Unchanged copies are not
+// rewritten.
+func (st Store) Save(l *Loaded) error {
+	if st.Dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(st.Dir, 0o700); err != nil {
+		return fmt.Errorf("last good config: %w", err)
+	}
+	var errs []error
+	for name, data := range l.valid {
+		p := filepath.Join(st.Dir, name)
+		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, data) {
+			continue
+		}
+		if err := atomicfile.Write(p, data, 0o600, atomicfile.NoChown, atomicfile.NoChown); err != nil {
+			errs = append(errs, fmt.Errorf("last good config: %w", err))
+		}
+	}
+	ents, err := os.ReadDir(st.Dir)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("last good config: %w", err))...)
+	}
+	for _, e := range ents {
+		if !l.seen[e.Name()] && !e.IsDir() {
+			if err := os.Remove(filepath.Join(st.Dir, e.Name())); err != nil {
+				errs = append(errs, fmt.Errorf("last good config: %w", err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
