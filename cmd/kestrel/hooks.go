@@ -1,7 +1,20 @@
 package main
 
 import (
+	"context"
+	"os"
+	"path/filepath"
+	"time"
+
 	"golang.org/x/sys/unix"
+
+	k3sconfig "github.com/kestrel-os/kestrel/internal/k3s/config"
+	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/node/boot/badrelease"
+	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
+	"github.com/kestrel-os/kestrel/internal/node/boot/trial"
+	"github.com/kestrel-os/kestrel/internal/node/init/power"
+	"github.com/kestrel-os/kestrel/internal/node/k3s/nodelabels"
 
 	"github.com/kestrel-os/kestrel/internal/node/boot/stage1"
 	"github.com/kestrel-os/kestrel/internal/node/init/stage2"
@@ -20,8 +33,15 @@ func stage1Hooks() stage1.Hooks {
 func stage2Hooks() stage2.Hooks {
 	cfg := newPhases() // the config phases; cfg.Config() is the merged config
 	sshdBoot, sshdNetworkUp := sshdHooks(func() supervisor.Spec { return sshdSpec(cfg) })
+	slot := &trial.Trial{Root: "/", Now: time.Now}
 	return stage2.Hooks{
-		Boot:    []stage2.Hook{{Name: "config", Run: cfg.Boot}, sshdBoot},
+		Boot: []stage2.Hook{{Name: "slots", Run: func(ctx context.Context, sys *stage2.System) error {
+			slot.Chain = bootslot.BLS{ESP: layout.ESPMount, Booted: sys.Slot}
+			slot.Booted, slot.Logf, slot.Warn = sys.Slot, sys.Logf, sys.Warn
+			slot.Reboot = func() { sys.Power(power.Reboot) }
+			_, err := slot.Start(ctx)
+			return err
+		}}, {Name: "config", Run: cfg.Boot}, sshdBoot},
 		Network: cfg.Network,
 		ConsoleLogin: func() bool {
 			c := cfg.Config()
@@ -34,9 +54,36 @@ func stage2Hooks() stage2.Hooks {
 			// k3s last: it reads the config the phases before it merged.
 			service.Hook(service.Options{
 				Root: "/", Mount: unix.Mount, Swapoff: service.Swapoff, Config: cfg.Config,
-				// The upgrade issue adds marking the booted slot good here.
-				OnBootGood: nil,
+				OnBootGood:    []func(context.Context) error{slot.Good, labelNode(slot)},
+				OnBootNotGood: []func(string){slot.NotGood},
 			}),
 		},
+	}
+}
+
+// labelNode returns the good-boot listener that tells the cluster which
+// release and slot this node runs, and what it rolled back from, through
+// the node's own kubeconfig. It runs in the background: the Node may still
+// be registering, and the boot's verdict must not wait for the API.
+func labelNode(t *trial.Trial) func(context.Context) error {
+	return func(context.Context) error {
+		if _, err := os.Stat(nodelabels.KubeletKubeconfig); err != nil {
+			t.Logf("node labels: no kubelet kubeconfig (%s); not labelling the Node", nodelabels.KubeletKubeconfig)
+			return nil
+		}
+		host, _ := os.Hostname()
+		osr, _ := readOSRelease(filepath.Join("/", layout.OSRelease))
+		bad, _ := badrelease.Load(badrelease.Path)
+		w := nodelabels.Want{Version: k3sconfig.VersionLabelValue(osr["VERSION_ID"]), Slot: t.Booted, RolledBackFrom: badrelease.Latest(bad)}
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			if err := nodelabels.Apply(ctx, nodelabels.KubeletKubeconfig, host, w, 5*time.Second); err != nil {
+				t.Warn("%v", err)
+				return
+			}
+			t.Logf("node labels: Node %s labelled %s=%s, %s=%s", host, nodelabels.LabelVersion, w.Version, nodelabels.LabelSlot, w.Slot)
+		}()
+		return nil
 	}
 }

@@ -9,7 +9,9 @@ import (
 
 	"github.com/kestrel-os/kestrel/internal/buildinfo"
 	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/node/boot/badrelease"
 	"github.com/kestrel-os/kestrel/internal/node/boot/boothealth"
+	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
 	"github.com/kestrel-os/kestrel/internal/node/init/control"
 	"github.com/kestrel-os/kestrel/internal/node/init/status"
 )
@@ -37,6 +39,17 @@ func statusCmd(args []string) int {
 		fmt.Fprintf(os.Stderr, "kestrel status: %v\n", err)
 	} else {
 		st.BootHealth = h
+	}
+	chain := bootslot.BLS{ESP: layout.ESPMount, Booted: st.Slot}
+	if slots, err := chain.Slots(); err != nil {
+		fmt.Fprintf(os.Stderr, "kestrel status: %v\n", err)
+	} else {
+		st.Slots = slots
+	}
+	if bad, err := badrelease.Load(badrelease.Path); err != nil {
+		fmt.Fprintf(os.Stderr, "kestrel status: %v\n", err)
+	} else {
+		st.BadReleases = bad
 	}
 	if *asJSON {
 		e := json.NewEncoder(os.Stdout)

@@ -64,6 +64,9 @@ type Declarer struct {
 	// OnGood runs, in order, once the boot is declared good (the upgrade
 	// issue marks the booted slot good here).
 	OnGood []func(ctx context.Context) error
+	// OnNotGood runs once when the boot is declared not good (the booted
+	// slot's trial is then over: stage 2 reboots so the loader counts it).
+	OnNotGood []func(detail string)
 
 	mu       sync.Mutex
 	declared bool
@@ -100,7 +103,15 @@ func (d *Declarer) Good(ctx context.Context, detail string) error {
 }
 
 // NotGood declares the boot not good.
-func (d *Declarer) NotGood(detail string) error { return d.declare(NotGood, detail) }
+func (d *Declarer) NotGood(detail string) error {
+	if err := d.declare(NotGood, detail); err != nil {
+		return err
+	}
+	for _, f := range d.OnNotGood {
+		f(detail)
+	}
+	return nil
+}
 
 func (d *Declarer) declare(s State, detail string) error {
 	d.mu.Lock()

@@ -138,6 +138,9 @@ type System struct {
 	Slot       string
 	Hostname   string
 	Logf       func(format string, args ...any)
+	// Power asks PID 1's main loop for a clean poweroff, reboot or halt
+	// (the same path as the control socket's ops).
+	Power func(power.Action)
 
 	root        string
 	modulesDone chan struct{}
@@ -296,6 +299,7 @@ func Run(env Env) error {
 		default: // one is already pending
 		}
 	}
+	sys.Power = request
 	sys.Control = control.NewServer()
 	sys.Control.Handle("status", func(context.Context, control.Request) (any, error) {
 		return sys.status(env.Clock()), nil

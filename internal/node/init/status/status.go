@@ -21,7 +21,9 @@ import (
 	"time"
 
 	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/node/boot/badrelease"
 	"github.com/kestrel-os/kestrel/internal/node/boot/boothealth"
+	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
 	"github.com/kestrel-os/kestrel/internal/node/boot/boottime"
 	"github.com/kestrel-os/kestrel/internal/node/init/supervisor"
 )
@@ -43,6 +45,11 @@ type Status struct {
 	// BootHealth is whether this boot was declared good (k3s healthy in
 	// time); nil until something declared it.
 	BootHealth *boothealth.Record `json:"boot_health,omitempty"`
+	// Slots are both A/B slots as the boot loader's entries describe them
+	// (the CLI reads the ESP); BadReleases the releases this node rolled
+	// back from.
+	Slots       []bootslot.Slot     `json:"slots,omitempty"`
+	BadReleases []badrelease.Record `json:"bad_releases,omitempty"`
 }
 
 func orNone(s string) string {
@@ -98,6 +105,12 @@ func (s Status) Render(w io.Writer, now time.Time) error {
 		}
 		fmt.Fprintf(tw, "boot health:\t%s\n", line)
 	}
+	for _, sl := range s.Slots {
+		fmt.Fprintf(tw, "slot %s:\t%s\n", sl.Name, SlotLine(sl))
+	}
+	for _, b := range s.BadReleases {
+		fmt.Fprintf(tw, "rolled back from:\t%s (%s, %s)\n", b.Version, b.When.Format(time.RFC3339), b.Reason)
+	}
 	for _, warn := range s.Warnings {
 		fmt.Fprintf(tw, "warning:\t%s\n", warn)
 	}
@@ -120,4 +133,34 @@ func (s Status) Render(w io.Writer, now time.Time) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\n", sv.Name, sv.State, pid, sv.Restarts, sv.Since.Format(time.TimeOnly), note)
 	}
 	return tw.Flush()
+}
+
+// SlotLine describes one slot: its release, its standing and whether it
+// is booted or boots next.
+func SlotLine(sl bootslot.Slot) string {
+	if sl.State == bootslot.Empty {
+		line := "empty"
+		if sl.Booted {
+			line += ", booted (no boot entry)"
+		}
+		return line
+	}
+	line := sl.Version + " " + string(sl.State)
+	switch sl.State {
+	case bootslot.Trying:
+		line += fmt.Sprintf(" (%d tries left)", sl.TriesLeft)
+	case bootslot.Bad:
+		line += " (no tries left)"
+	}
+	var tags []string
+	if sl.Booted {
+		tags = append(tags, "booted")
+	}
+	if sl.Next {
+		tags = append(tags, "boots next")
+	}
+	if len(tags) > 0 {
+		line += ", " + strings.Join(tags, ", ")
+	}
+	return line
 }

@@ -64,6 +64,8 @@ type Options struct {
 	Now     func() time.Time
 	// OnBootGood runs once the boot is declared good (boothealth.Declarer.OnGood).
 	OnBootGood []func(ctx context.Context) error
+	// OnBootNotGood runs once the boot is declared not good.
+	OnBootNotGood []func(detail string)
 	// HealthURL overrides k3shealth's default endpoint for the role (tests).
 	HealthURL      string
 	HealthInterval time.Duration
@@ -111,7 +113,7 @@ func Prepare(ctx context.Context, sys System, opt Options) (*Plan, error) {
 		opt.Now = time.Now
 	}
 	p := func(s string) string { return filepath.Join(opt.Root, s) }
-	decl := &boothealth.Declarer{Path: p(layout.BootHealth), Now: opt.Now, OnGood: opt.OnBootGood}
+	decl := &boothealth.Declarer{Path: p(layout.BootHealth), Now: opt.Now, OnGood: opt.OnBootGood, OnNotGood: opt.OnBootNotGood}
 	if _, err := os.Stat(p(fetch.RootfsBinary)); errors.Is(err, os.ErrNotExist) {
 		sys.Logf("no k3s in this image (%s): boot good without it", fetch.RootfsBinary)
 		return nil, decl.Good(ctx, "no k3s in this image")

@@ -1,0 +1,342 @@
+// Package update is `kestrel upgrade` on the node: it writes a verified,
+// signed release (internal/release) into the slot that is not running and
+// offers that slot to the boot loader for a limited number of tries.
+//
+// Order of the writes, chosen so that a power cut at any moment leaves a
+// node that boots a good slot:
+//
+//  1. the inactive slot's boot entry is removed (from now on the loader
+//     cannot pick that slot, whatever its partition holds);
+//  2. the root partition image (squashfs + dm-verity tree) is streamed into
+//     the inactive root partition while hashed, synced, the kernel's buffer
+//     cache for it dropped, read back and compared with the manifest;
+//  3. kernel and initramfs go to the slot's directory on the ESP (temporary
+//     file, fsync, rename, fsync of the directory);
+//  4. last, the slot's entry is written with bootslot.DefaultTries tries and
+//     the sort key that makes the loader boot it next, its command line the
+//     running entry's with the new release's verity parameters.
+//
+// Nothing is written before the release has been verified whole (the
+// release package checks the signature and every part's hash first) and
+// before the policy checks pass: same arch and board, not older than the
+// running release, not the running release, not a release this node rolled
+// back from (all but the arch can be overridden with Force).
+//
+// Limits: the running slot is never touched, so an upgrade needs an
+// inactive slot at least as large as the new root image; the kernel
+// command line is carried over from the running entry (a release cannot
+// change it yet); 512-byte-sector block devices are assumed only in the
+// size check's message, not in the write.
+package update
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/semver"
+	"golang.org/x/sys/unix"
+
+	"github.com/kestrel-os/kestrel/internal/bls"
+	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/node/boot/badrelease"
+	"github.com/kestrel-os/kestrel/internal/node/boot/blockdev"
+	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
+	"github.com/kestrel-os/kestrel/internal/release"
+	"github.com/kestrel-os/kestrel/internal/verity"
+)
+
+// Part names in a release.
+const (
+	PartKernel = "vmlinuz"
+	PartInitrd = "initrd"
+	PartRootfs = "rootfs"
+)
+
+// Node is what the upgrade needs to know about the node it writes.
+type Node struct {
+	Host    string // the node's root: "/" on the node, "/host" in the upgrade Job
+	Sys     string // sysfs, for finding the partitions
+	Slot    string // the booted slot (kestrel.slot)
+	Version string // the running release (os-release VERSION_ID)
+	Arch    string // GOARCH of the node
+	Board   string // "" for a generic image
+	Chain   bootslot.Chain
+}
+
+// Options change the policy.
+type Options struct {
+	Force bool      // allow a downgrade, the same version, a bad release, another board
+	Out   io.Writer // progress; nil discards
+	// Terminal makes progress one rewritten line instead of plain lines.
+	Terminal bool
+	Now      func() time.Time
+}
+
+// Release is the verified release to write (internal/release.Release).
+type Release interface {
+	Manifest() *release.Manifest
+	Open(part string) (io.ReadCloser, error)
+}
+
+// Result says what was written.
+type Result struct {
+	Slot    string
+	Version string
+	Bytes   int64         // root image bytes written
+	Write   time.Duration // streaming the root image to the partition
+}
+
+// Check applies the policy without writing anything.
+func Check(n Node, m *release.Manifest, o Options) error {
+	if m.Arch != n.Arch {
+		return fmt.Errorf("release %s is for %s, this node is %s", m.Version, m.Arch, n.Arch)
+	}
+	if n.Board != "" && m.Board != n.Board && !o.Force {
+		return fmt.Errorf("release %s is for board %q, this node is %q (--force to write it anyway)", m.Version, m.Board, n.Board)
+	}
+	if m.Version == n.Version && !o.Force {
+		return fmt.Errorf("release %s is already running (--force to write it to the other slot anyway)", m.Version)
+	}
+	if c, ok := Compare(m.Version, n.Version); !ok && !o.Force {
+		return fmt.Errorf("cannot order versions %q and %q (not semantic versions; --force to write anyway)", m.Version, n.Version)
+	} else if ok && c < 0 && !o.Force {
+		return fmt.Errorf("release %s is older than the running %s: refusing a downgrade (--force to write it anyway)", m.Version, n.Version)
+	}
+	bad, err := badrelease.Load(filepath.Join(n.Host, badrelease.Path))
+	if err != nil {
+		return err
+	}
+	if badrelease.Contains(bad, m.Version) && !o.Force {
+		return fmt.Errorf("this node rolled back from release %s before (see kestrel status; --force to try it again)", m.Version)
+	}
+	for _, name := range []string{PartKernel, PartInitrd, PartRootfs} {
+		if _, ok := part(m, name); !ok {
+			return fmt.Errorf("release %s has no %s", m.Version, name)
+		}
+	}
+	if err := m.Verity.Validate(); err != nil {
+		return fmt.Errorf("release %s: %w", m.Version, err)
+	}
+	return nil
+}
+
+// Compare orders two release versions as semantic versions (with or
+// without a leading "v"); ok is false when either is not one.
+func Compare(a, b string) (c int, ok bool) {
+	va, vb := "v"+strings.TrimPrefix(a, "v"), "v"+strings.TrimPrefix(b, "v")
+	if !semver.IsValid(va) || !semver.IsValid(vb) {
+		return 0, false
+	}
+	return semver.Compare(va, vb), true
+}
+
+// Apply checks the policy, then writes rel into the inactive slot in the
+// order the package doc gives.
+func Apply(ctx context.Context, n Node, rel Release, o Options) (Result, error) {
+	m := rel.Manifest()
+	if err := Check(n, m, o); err != nil {
+		return Result{}, err
+	}
+	target, err := Other(n.Slot)
+	if err != nil {
+		return Result{}, err
+	}
+	p := progress{out: o.Out, terminal: o.Terminal, now: o.Now}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	rootfs, _ := part(m, PartRootfs)
+
+	devs, err := blockdev.List(n.Sys)
+	if err != nil {
+		return Result{}, err
+	}
+	dev, err := blockdev.ByPartName(devs, layout.RootPartition(target))
+	if err != nil {
+		return Result{}, fmt.Errorf("slot %s: %w", target, err)
+	}
+	if dev.Size < rootfs.Size {
+		return Result{}, fmt.Errorf("slot %s partition %s holds %s, the release's root image needs %s",
+			target, dev.Name, blockdev.HumanSize(dev.Size), blockdev.HumanSize(rootfs.Size))
+	}
+	slots, err := n.Chain.Slots()
+	if err != nil {
+		return Result{}, err
+	}
+	running := slices.IndexFunc(slots, func(s bootslot.Slot) bool { return s.Name == n.Slot })
+	if running < 0 || slots[running].State == bootslot.Empty {
+		return Result{}, fmt.Errorf("the running slot %s has no boot entry to take the command line from", n.Slot)
+	}
+
+	p.line("upgrade %s -> %s: writing slot %s (%s)", n.Version, m.Version, target, dev.Path(filepath.Join(n.Host, "dev")))
+	// 1. The loader must not pick the slot while it is being rewritten.
+	if err := n.Chain.Forget(target); err != nil {
+		return Result{}, err
+	}
+	p.line("step 1/4: boot entry of slot %s removed", target)
+
+	// 2. Root image into the partition, then read back.
+	start := p.now()
+	if err := writeRoot(ctx, rel, rootfs, dev.Path(filepath.Join(n.Host, "dev")), &p); err != nil {
+		return Result{}, fmt.Errorf("slot %s root: %w", target, err)
+	}
+	res := Result{Slot: target, Version: m.Version, Bytes: rootfs.Size, Write: p.now().Sub(start)}
+	if err := verifyDevice(dev.Path(filepath.Join(n.Host, "dev")), rootfs); err != nil {
+		return Result{}, fmt.Errorf("slot %s root: %w", target, err)
+	}
+	p.line("step 2/4: root image written and read back (%s, sha256 ok)", blockdev.HumanSize(rootfs.Size))
+
+	// 3. Kernel and initramfs on the ESP.
+	esp := filepath.Join(n.Host, layout.ESPMount)
+	for _, f := range []struct{ part, path string }{{PartKernel, bls.KernelPath(target)}, {PartInitrd, bls.InitrdPath(target)}} {
+		if err := writeESPFile(rel, f.part, filepath.Join(esp, f.path)); err != nil {
+			return Result{}, fmt.Errorf("slot %s: %w", target, err)
+		}
+	}
+	p.line("step 3/4: kernel and initramfs written to the ESP")
+
+	// 4. Offer the slot.
+	opts := slices.DeleteFunc(slices.Clone(slots[running].Options), func(o string) bool {
+		return strings.HasPrefix(o, "kestrel.verity.")
+	})
+	entry := bls.Entry{Slot: target, Version: m.Version, Options: append(opts, m.Verity.CmdlineOptions()...)}
+	if err := n.Chain.Offer(entry, bootslot.DefaultTries); err != nil {
+		return Result{}, err
+	}
+	p.line("step 4/4: slot %s offered for %d boot tries", target, bootslot.DefaultTries)
+	return res, nil
+}
+
+// Other returns the slot that is not slot.
+func Other(slot string) (string, error) {
+	for _, s := range layout.Slots {
+		if s != slot && slices.Contains(layout.Slots, slot) {
+			return s, nil
+		}
+	}
+	return "", fmt.Errorf("booted slot %q is not one of %s", slot, strings.Join(layout.Slots, ", "))
+}
+
+func part(m *release.Manifest, name string) (release.Part, bool) {
+	for _, p := range m.Parts {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return release.Part{}, false
+}
+
+// writeRoot streams the root image into the partition.
+func writeRoot(ctx context.Context, rel Release, rootfs release.Part, devPath string, p *progress) error {
+	r, err := rel.Open(PartRootfs)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	f, err := os.OpenFile(devPath, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 4<<20)
+	var done int64
+	p.begin(rootfs.Size)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			if _, err := f.Write(buf[:n]); err != nil {
+				return fmt.Errorf("write %s: %w", devPath, err)
+			}
+			done += int64(n)
+			p.update(done)
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+	p.end(done)
+	if done != rootfs.Size {
+		return fmt.Errorf("wrote %d bytes, the manifest says %d", done, rootfs.Size)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", devPath, err)
+	}
+	return f.Close()
+}
+
+// verifyDevice reads the partition's first Size bytes back, past the
+// kernel's buffer cache (BLKFLSBUF drops it after the sync), and compares
+// their sha256 with the manifest.
+func verifyDevice(devPath string, want release.Part) error {
+	f, err := os.Open(devPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.IoctlSetInt(int(f.Fd()), unix.BLKFLSBUF, 0); err != nil && !errors.Is(err, unix.ENOTTY) {
+		return fmt.Errorf("drop the buffer cache of %s: %w", devPath, err)
+	}
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, io.LimitReader(f, want.Size), make([]byte, 4<<20)); err != nil {
+		return fmt.Errorf("read back %s: %w", devPath, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want.SHA256 {
+		return fmt.Errorf("read back %s: sha256 %s, the release says %s", devPath, got, want.SHA256)
+	}
+	return nil
+}
+
+// writeESPFile replaces path with the part: temporary file, fsync, rename,
+// fsync of the directory.
+func writeESPFile(rel Release, name, path string) error {
+	r, err := rel.Open(name)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s: %w", path, err)
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
