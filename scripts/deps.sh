@@ -18,6 +18,7 @@ pkgs=(
   ca-certificates                          # the CA bundle shipped in the rootfs
   openssl                                  # test PKI for the kube-apiserver
   socat                                    # serial console helpers
+  cryptsetup-bin                           # veritysetup: checks the builder's dm-verity trees
 )
 
 stamp="$top/.cache/deps.stamp"
