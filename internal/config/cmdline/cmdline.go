@@ -39,6 +39,7 @@ var Prefixes = []string{"kestrel.", "k3os."}
 // Reserved are kestrel./k3os. keys that are boot switches, not config.
 var Reserved = map[string]bool{
 	"slot": true, "debug": true, "mode": true, "fallback_mode": true, "rescue": true,
+	"rescue_timeout": true, "verity.roothash": true, "verity.salt": true, "verity.datablocks": true, "verity.hashoffset": true,
 }
 
 // Split splits a command line into parameters, with quotes removed.

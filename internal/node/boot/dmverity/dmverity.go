@@ -35,6 +35,9 @@ import (
 	"github.com/kestrel-os/kestrel/internal/verity"
 )
 
+// RootName is the device-mapper name of the verified root stage 1 mounts.
+const RootName = "kestrel-root"
+
 // Control is the device-mapper control node devtmpfs creates once dm-mod
 // is loaded.
 const Control = "/dev/mapper/control"
