@@ -8,6 +8,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -75,6 +76,16 @@ func runStage1() {
 		SwitchRoot: stage1.SwitchRoot, Entropy: randomseed.Linux{},
 		Unmount: unix.Unmount, Hooks: stage1Hooks(),
 	})
+	var refused *stage1.RefusedError
+	if errors.As(err, &refused) && refused.RescueTimeout > 0 {
+		// The slot's entry is demoted: after the rescue window the
+		// reboot lands in the other slot.
+		go rescue(fmt.Sprintf("stage 1 failed: %v", err))
+		time.Sleep(refused.RescueTimeout)
+		logf := func(f string, args ...any) { fmt.Fprintf(os.Stdout, "kestrel: "+f+"\n", args...) }
+		logf("rescue window over: rebooting to fall back to the other slot")
+		logf("%v", power.System(func() {}, logf).Run(power.Reboot))
+	}
 	rescue(fmt.Sprintf("stage 1 failed: %v", err))
 }
 

@@ -49,6 +49,10 @@ const (
 const (
 	CmdlineSlot  = "kestrel.slot"  // which root slot stage 1 mounts (a|b)
 	CmdlineDebug = "kestrel.debug" // verbose stage 1/2 logging
+	// CmdlineRescueTimeout is how many seconds stage 1 keeps the rescue
+	// shell open after refusing a root that fails verification before it
+	// reboots into the other slot (0: wait for ever).
+	CmdlineRescueTimeout = "kestrel.rescue_timeout"
 )
 
 // Paths inside the initramfs and the rootfs.

@@ -41,7 +41,7 @@ var Prefixes = []string{"kestrel.", "k3os."}
 // that the builder and the upgrader put on a slot's boot entry.
 var Reserved = map[string]bool{
 	"slot": true, "debug": true, "mode": true, "fallback_mode": true, "rescue": true,
-	"verity.roothash": true, "verity.salt": true, "verity.datablocks": true, "verity.hashoffset": true,
+	"rescue_timeout": true, "verity.roothash": true, "verity.salt": true, "verity.datablocks": true, "verity.hashoffset": true,
 }
 
 // Split splits a command line into parameters, with quotes removed.

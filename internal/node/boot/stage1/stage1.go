@@ -1,5 +1,6 @@
 // Package stage1 is Kestrel's /init in the initramfs: it finds the boot
-// slot's root partition by GPT name, mounts it read-only, prepares the
+// slot's root partition by GPT name, mounts it read-only (through
+// dm-verity when the boot entry carries the root's hash), prepares the
 // state partition (growing it to the end of the disk on first boot),
 // builds /etc, /run, /tmp and the persistent bind mounts, then
 // switch_roots and execs /sbin/init (stage 2).
@@ -8,11 +9,16 @@
 // mount sequence is a plan (Plan) that is pure data, so everything but
 // the final switch_root is tested on the host.
 //
-// Limits: no dm-verity yet (the squashfs is mounted as it is), no
-// encrypted state, no network root, MBR disks are not supported (slots
-// are GPT partition names). If anything stage 1 cannot do without fails,
-// Run returns an error that says what it looked for and what it found;
-// the caller drops to a rescue shell rather than let the kernel panic.
+// A root that fails verification is refused (see RefusedError): the
+// slot's boot entry is demoted so the next boot falls back to the other
+// slot. Only the blocks stage 1 and stage 2 read are verified at boot;
+// dmverity.Check reads the rest.
+//
+// Limits: no encrypted state, no network root, MBR disks are not
+// supported (slots are GPT partition names). If anything stage 1 cannot
+// do without fails, Run returns an error that says what it looked for and
+// what it found; the caller drops to a rescue shell rather than let the
+// kernel panic.
 package stage1
 
 import (
@@ -30,10 +36,12 @@ import (
 	"github.com/kestrel-os/kestrel/internal/node/boot/blockdev"
 	"github.com/kestrel-os/kestrel/internal/node/boot/boottime"
 	"github.com/kestrel-os/kestrel/internal/node/boot/coldplug"
+	"github.com/kestrel-os/kestrel/internal/node/boot/dmverity"
 	"github.com/kestrel-os/kestrel/internal/node/boot/growpart"
 	"github.com/kestrel-os/kestrel/internal/node/boot/kcmdline"
 	"github.com/kestrel-os/kestrel/internal/node/boot/mounts"
 	"github.com/kestrel-os/kestrel/internal/node/boot/randomseed"
+	"github.com/kestrel-os/kestrel/internal/verity"
 )
 
 // Env is everything stage 1 touches.
@@ -84,6 +92,12 @@ func Run(env Env) error {
 	if !slices.Contains(layout.Slots, slot) {
 		return fmt.Errorf("kernel command line: %s=%q is not a slot (want one of %s)", layout.CmdlineSlot, slot, strings.Join(layout.Slots, ", "))
 	}
+	rescueWait := rescueTimeout(cmd, logf)
+	vp, verified, verityErr := verity.FromCmdline(cmd.Get)
+	fsMods := []string{"squashfs", "crc32c_generic", "crc32c", "ext4"}
+	if verified {
+		fsMods = append([]string{"dm_verity"}, fsMods...)
+	}
 
 	// Drivers for the hardware present load in the background while we
 	// look for the partitions (drivers for devices that show up meanwhile,
@@ -103,7 +117,7 @@ func Run(env Env) error {
 		poll = mods.Poll
 		go func() {
 			defer close(fsLoaded)
-			if err := mods.LoadNow("squashfs", "crc32c_generic", "crc32c", "ext4"); err != nil {
+			if err := mods.LoadNow(fsMods...); err != nil {
 				logf("warning: filesystem modules: %v", err)
 			}
 		}()
@@ -143,6 +157,36 @@ func Run(env Env) error {
 	mark("partitions found")
 	rootDev, _ := blockdev.ByPartName(devs, rootName)
 	stateDev, _ := blockdev.ByPartName(devs, layout.PartState)
+	refuse := func(err error) error {
+		waitLoads() // vfat, for the ESP
+		return refuseSlot(env, devs, slot, rescueWait, err, logf)
+	}
+	if verityErr != nil {
+		return refuse(verityErr)
+	}
+	rootPath := rootDev.Path(env.Dev)
+	if verified {
+		d, err := dmverity.Open(filepath.Join(env.Dev, "mapper", "control"), env.Dev, dmverity.RootName, vp, rootPath)
+		if err != nil {
+			return refuse(fmt.Errorf("set up dm-verity over %s (GPT %q): %w", rootPath, rootName, err))
+		}
+		logf("root %s verified by dm-verity as %s (root hash %s)", rootDev.Name, d.Path, vp.RootHash)
+		rootPath = d.Path
+	} else {
+		logf("warning: root %s is not verified (no %s on the kernel command line)", rootDev.Name, verity.CmdlineRootHash)
+	}
+	mark("root opened")
+	// corrupt tells a verification failure from other mount errors.
+	corrupt := func(err error) error {
+		if !verified {
+			return nil
+		}
+		st, serr := dmverity.TableStatus(filepath.Join(env.Dev, "mapper", "control"), dmverity.RootName)
+		if serr != nil || !st.Corrupt() {
+			return nil
+		}
+		return fmt.Errorf("root of slot %s (GPT %q, %s) fails dm-verity verification (status %q): %w", slot, rootName, rootDev.Path(env.Dev), st.Info, err)
+	}
 
 	grow := true
 	if r, err := growpart.GrowDevice(filepath.Join(env.Dev, stateDev.Disk), layout.PartState); err != nil {
@@ -155,7 +199,7 @@ func Run(env Env) error {
 
 	mark("state checked")
 	in := PlanInput{
-		NewRoot: env.NewRoot, RootDev: rootDev.Path(env.Dev), StateDev: stateDev.Path(env.Dev),
+		NewRoot: env.NewRoot, RootDev: rootPath, StateDev: stateDev.Path(env.Dev),
 		StateMount: layout.StateMount, PersistentDirs: layout.PersistentDirs, EtcStage: env.EtcStage,
 		Proc: env.Proc, Sys: env.Sys, Dev: env.Dev, GrowState: grow,
 	}
@@ -180,11 +224,17 @@ func Run(env Env) error {
 		Logf: logf,
 	}
 	if err := Execute(plan[:1], ops); err != nil {
-		return &NotFoundError{Looking: fmt.Sprintf("a squashfs root filesystem on %s (GPT %q, slot %s)", rootDev.Path(env.Dev), rootName, slot),
+		if cerr := corrupt(err); cerr != nil {
+			return refuse(cerr)
+		}
+		return &NotFoundError{Looking: fmt.Sprintf("a squashfs root filesystem on %s (GPT %q, slot %s)", rootPath, rootName, slot),
 			Err: err, Found: devs, Corrupt: true}
 	}
 	mark("root mounted")
 	if err := Execute(plan[1:], ops); err != nil {
+		if cerr := corrupt(err); cerr != nil {
+			return refuse(cerr)
+		}
 		return err
 	}
 	mark("plan done")
