@@ -51,14 +51,13 @@ import (
 	"github.com/kestrel-os/kestrel/internal/node/boot/blockdev"
 	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
 	"github.com/kestrel-os/kestrel/internal/release"
-	"github.com/kestrel-os/kestrel/internal/verity"
 )
 
 // Part names in a release.
 const (
-	PartKernel = "vmlinuz"
-	PartInitrd = "initrd"
-	PartRootfs = "rootfs"
+	PartKernel = release.PartKernel
+	PartInitrd = release.PartInitrd
+	PartRootfs = release.PartRootfs
 )
 
 // Node is what the upgrade needs to know about the node it writes.
@@ -226,14 +225,7 @@ func Other(slot string) (string, error) {
 	return "", fmt.Errorf("booted slot %q is not one of %s", slot, strings.Join(layout.Slots, ", "))
 }
 
-func part(m *release.Manifest, name string) (release.Part, bool) {
-	for _, p := range m.Parts {
-		if p.Name == name {
-			return p, true
-		}
-	}
-	return release.Part{}, false
-}
+func part(m *release.Manifest, name string) (release.Part, bool) { return m.Part(name) }
 
 // writeRoot streams the root image into the partition.
 func writeRoot(ctx context.Context, rel Release, rootfs release.Part, devPath string, p *progress) error {

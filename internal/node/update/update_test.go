@@ -21,16 +21,19 @@ import (
 
 	"github.com/kestrel-os/kestrel/internal/bls"
 	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/node/boot/badrelease"
 	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
 	"github.com/kestrel-os/kestrel/internal/release"
 	"github.com/kestrel-os/kestrel/internal/verity"
 )
 
-// disk is a GPT disk on a loop device with Kestrel's partition names, an
-// ESP as a plain directory and a host root laid out as the node's.
+// disk is the slots' partitions as loop devices, described by a sysfs
+// tree of the shape blockdev reads (this host's loop driver does not scan
+// GPT partitions, and partx-added ones carry no PARTNAME), an ESP as a
+// plain directory, and a host root laid out as the node's.
 type disk struct {
-	host string // the node's root: dev/ links to the loop partitions, boot/efi the ESP
-	loop string
+	host  string // the node's root: dev/ links to the loop devices, boot/efi the ESP
+	sys   string
 	rootB string // device path of root-b under host
 }
 
@@ -38,35 +41,36 @@ type disk struct {
 func newDisk(t *testing.T) *disk {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for a loop device")
+		t.Skip("needs root for loop devices")
 	}
-	img := filepath.Join(t.TempDir(), "disk.img")
-	if err := os.WriteFile(img, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 40<<20); err != nil {
-		t.Fatal(err)
-	}
-	layoutScript := "label: gpt\nsize=4MiB, name=" + layout.PartESP + "\nsize=16MiB, name=" + layout.PartRootA + "\nsize=16MiB, name=" + layout.PartRootB + "\n"
-	sf := exec.Command("sfdisk", "-q", img)
-	sf.Stdin = strings.NewReader(layoutScript)
-	if out, err := sf.CombinedOutput(); err != nil {
-		t.Skipf("sfdisk: %v: %s", err, out)
-	}
-	out, err := exec.Command("losetup", "-f", "-P", "--show", img).Output()
-	if err != nil {
-		t.Skipf("losetup: %v", err)
-	}
-	d := &disk{host: t.TempDir(), loop: strings.TrimSpace(string(out))}
-	t.Cleanup(func() { exec.Command("losetup", "-d", d.loop).Run() })
+	d := &disk{host: t.TempDir(), sys: t.TempDir()}
 	os.MkdirAll(filepath.Join(d.host, "dev"), 0o755)
-	for i := 1; i <= 3; i++ {
-		p := fmt.Sprintf("%sp%d", d.loop, i)
-		if err := os.Symlink(p, filepath.Join(d.host, "dev", filepath.Base(p))); err != nil {
+	for i, part := range []string{layout.PartRootA, layout.PartRootB} {
+		img := filepath.Join(t.TempDir(), part+".img")
+		if err := os.WriteFile(img, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		os.Truncate(img, 16<<20)
+		out, err := exec.Command("losetup", "-f", "--show", img).Output()
+		if err != nil {
+			t.Skipf("losetup: %v", err)
+		}
+		loop := strings.TrimSpace(string(out))
+		t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
+		name := fmt.Sprintf("vdx%d", i+2)
+		dir := filepath.Join(d.sys, "devices/virtual/block/vdx", name)
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "uevent"), []byte(fmt.Sprintf("MAJOR=7\nMINOR=%d\nDEVNAME=%s\nDEVTYPE=partition\nPARTN=%d\nPARTNAME=%s\n", i, name, i+2, part)), 0o644)
+		os.WriteFile(filepath.Join(dir, "size"), []byte(fmt.Sprint(16<<20/512)), 0o644)
+		os.MkdirAll(filepath.Join(d.sys, "class/block"), 0o755)
+		os.Symlink(dir, filepath.Join(d.sys, "class/block", name))
+		if err := os.Symlink(loop, filepath.Join(d.host, "dev", name)); err != nil {
+			t.Fatal(err)
+		}
+		if part == layout.PartRootB {
+			d.rootB = filepath.Join(d.host, "dev", name)
+		}
 	}
-	d.rootB = filepath.Join(d.host, "dev", filepath.Base(d.loop)+"p3")
 	esp := filepath.Join(d.host, layout.ESPMount)
 	e := bls.Entry{Slot: "a", Version: "1.0.0", Options: []string{"console=ttyS0", "quiet"}}
 	os.MkdirAll(filepath.Join(esp, layout.ESPEntriesDir), 0o755)
@@ -83,7 +87,7 @@ func newDisk(t *testing.T) *disk {
 }
 
 func (d *disk) node() Node {
-	return Node{Host: d.host, Sys: "/sys", Slot: "a", Version: "1.0.0", Arch: runtime.GOARCH,
+	return Node{Host: d.host, Sys: d.sys, Slot: "a", Version: "1.0.0", Arch: runtime.GOARCH,
 		Chain: bootslot.BLS{ESP: filepath.Join(d.host, layout.ESPMount), Booted: "a"}}
 }
 
@@ -262,6 +266,12 @@ func TestRefusedBeforeAnyWrite(t *testing.T) {
 		{name: "HTTP dies mid-stream", src: "http://" + l.Addr().String() + "/b", keys: keys, want: ""},
 		{name: "another arch", bundle: arm.bundle(t), keys: armKeys, want: "riscv64"},
 		{name: "the running version", bundle: bundle, keys: keys, node: func(n Node) Node { n.Version = "1.1.0"; return n }, want: "already running"},
+		{name: "a release this node rolled back from", bundle: bundle, keys: keys, node: func(n Node) Node {
+			os.MkdirAll(filepath.Join(n.Host, filepath.Dir(badrelease.Path)), 0o755)
+			os.WriteFile(filepath.Join(n.Host, badrelease.Path), []byte(`[{"version":"1.1.0","slot":"b"}]`), 0o644)
+			t.Cleanup(func() { os.Remove(filepath.Join(n.Host, badrelease.Path)) })
+			return n
+		}, want: "rolled back from release 1.1.0"},
 		{name: "a downgrade", bundle: bundle, keys: keys, node: func(n Node) Node { n.Version = "2.0.0"; return n }, want: "downgrade"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
