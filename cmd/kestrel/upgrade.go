@@ -66,7 +66,9 @@ func upgradeCmd(args []string) int {
 	if *from != "" {
 		rel, err = release.OpenDir(*from, keys)
 	} else {
+		// Whatever an earlier, interrupted run staged is stale.
 		stage := filepath.Join(*host, stagingDir)
+		os.RemoveAll(stage)
 		if err = os.MkdirAll(stage, 0o700); err == nil {
 			rel, err = release.OpenBundle(ctx, *bundle, keys, stage)
 		}

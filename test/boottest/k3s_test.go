@@ -40,8 +40,9 @@ const (
 
 // imageOpts selects a test image variant.
 type imageOpts struct {
-	Name string // output directory under out/
-	K3s  string // -k3s of the builder: none, standin
+	Name    string // output directory under out/
+	K3s     string // -k3s of the builder: none, standin
+	Version string // release version; testVersion when empty
 }
 
 var (
@@ -71,7 +72,10 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 	b.once.Do(func() {
 		root := repoRoot()
 		out := filepath.Join(root, "out", o.Name)
-		env := os.Environ()
+		env := append(os.Environ(), testKeyEnv(t)...)
+		if o.Version == "" {
+			o.Version = testVersion
+		}
 		if o.K3s == "standin" {
 			bin := filepath.Join(out, "k3s-standin")
 			build := exec.Command("go", "build", "-trimpath", "-o", bin, "./test/k3s-standin")
@@ -91,14 +95,17 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 			// builder takes it deliberately.
 			env = append(env, "K3S_BINARY="+bin, "K3S_BINARY_SHA256="+hex.EncodeToString(sum[:]))
 		}
-		cmd := exec.Command("make", "-C", root, "image", "VERSION="+testVersion, "OUT="+out, "K3S="+o.K3s)
+		if o.K3s == "" {
+			o.K3s = "none"
+		}
+		cmd := exec.Command("make", "-C", root, "image", "VERSION="+o.Version, "OUT="+out, "K3S="+o.K3s)
 		cmd.Env = env
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			b.err = fmt.Errorf("make image K3S=%s: %w", o.K3s, err)
 			return
 		}
-		b.img, b.err = readManifest(out, testVersion, "amd64")
+		b.img, b.err = readManifest(out, o.Version, "amd64")
 	})
 	if b.err != nil {
 		t.Fatal(b.err)

@@ -73,6 +73,7 @@ func buildImage(t testing.TB) *Image {
 		root := repoRoot()
 		out := filepath.Join(root, "out", "test")
 		cmd := exec.Command("make", "-C", root, "image", "VERSION=0.0.0-test", "OUT="+out)
+		cmd.Env = append(os.Environ(), testKeyEnv(t)...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			buildErr = fmt.Errorf("make image: %w", err)

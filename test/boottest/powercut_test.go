@@ -1,0 +1,117 @@
+package boottest
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
+	"github.com/kestrel-os/kestrel/test/vm"
+)
+
+// powerCutRounds is how often the kill points are gone through: once in
+// the default suite (10 kills), five times behind the slow tag (50).
+var powerCutRounds = 1
+
+// killPoints spread over the whole of `kestrel upgrade`: after the release
+// is verified (nothing written yet), after the slot's entry is removed,
+// during the root image's write, after its read-back, after the kernel
+// and initramfs, after the new entry. Each kill comes a random 0-400 ms
+// after its line shows on the console.
+var killPoints = []struct{ name, re string }{
+	{"release verified", `verified: signature`},
+	{"entry removed", `step 1/4`},
+	{"root 10%", `root image\s+10%`},
+	{"root 30%", `root image\s+30%`},
+	{"root 50%", `root image\s+50%`},
+	{"root 70%", `root image\s+70%`},
+	{"root 90%", `root image\s+90%`},
+	{"root read back", `step 2/4`},
+	{"kernel and initrd on the ESP", `step 3/4`},
+	{"entry written", `step 4/4`},
+}
+
+// TestUpgradePowerCut cuts the power (kills qemu) at each kill point of an
+// upgrade between two releases, then boots: every boot must come up on a
+// good slot (one on trial is marked good by its own boot), and the next
+// upgrade starts from whatever the cut left. A last upgrade runs to the
+// end and reboots into the new release.
+func TestUpgradePowerCut(t *testing.T) {
+	const v1, v2 = "0.0.1-pc", "0.0.2-pc"
+	r1 := buildRelease(t, imageOpts{Name: "test-pc-v1"}, v1)
+	r2 := buildRelease(t, imageOpts{Name: "test-pc-v2"}, v2)
+	img := buildImageWith(t, imageOpts{Name: "test-pc-v1", Version: v1})
+	dir := t.TempDir()
+	t.Cleanup(func() { keepConsole(t, img, dir) })
+	disk := filepath.Join(dir, "disk.img")
+	if err := copyDisk(img.Disk, disk); err != nil {
+		t.Fatal(err)
+	}
+	n := &node{t: t, cfg: vm.Config{Disk: disk, DiskSize: "3G", Dir: dir}}
+	bundles := map[string]string{
+		v1: serve(t, r1.Dir) + "/" + filepath.Base(r1.Bundle),
+		v2: serve(t, r2.Dir) + "/" + filepath.Base(r2.Bundle),
+	}
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 0))
+	t.Logf("kill jitter seed %d", seed)
+
+	// bootGood boots and checks the booted slot is good, waiting for a slot
+	// on trial to be marked good by its own boot.
+	bootGood := func(what string) string {
+		t.Helper()
+		r := n.boot()
+		waitFor(t, what+": booted slot good", func() bool {
+			for _, s := range n.slots().Slots {
+				if s.Booted {
+					return s.State == bootslot.Good && s.Version == r["version"]
+				}
+			}
+			return false
+		}, n)
+		if !strings.Contains(n.g.run("mount | grep ' / '"), "/dev/dm-") {
+			t.Errorf("%s: root is not on dm-verity", what)
+		}
+		return r["slot"] + "@" + r["version"]
+	}
+
+	var report []string
+	running := bootGood("first boot")
+	for round := 0; round < powerCutRounds; round++ {
+		for _, p := range killPoints {
+			target := v2
+			if strings.HasSuffix(running, "@"+v2) {
+				target = v1
+			}
+			jitter := time.Duration(rng.IntN(400)) * time.Millisecond
+			if err := n.m.Send(fmt.Sprintf("kestrel upgrade --force --no-reboot --bundle %s\n", bundles[target])); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := n.m.Expect(regexp.MustCompile(p.re), 3*time.Minute); err != nil {
+				t.Fatalf("%s: %v\n--- console ---\n%s", p.name, err, tail(n.m.Console(), 30))
+			}
+			time.Sleep(jitter)
+			n.m.Kill()
+			n.m.Wait(time.Minute)
+			after := bootGood("after the cut at " + p.name)
+			report = append(report, fmt.Sprintf("%-30s +%3dms  %s -> %s: boots %s", p.name, jitter.Milliseconds(), running, target, after))
+			running = after
+		}
+	}
+	// A repeated upgrade, uncut, succeeds and boots.
+	target := v2
+	if strings.HasSuffix(running, "@"+v2) {
+		target = v1
+	}
+	n.g.run(fmt.Sprintf("kestrel upgrade --force --bundle %s > /tmp/upgrade.log 2>&1", bundles[target]))
+	n.waitReboot(3 * time.Minute)
+	final := bootGood("after the uncut upgrade")
+	if !strings.HasSuffix(final, "@"+target) {
+		t.Errorf("the uncut upgrade to %s boots %s", target, final)
+	}
+	t.Logf("power cuts (%d), then an uncut upgrade to %s: boots %s\n%s", len(report), target, final, strings.Join(report, "\n"))
+}

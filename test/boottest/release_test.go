@@ -1,0 +1,116 @@
+package boottest
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/kestrel-os/kestrel/internal/release"
+)
+
+// testRelease is a second release for upgrade tests: its bundle, and the
+// same release as a directory (what the upgrade image carries) under
+// Dir/dir, with the names of the files there.
+type testRelease struct {
+	Dir      string // served to the guest: the bundle and dir/
+	Bundle   string
+	DirFiles []string
+}
+
+// buildRelease builds an image variant at version with the test signing
+// key (the one every test image trusts) and its bundle, once per test
+// binary and variant.
+func buildRelease(t testing.TB, o imageOpts, version string) testRelease {
+	t.Helper()
+	o.Version = version
+	img := buildImageWith(t, o)
+	bundle := filepath.Join(img.Dir, fmt.Sprintf("kestrel-%s-amd64.bundle", version))
+	if _, err := os.Stat(bundle); err != nil {
+		cmd := exec.Command("make", "-C", repoRoot(), "bundle", "VERSION="+version, "OUT="+img.Dir)
+		cmd.Env = append(os.Environ(), testKeyEnv(t)...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("make bundle: %v", err)
+		}
+	}
+	rel := testRelease{Dir: img.Dir, Bundle: bundle}
+	rel.DirFiles = splitBundle(t, bundle, filepath.Join(img.Dir, "dir"))
+	return rel
+}
+
+// splitBundle writes a bundle's signed manifest and parts as a release
+// directory (release.json and one file per part), the layout of the
+// upgrade image's /kestrel/release, and returns the file names.
+func splitBundle(t testing.TB, bundle, dir string) []string {
+	t.Helper()
+	data, err := os.ReadFile(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(data, []byte(release.BundleMagic)) {
+		t.Fatalf("%s: not a bundle", bundle)
+	}
+	off := len(release.BundleMagic) + 4
+	n := int(binary.BigEndian.Uint32(data[off:]))
+	off += 4
+	env := data[off : off+n]
+	off += n
+	pub, err := release.LoadPublicKey(testKeys(t).Pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := release.Verify(env, []ed25519.PublicKey{pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(dir, 0o755)
+	files := []string{release.ManifestFile}
+	if err := os.WriteFile(filepath.Join(dir, release.ManifestFile), env, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range m.Parts {
+		if err := os.WriteFile(filepath.Join(dir, p.Name), data[off:off+int(p.Size)], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		off += int(p.Size)
+		files = append(files, p.Name)
+	}
+	return files
+}
+
+// keyPair is the test signing key and its public half.
+type keyPair struct{ Key, Pub string }
+
+var (
+	keysOnce sync.Once
+	keys     keyPair
+	keysErr  error
+)
+
+// testKeys generates the test release key pair once per test binary under
+// out/test-keys; every test image trusts it and every test release is
+// signed with it.
+func testKeys(t testing.TB) keyPair {
+	t.Helper()
+	keysOnce.Do(func() {
+		dir := filepath.Join(repoRoot(), "out", "test-keys")
+		os.RemoveAll(dir)
+		keys.Key, keys.Pub, keysErr = release.GenerateKeys(dir)
+	})
+	if keysErr != nil {
+		t.Fatal(keysErr)
+	}
+	return keys
+}
+
+// testKeyEnv is the make variables that sign with and trust the test key.
+func testKeyEnv(t testing.TB) []string {
+	k := testKeys(t)
+	return []string{"SIGN_KEY=" + k.Key, "TRUSTED_KEYS=" + k.Pub}
+}
