@@ -14,7 +14,7 @@ import (
 	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
 	"github.com/kestrel-os/kestrel/internal/node/boot/trial"
 	"github.com/kestrel-os/kestrel/internal/node/init/power"
-	"github.com/kestrel-os/kestrel/internal/node/k3s/nodelabels"
+	nodelabels "github.com/kestrel-os/kestrel/internal/node/k3s/nodelabels"
 
 	"github.com/kestrel-os/kestrel/internal/node/boot/stage1"
 	"github.com/kestrel-os/kestrel/internal/node/init/stage2"
