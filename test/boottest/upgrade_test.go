@@ -90,7 +90,7 @@ func (s slotsJSON) summary() string {
 
 // serve serves dir to the guest; it returns the URL prefix as the guest
 // sees it.
-func serve(t *testing.T, dir string) string {
+func serve(t testing.TB, dir string) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
