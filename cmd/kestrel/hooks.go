@@ -47,6 +47,10 @@ func stage2Hooks() stage2.Hooks {
 			c := cfg.Config()
 			return c != nil && c.Kestrel.ConsoleShell != nil && !*c.Kestrel.ConsoleShell
 		},
+		Ready: []stage2.Hook{{Name: "verity check", Run: func(ctx context.Context, _ *stage2.System) error {
+			slot.CheckRoot(ctx)
+			return nil
+		}}},
 		NetworkUp: []stage2.Hook{
 			{Name: "config (network-up)", Run: cfg.NetworkUp},
 			sshdNetworkUp,

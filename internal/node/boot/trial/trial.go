@@ -48,11 +48,9 @@ type Trial struct {
 }
 
 // Start runs at boot, after the ESP is mounted: it records a release the
-// loader gave up on, and starts the whole-root verity check in the
-// background. It returns the newly recorded bad version, if any.
+// loader gave up on. It returns the newly recorded bad version, if any.
 func (t *Trial) Start(ctx context.Context) (string, error) {
 	t.verity = make(chan error, 1)
-	go func() { t.verity <- t.checkRoot(ctx) }()
 	slots, err := t.Chain.Slots()
 	if err != nil {
 		return "", err
@@ -65,6 +63,12 @@ func (t *Trial) Start(ctx context.Context) (string, error) {
 		t.Warn("rolled back: the boot loader gave up on release %s; it is recorded as bad and will not be installed again without --force", bad)
 	}
 	return bad, nil
+}
+
+// CheckRoot starts the whole-root verity read in the background; stage 2
+// calls it once the node is ready, so the read does not delay it.
+func (t *Trial) CheckRoot(ctx context.Context) {
+	go func() { t.verity <- t.checkRoot(ctx) }()
 }
 
 // Good runs once the boot is declared good: after the verity check passes,

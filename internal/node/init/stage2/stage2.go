@@ -86,6 +86,9 @@ type Hooks struct {
 	// node is ready: a hook that needs them waits with
 	// System.WaitModules, in a goroutine.
 	NetworkUp []Hook
+	// Ready runs once the node is declared ready, for work that must not
+	// delay it (the whole-root verity read).
+	Ready []Hook
 	// ConsoleLogin, when set and true once the node is ready, puts a
 	// login prompt (Env.Login) on the console instead of a root shell
 	// (kestrel.console_shell: false).
@@ -346,6 +349,7 @@ func Run(env Env) error {
 	}
 	st := sys.status(ready)
 	fmt.Fprintf(env.Console, "\n%s\n%s\n", st.Summary(), st.ReadyLine())
+	runHooks(ctx, sys, env.Hooks.Ready)
 
 	go func() {
 		defer close(sys.modulesDone)
