@@ -71,9 +71,19 @@ func (t *Trial) CheckRoot(ctx context.Context) {
 	go func() { t.verity <- t.checkRoot(ctx) }()
 }
 
-// Good runs once the boot is declared good: after the verity check passes,
-// a slot on trial is marked good.
+// Good runs once the boot is declared good: after the verity check passes
+// (it waits in the background, so a boot declared good before the node is
+// ready does not hold up the ready line), a slot on trial is marked good.
 func (t *Trial) Good(ctx context.Context) error {
+	go func() {
+		if err := t.markGood(context.WithoutCancel(ctx)); err != nil {
+			t.Warn("%v", err)
+		}
+	}()
+	return nil
+}
+
+func (t *Trial) markGood(ctx context.Context) error {
 	select {
 	case err := <-t.verity:
 		t.verity <- err // keep it for another reader
