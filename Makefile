@@ -12,16 +12,30 @@ GO      ?= go
 export GOFLAGS := -buildvcs=false
 
 IMAGE := $(OUT)/kestrel-$(VERSION)-$(ARCH).img
+# Release signing: a dev key pair is made once under $(OUT)/keys unless
+# SIGN_KEY= (private key) and TRUSTED_KEYS= (comma-separated public keys
+# baked into the image) are given.
+DEV_KEYS     := $(OUT)/keys
+SIGN_KEY     ?= $(DEV_KEYS)/release.key
+TRUSTED_KEYS ?= $(DEV_KEYS)/release.pub
 
-.PHONY: all deps image upgrade-image run test test-short test-all bench k8s-test-bins clean
+.PHONY: all deps image bundle upgrade-image run test test-short test-all bench k8s-test-bins clean
 
 all: image
 
 deps:
 	bash scripts/deps.sh
 
-image: deps
-	$(GO) run ./cmd/kestrel-build image -def $(DEF) -out $(OUT) -version $(VERSION) -k3s $(K3S)
+$(DEV_KEYS)/release.key:
+	$(GO) run ./cmd/kestrel-build keygen -out $(DEV_KEYS)
+
+image: deps $(if $(filter $(DEV_KEYS)/release.key,$(SIGN_KEY)),$(DEV_KEYS)/release.key)
+	$(GO) run ./cmd/kestrel-build image -def $(DEF) -out $(OUT) -version $(VERSION) -k3s $(K3S) \
+		-sign-key $(SIGN_KEY) -trusted-keys $(TRUSTED_KEYS)
+
+# The signed single-file release bundle: out/kestrel-<version>-<arch>.bundle.
+bundle: image
+	$(GO) run ./cmd/kestrel-build bundle -out $(OUT) -version $(VERSION) -target $(ARCH) -key $(SIGN_KEY)
 
 # The upgrade image (OCI archive, verified) from the image build; PUSH=REF
 # also pushes it to a registry.

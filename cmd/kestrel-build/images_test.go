@@ -1,12 +1,16 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 )
 
 func TestImageCommandErrors(t *testing.T) {
-	empty := t.TempDir()
+	empty, keys := t.TempDir(), t.TempDir()
+	if err := run("keygen", []string{"-out", keys}); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		cmd  string
@@ -16,6 +20,12 @@ func TestImageCommandErrors(t *testing.T) {
 		{"upgrade image before any build", "upgrade-image", []string{"-out", empty, "-version", "1.0"}, "no build of version 1.0"},
 		{"upgrade image of a missing target", "upgrade-image", []string{"-out", empty, "-version", "1.0", "-targets", "rpi4"}, "for rpi4"},
 		{"upgrade image without a versions file", "upgrade-image", []string{"-out", empty, "-versions", "/nonexistent.yaml"}, "versions"},
+		{"keygen without a directory", "keygen", nil, "-out DIR is required"},
+		{"keygen over an existing key", "keygen", []string{"-out", keys}, "release.key: file exists"},
+		{"bundle without a key", "bundle", []string{"-out", empty, "-version", "1.0"}, "-key FILE is required"},
+		{"bundle before any build", "bundle", []string{"-out", empty, "-version", "1.0", "-key", filepath.Join(keys, "release.key")}, "run kestrel-build image first"},
+		{"image with a missing trusted key", "image", []string{"-def", "../../images/amd64.yaml", "-versions", "../../versions.yaml", "-out", empty, "-trusted-keys", "/nonexistent.pub"}, "trusted release key: open /nonexistent.pub"},
+		{"image with a private key as trusted key", "image", []string{"-def", "../../images/amd64.yaml", "-versions", "../../versions.yaml", "-out", empty, "-trusted-keys", filepath.Join(keys, "release.key")}, `PEM "PRIVATE KEY", want "PUBLIC KEY"`},
 		{"controller image without arches", "controller-image", []string{"-out", empty, "-version", "1.0", "-arches", ""}, "no arches"},
 		{"controller image of an unknown package", "controller-image", []string{"-out", empty, "-version", "1.0", "-arches", "amd64", "-controller", "./nonexistent", "-cache", t.TempDir()}, "go build ./nonexistent"},
 	}

@@ -1,7 +1,9 @@
 // Command kestrel-build is Kestrel's host-side image builder.
 //
-//	kestrel-build image -def images/amd64.yaml [-out out] [-version 0.1.0] [-k3s none|pinned|standin]
+//	kestrel-build image -def images/amd64.yaml [-out out] [-version 0.1.0] [-k3s none|pinned|standin] [-sign-key KEY] [-trusted-keys PUB[,PUB...]]
 //	kestrel-build baseline-initrd -def images/amd64.yaml [-out out]
+//	kestrel-build keygen -out DIR
+//	kestrel-build bundle -key KEY [-out out] [-version 0.1.0] [-target amd64]
 //	kestrel-build upgrade-image [-out out] [-version 0.1.0] [-targets amd64,arm64] [-push REF]
 //	kestrel-build controller-image [-out out] [-version 0.1.0] [-arches amd64,arm64,arm] [-push REF]
 //
@@ -25,8 +27,10 @@ import (
 const usage = `usage: kestrel-build <command> [flags]
 
 commands:
-  image            build the disk image and its parts (kernel, initrd, squashfs, manifest)
+  image            build the disk image and its parts (kernel, initrd, rootfs with verity tree, manifests)
   baseline-initrd  build the boot benchmark's baseline initramfs
+  keygen           write a release signing key pair (release.key, release.pub) into -out
+  bundle           write the signed single-file release bundle of an image build
   upgrade-image    build the upgrade image (OCI, every arch built by "image") from the image builds in -out
   controller-image build the upgrade controller's image (OCI archive + per-arch docker-archive for k3s)
 
@@ -50,6 +54,10 @@ func run(command string, args []string) error {
 		return runUpgradeImage(args)
 	case "controller-image":
 		return runControllerImage(args)
+	case "keygen":
+		return runKeygen(args)
+	case "bundle":
+		return runBundle(args)
 	}
 	if command != "image" && command != "baseline-initrd" {
 		return errors.New(usage)
@@ -67,6 +75,8 @@ func run(command string, args []string) error {
 	ca := fs.String("ca", "/etc/ssl/certs/ca-certificates.crt", "CA bundle for the rootfs (the host's, from Debian's ca-certificates)")
 	k3s := fs.String("k3s", "none", "k3s in the rootfs: none, pinned (versions file; $K3S_BINARY, cache or download) or standin (test images: $K3S_BINARY may be the test stand-in)")
 	hostBusybox := fs.String("host-busybox", "/bin/busybox", "host busybox-static listing applets for foreign-arch targets")
+	signKey := fs.String("sign-key", "", "private key file signing the release manifest (kestrel-<v>-<target>.release.json); empty: none")
+	trusted := fs.String("trusted-keys", "", "comma-separated public key files baked into the rootfs and the initramfs as the node's trusted release keys")
 	fs.Parse(args)
 
 	img, err := imagedef.LoadImage(*def)
@@ -85,6 +95,7 @@ func run(command string, args []string) error {
 		Image: img, Versions: v, Version: *version, OutDir: *out, CacheDir: *cache,
 		Kestrel: *kestrel, BaselineInit: *baseline, Overlay: *overlay, Manifests: *manifests, CABundle: *ca,
 		HostBusybox: *hostBusybox, K3s: *k3s, VersionsFile: *versions, Time: epoch, Log: log.Default(),
+		SignKey: *signKey, TrustedKeys: splitList(*trusted),
 	}
 	if command == "baseline-initrd" {
 		path, err := pipeline.Baseline(o)

@@ -46,7 +46,7 @@ func newFixture(t testing.TB) *fixture {
 	if fx.pub, err = LoadPublicKey(pubPath); err != nil {
 		t.Fatal(err)
 	}
-	squash := make([]byte, 300_000)
+	squash := make([]byte, 30_000)
 	rand.Read(squash)
 	var rootfs bytes.Buffer
 	vp, err := verity.Write(&rootfs, bytes.NewReader(squash), []byte("salt"))
@@ -54,7 +54,7 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	fx.m = &Manifest{Format: Format, Version: "1.2.3", Arch: "amd64", Board: "pc", Verity: vp}
-	for name, b := range map[string][]byte{PartKernel: random(70_001), PartInitrd: random(50_000), PartRootfs: rootfs.Bytes()} {
+	for name, b := range map[string][]byte{PartKernel: random(7_001), PartInitrd: random(5_000), PartRootfs: rootfs.Bytes()} {
 		fx.data[name] = b
 		fx.files[name] = filepath.Join(fx.dir, name)
 		writeFile(t, fx.files[name], b)
@@ -227,7 +227,7 @@ func TestOpenBundleRefuses(t *testing.T) {
 	}{
 		{"flipped byte in the manifest", flip(headerSize + (envEnd-headerSize)/2), "manifest"},
 		{"flipped byte in vmlinuz", flip(partOffset(t, good, fx.m, PartKernel) + 5), "part vmlinuz: sha256 mismatch"},
-		{"flipped byte in initrd", flip(partOffset(t, good, fx.m, PartInitrd) + 49_999), "part initrd: sha256 mismatch"},
+		{"flipped byte in initrd", flip(partOffset(t, good, fx.m, PartInitrd) + 4_999), "part initrd: sha256 mismatch"},
 		{"flipped byte in rootfs", flip(len(good) - 1), "part rootfs: sha256 mismatch"},
 		{"truncated in a part", good[:len(good)-1000], "truncated"},
 		{"truncated in the manifest", good[:envEnd-10], "truncated"},

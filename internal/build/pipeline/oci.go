@@ -109,9 +109,13 @@ func UpgradeImage(ctx context.Context, o UpgradeOptions) (ImageResult, error) {
 		for _, a := range b.Artifacts {
 			parts[a.Kind] = a
 		}
-		for _, kind := range []string{"kernel", "initrd", "rootfs"} {
+		for _, kind := range []string{"kernel", "initrd", "rootfs", "release"} {
 			if _, ok := parts[kind]; !ok {
-				return ImageResult{}, fmt.Errorf("upgrade image: %s lists no %s", Prefix(b.Version, b.Target)+".json", kind)
+				hint := ""
+				if kind == "release" {
+					hint = " (no signed release manifest: build the image with -sign-key)"
+				}
+				return ImageResult{}, fmt.Errorf("upgrade image: %s lists no %s%s", Prefix(b.Version, b.Target)+".json", kind, hint)
 			}
 		}
 		p := func(kind string) string { return filepath.Join(o.OutDir, parts[kind].Path) }
@@ -119,7 +123,7 @@ func UpgradeImage(ctx context.Context, o UpgradeOptions) (ImageResult, error) {
 		if err := extractFile(p("rootfs"), layout.KestrelBin, kestrel); err != nil {
 			return ImageResult{}, fmt.Errorf("upgrade image %s: %w", b.Target, err)
 		}
-		a := upgradeimage.Artifacts{Arch: b.Arch, Kernel: p("kernel"), Initrd: p("initrd"), Rootfs: p("rootfs"), Kestrel: kestrel}
+		a := upgradeimage.Artifacts{Arch: b.Arch, Kernel: p("kernel"), Initrd: p("initrd"), Rootfs: p("rootfs"), Release: p("release"), Kestrel: kestrel}
 		if b.Target != b.Arch {
 			a.Board = b.Target
 		}
@@ -359,7 +363,7 @@ func findBuilds(dir, version string, targets []string) ([]Manifest, error) {
 
 // matchBuild checks an upgrade image manifest's parts against the build's.
 func matchBuild(m upgradeimage.Manifest, b Manifest) error {
-	kinds := map[string]string{upgradeimage.KernelName: "kernel", upgradeimage.InitrdName: "initrd", upgradeimage.RootfsName: "rootfs"}
+	kinds := map[string]string{upgradeimage.KernelName: "kernel", upgradeimage.InitrdName: "initrd", upgradeimage.RootfsName: "rootfs", upgradeimage.ReleaseName: "release"}
 	for _, f := range m.Files {
 		kind, ok := kinds[f.Name]
 		if !ok {

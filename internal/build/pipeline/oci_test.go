@@ -28,6 +28,8 @@ import (
 	"github.com/kestrel-os/kestrel/internal/build/upgradeimage"
 	"github.com/kestrel-os/kestrel/internal/config"
 	"github.com/kestrel-os/kestrel/internal/k3s/manifests"
+	"github.com/kestrel-os/kestrel/internal/release"
+	"github.com/kestrel-os/kestrel/internal/verity"
 )
 
 // The upgrade image of a real image build: archive verified, pushed to an
@@ -66,6 +68,31 @@ func TestUpgradeImageFromRealBuild(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkUpgradeIndex(t, idx, res.Digest, build)
+	})
+	t.Run("release dir opens with the trusted key", func(t *testing.T) {
+		idx, err := readArchive(res.Archive, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers, _ := platformImage(t, idx, "amd64").Layers()
+		dir := t.TempDir()
+		for _, n := range []string{upgradeimage.KernelName, upgradeimage.InitrdName, upgradeimage.RootfsName, upgradeimage.ReleaseName} {
+			if err := os.WriteFile(filepath.Join(dir, n), layerFile(t, layers[1], upgradeimage.ReleaseDir[1:]+"/"+n), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		keys, err := release.LoadKeys(filepath.Dir(o.TrustedKeys[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := release.OpenDir(dir, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if m := r.Manifest(); m.Version != o.Version || m.Verity != build.Verity {
+			t.Errorf("release manifest %+v, build verity %+v", m, build.Verity)
+		}
 	})
 	t.Run("registry by tag and digest", func(t *testing.T) {
 		if !strings.HasSuffix(res.Pushed, "@"+res.Digest.String()) {
@@ -121,8 +148,8 @@ func TestUpgradeImageFromRealBuild(t *testing.T) {
 // checkRelease compares an upgrade image's manifest with the build's.
 func checkRelease(t *testing.T, m upgradeimage.Manifest, build *Manifest) {
 	t.Helper()
-	kinds := map[string]string{"kernel": upgradeimage.KernelName, "initrd": upgradeimage.InitrdName, "rootfs": upgradeimage.RootfsName}
-	if m.Version != build.Version || m.Arch != build.Arch || len(m.Files) != 3 {
+	kinds := map[string]string{"kernel": upgradeimage.KernelName, "initrd": upgradeimage.InitrdName, "rootfs": upgradeimage.RootfsName, "release": upgradeimage.ReleaseName}
+	if m.Version != build.Version || m.Arch != build.Arch || len(m.Files) != 4 {
 		t.Errorf("release manifest %+v", m)
 	}
 	for _, a := range build.Artifacts {
@@ -194,8 +221,9 @@ func layerFile(t *testing.T, l v1.Layer, name string) []byte {
 }
 
 // fakeBuild writes what Image leaves for one target: the parts (the rootfs
-// a real squashfs holding /usr/bin/kestrel) and the manifest.
-func fakeBuild(t *testing.T, dir, version, target, arch string) *Manifest {
+// a real verity image of a squashfs holding /usr/bin/kestrel), the build
+// manifest and, when key is given, the signed release manifest.
+func fakeBuild(t *testing.T, dir, version, target, arch, key string) *Manifest {
 	t.Helper()
 	tree := t.TempDir()
 	os.MkdirAll(filepath.Join(tree, "usr/bin"), 0o755)
@@ -208,9 +236,23 @@ func fakeBuild(t *testing.T, dir, version, target, arch string) *Manifest {
 	}
 	os.WriteFile(prefix+".vmlinuz", []byte("kernel "+target), 0o644)
 	os.WriteFile(prefix+".initrd", []byte("initrd "+target), 0o644)
-	m := &Manifest{Version: version, Target: target, Arch: arch}
-	for _, a := range []struct{ kind, ext string }{{"kernel", ".vmlinuz"}, {"initrd", ".initrd"}, {"rootfs", ".squashfs"}} {
+	vp, err := verity.Build(prefix+".squashfs", prefix+".rootfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Manifest{Version: version, Target: target, Arch: arch, Verity: vp}
+	for _, a := range []struct{ kind, ext string }{{"kernel", ".vmlinuz"}, {"initrd", ".initrd"}, {"rootfs", ".rootfs"}} {
 		art, err := describe(a.kind, prefix+a.ext)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Artifacts = append(m.Artifacts, art)
+	}
+	if key != "" {
+		if err := signRelease(m, key, prefix+".release.json"); err != nil {
+			t.Fatal(err)
+		}
+		art, err := describe("release", prefix+".release.json")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,13 +272,14 @@ func TestUpgradeImage(t *testing.T) {
 		}
 	}
 	tests := []struct {
-		name    string
-		builds  [][3]string // version, target, arch
-		change  string      // a part rewritten after the build
-		version string
-		targets []string
-		want    []string // targets in the image
-		wantErr string
+		name     string
+		builds   [][3]string // version, target, arch
+		change   string      // a part rewritten after the build
+		unsigned bool        // built without -sign-key
+		version  string
+		targets  []string
+		want     []string // targets in the image
+		wantErr  string
 	}{
 		{name: "every target of the version", builds: [][3]string{{"1.0", "amd64", "amd64"}, {"1.0", "arm64", "arm64"}, {"1.0-rc1", "amd64", "amd64"}},
 			version: "1.0", want: []string{"amd64", "arm64"}},
@@ -248,13 +291,20 @@ func TestUpgradeImage(t *testing.T) {
 		{name: "missing target", builds: [][3]string{{"1.0", "amd64", "amd64"}}, version: "1.0", targets: []string{"armv7"}, wantErr: "no build of 1.0 for armv7"},
 		{name: "part changed after the build", builds: [][3]string{{"1.0", "amd64", "amd64"}}, change: "kestrel-1.0-amd64.initrd",
 			version: "1.0", wantErr: "rebuilt or changed since?"},
+		{name: "build without a signed release manifest", builds: [][3]string{{"1.0", "amd64", "amd64"}}, unsigned: true,
+			version: "1.0", wantErr: "lists no release (no signed release manifest: build the image with -sign-key)"},
 	}
+	key, _ := testKeys(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			builds := map[string]*Manifest{}
 			for _, b := range tt.builds {
-				builds[b[0]+"/"+b[1]] = fakeBuild(t, dir, b[0], b[1], b[2])
+				k := key
+				if tt.unsigned {
+					k = ""
+				}
+				builds[b[0]+"/"+b[1]] = fakeBuild(t, dir, b[0], b[1], b[2], k)
 			}
 			if tt.change != "" {
 				os.WriteFile(filepath.Join(dir, tt.change), []byte("changed"), 0o644)

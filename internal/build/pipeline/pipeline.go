@@ -11,9 +11,12 @@
 // kestrel-<v>-<name>.img (disk), .vmlinuz, .initrd, .rootfs (the parts of
 // a release: .rootfs is the root partition image, the squashfs padded to
 // 4096 bytes and followed by its dm-verity hash tree, internal/verity),
-// .squashfs (the squashfs alone, for inspection and benchmarks) and .json
+// .squashfs (the squashfs alone, for inspection and benchmarks), .json
 // (manifest: sizes, sha256, kernel release, module lists, verity
-// parameters). The slot's boot entry carries the verity parameters. The baseline initramfs of the boot
+// parameters) and, with Options.SignKey, .release.json (the signed release
+// manifest, internal/release; Bundle packs a release into one file). The
+// slot's boot entry carries the verity parameters; Options.TrustedKeys
+// go into both the rootfs and the initramfs. The baseline initramfs of the boot
 // benchmark, baseline-<name>.initrd, is written next to them (the
 // baseline-initrd command writes only it).
 //
@@ -97,6 +100,14 @@ type Options struct {
 	// VersionsFile is the versions file path, read by internal/k3s/fetch for the
 	// k3s pin.
 	VersionsFile string
+	// SignKey is the private key file (internal/release) that signs the
+	// release manifest, written as kestrel-<v>-<name>.release.json; empty
+	// writes none.
+	SignKey string
+	// TrustedKeys are public key files baked into the rootfs and the
+	// initramfs at layout.ReleaseKeysDir: the keys the node accepts
+	// releases from.
+	TrustedKeys []string
 	// Time stamps every file in the images (SOURCE_DATE_EPOCH).
 	Time int64
 	// Log receives progress lines; nil discards them.
@@ -170,6 +181,10 @@ func Image(o Options) (*Manifest, error) {
 	o = o.withDefaults()
 	img, v := o.Image, o.Versions
 	start := time.Now()
+	keys, err := trustedKeys(o.TrustedKeys)
+	if err != nil {
+		return nil, err
+	}
 	in, err := fetch(o)
 	if err != nil {
 		return nil, err
@@ -221,11 +236,11 @@ func Image(o Options) (*Manifest, error) {
 	if err := rootfs.CopyFile(filepath.Join(in.kernelRoot, "boot", "vmlinuz-"+in.release), kernelOut, 0o644); err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
-	if err := o.writeInitramfs(initrdOut, work, kestrelBin, in, tree, initSel); err != nil {
+	if err := o.writeInitramfs(initrdOut, work, kestrelBin, keys, in, tree, initSel); err != nil {
 		return nil, err
 	}
 	o.Log.Printf("initramfs: %d modules (%s)", len(initSel.Modules), since(start))
-	if err := o.writeRootfs(squashOut, filepath.Join(work, "rootfs"), kestrelBin, k3s, in, tree, rootSel, shipSel); err != nil {
+	if err := o.writeRootfs(squashOut, filepath.Join(work, "rootfs"), kestrelBin, keys, k3s, in, tree, rootSel, shipSel); err != nil {
 		return nil, err
 	}
 	o.Log.Printf("rootfs: %d modules, %d loaded at boot (%s)", len(shipSel.Modules), len(rootSel.Modules), since(start))
@@ -287,6 +302,16 @@ func Image(o Options) (*Manifest, error) {
 		{"baseline-initrd", baseline},
 	} {
 		art, err := describe(a.kind, a.path)
+		if err != nil {
+			return nil, err
+		}
+		m.Artifacts = append(m.Artifacts, art)
+	}
+	if o.SignKey != "" {
+		if err := signRelease(m, o.SignKey, prefix+".release.json"); err != nil {
+			return nil, err
+		}
+		art, err := describe("release", prefix+".release.json")
 		if err != nil {
 			return nil, err
 		}
@@ -447,7 +472,7 @@ func (o Options) cmdline() []string {
 var initramfsDirs = []string{"/proc", "/sys", "/dev", "/run", "/tmp", layout.NewRoot}
 
 // writeInitramfs writes the stage-1 initramfs to out; work is scratch space.
-func (o Options) writeInitramfs(out, work, kestrelBin string, in inputs, tree *modtree.Tree, sel modtree.Selection) error {
+func (o Options) writeInitramfs(out, work, kestrelBin string, keys map[string][]byte, in inputs, tree *modtree.Tree, sel modtree.Selection) error {
 	a := initramfs.New(o.Time)
 	if err := a.AddHostFile(layout.Init, kestrelBin); err != nil {
 		return err
@@ -477,6 +502,11 @@ func (o Options) writeInitramfs(out, work, kestrelBin string, in inputs, tree *m
 	if err := a.AddFile(layout.ModuleList, modtree.ListFile(sel), 0o644); err != nil {
 		return err
 	}
+	for name, data := range keys {
+		if err := a.AddFile(keyPath(name), data, 0o644); err != nil {
+			return err
+		}
+	}
 	modDir := filepath.Join(work, "initramfs-modules")
 	if err := tree.Install(sel, modDir); err != nil {
 		return err
@@ -489,7 +519,7 @@ func (o Options) writeInitramfs(out, work, kestrelBin string, in inputs, tree *m
 
 // writeRootfs assembles the rootfs tree in dir and squashes it to out; the
 // modules of ship go in, those of load are listed for stage 2.
-func (o Options) writeRootfs(out, dir, kestrelBin string, k3s *k3sfetch.Result, in inputs, tree *modtree.Tree, load, ship modtree.Selection) error {
+func (o Options) writeRootfs(out, dir, kestrelBin string, keys map[string][]byte, k3s *k3sfetch.Result, in inputs, tree *modtree.Tree, load, ship modtree.Selection) error {
 	spec := rootfs.Spec{
 		Kestrel: kestrelBin, Busybox: filepath.Join(in.busyboxRoot, "bin/busybox"), Applets: in.applets,
 		Overlay: o.Overlay, CABundle: o.CABundle,
@@ -526,6 +556,9 @@ func (o Options) writeRootfs(out, dir, kestrelBin string, k3s *k3sfetch.Result, 
 		if err := k3sfetch.Install(*k3s, dir); err != nil {
 			return fmt.Errorf("rootfs: %w", err)
 		}
+	}
+	if err := addTrustedKeys(dir, keys); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
 	}
 	opts := rootfs.SquashOptions{Compression: o.Image.Rootfs.Compression, BCJ: bcjFilter[o.Image.Arch], Time: o.Time}
 	return rootfs.Squash(dir, out, opts, filepath.Join(o.CacheDir, "build", o.Image.Name, "squashfs-cache"))

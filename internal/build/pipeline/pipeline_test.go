@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/kestrel-os/kestrel/internal/bls"
 	"github.com/kestrel-os/kestrel/internal/build/imagedef"
 	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/release"
 	"github.com/kestrel-os/kestrel/internal/verity"
 )
 
@@ -59,7 +61,9 @@ func testOptions(t *testing.T) Options {
 	if err := os.Symlink(debs, filepath.Join(cache, "debs")); err != nil {
 		t.Fatal(err)
 	}
+	key, pub := testKeys(t)
 	return Options{
+		SignKey: key, TrustedKeys: []string{pub},
 		Image: img, Versions: v, Version: "0.0.0-test", OutDir: t.TempDir(), CacheDir: cache,
 		Kestrel: baselinePkg, BaselineInit: baselinePkg, Overlay: "../../../overlay",
 		CABundle: "/etc/ssl/certs/ca-certificates.crt", HostBusybox: "/bin/busybox",
@@ -80,7 +84,7 @@ func TestImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	prefix := filepath.Join(o.OutDir, Prefix(o.Version, "amd64"))
-	release := o.Versions.KernelRelease(o.Image)
+	kernelRelease := o.Versions.KernelRelease(o.Image)
 
 	t.Run("manifest", func(t *testing.T) {
 		data, err := os.ReadFile(prefix + ".json")
@@ -91,7 +95,7 @@ func TestImage(t *testing.T) {
 		if err := json.Unmarshal(data, &got); err != nil {
 			t.Fatal(err)
 		}
-		if got.KernelRelease != release || got.Version != o.Version || len(got.Artifacts) != 6 || got.Verity != m.Verity {
+		if got.KernelRelease != kernelRelease || got.Version != o.Version || len(got.Artifacts) != 7 || got.Verity != m.Verity {
 			t.Errorf("manifest: %+v", got)
 		}
 		for _, a := range got.Artifacts {
@@ -122,9 +126,9 @@ func TestImage(t *testing.T) {
 			"bin/sh":      func(s string) bool { return s == "/bin/busybox" },
 			"bin/mount":   func(s string) bool { return s == "/bin/busybox" },
 			"sbin/fdisk":  func(s string) bool { return s == "/bin/busybox" },
-			"lib/modules/" + release + "/modules.dep":            func(s string) bool { return strings.Contains(s, "kernel/fs/ext4/ext4.ko:") },
-			"lib/modules/" + release + "/kernel/fs/ext4/ext4.ko": func(s string) bool { return len(s) > 0 },
-			strings.TrimPrefix(layout.NewRoot, "/"):              func(string) bool { return true },
+			"lib/modules/" + kernelRelease + "/modules.dep":            func(s string) bool { return strings.Contains(s, "kernel/fs/ext4/ext4.ko:") },
+			"lib/modules/" + kernelRelease + "/kernel/fs/ext4/ext4.ko": func(s string) bool { return len(s) > 0 },
+			strings.TrimPrefix(layout.NewRoot, "/"):                    func(string) bool { return true },
 		}
 		for name, ok := range checks {
 			data, found := recs[name]
@@ -157,9 +161,9 @@ func TestImage(t *testing.T) {
 			"squashfs-root/bin/vi -> /bin/busybox",
 			"squashfs-root/sbin/ip -> /bin/busybox",
 			"squashfs-root/etc/ssl/certs/ca-certificates.crt",
-			"squashfs-root/lib/modules/" + release + "/modules.dep",
-			"squashfs-root/lib/modules/" + release + "/kernel/net/netfilter/nf_tables.ko",
-			"squashfs-root/lib/modules/" + release + "/kernel/drivers/acpi/button.ko",
+			"squashfs-root/lib/modules/" + kernelRelease + "/modules.dep",
+			"squashfs-root/lib/modules/" + kernelRelease + "/kernel/net/netfilter/nf_tables.ko",
+			"squashfs-root/lib/modules/" + kernelRelease + "/kernel/drivers/acpi/button.ko",
 			"squashfs-root" + layout.ModuleList,
 			"squashfs-root" + layout.StateMount,
 			"squashfs-root" + layout.ESPMount,
@@ -258,6 +262,30 @@ func TestImage(t *testing.T) {
 			img, img, m.Verity.RootHash).CombinedOutput()
 		if err != nil {
 			t.Errorf("veritysetup verify: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("signed release and trusted keys", func(t *testing.T) {
+		keys, err := release.LoadKeys(filepath.Dir(o.TrustedKeys[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, _ := os.ReadFile(prefix + ".release.json")
+		rm, err := release.Verify(env, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := ReleaseManifest(m)
+		if !reflect.DeepEqual(rm, want) || rm.Board != "amd64" {
+			t.Errorf("signed release manifest %+v, want %+v", rm, want)
+		}
+		keyFile := strings.TrimPrefix(layout.ReleaseKeysDir, "/") + "/" + release.KeyID(keys[0]) + ".pub"
+		pubPEM, _ := os.ReadFile(o.TrustedKeys[0])
+		if got := readInitrd(t, prefix+".initrd")[keyFile]; !bytes.Equal(got, pubPEM) {
+			t.Errorf("initrd %s: %q", keyFile, got)
+		}
+		if got, err := exec.Command("unsquashfs", "-cat", prefix+".squashfs", "/"+keyFile).Output(); err != nil || !bytes.Equal(got, pubPEM) {
+			t.Errorf("rootfs %s (%v): %q", keyFile, err, got)
 		}
 	})
 
@@ -432,4 +460,15 @@ func readPartition(t *testing.T, img, name string, n int) []byte {
 	}
 	t.Fatalf("%s: no partition %s", img, name)
 	return nil
+}
+
+// testKeys generates a release key pair for one test and returns the
+// private and public key files.
+func testKeys(t *testing.T) (priv, pub string) {
+	t.Helper()
+	priv, pub, err := release.GenerateKeys(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv, pub
 }

@@ -9,8 +9,9 @@ import (
 )
 
 // The builder's upgrade-image step, once every arch's kernel, initramfs
-// and squashfs are built: one index over all arches, written as an OCI
-// archive and, when a registry is given, pushed.
+// and rootfs partition image are built and its release manifest signed:
+// one index over all arches, written as an OCI archive and, when a
+// registry is given, pushed.
 func Example() {
 	idx, manifests, err := upgradeimage.Build(upgradeimage.Release{
 		Version: "v1.4.0",
@@ -19,13 +20,15 @@ func Example() {
 			Arch:    "amd64",
 			Kernel:  "out/kestrel-v1.4.0-x86_64.vmlinuz",
 			Initrd:  "out/kestrel-v1.4.0-x86_64.initrd",
-			Rootfs:  "out/kestrel-v1.4.0-x86_64.squashfs",
+			Rootfs:  "out/kestrel-v1.4.0-x86_64.rootfs",
+			Release: "out/kestrel-v1.4.0-x86_64.release.json",
 			Kestrel: "out/amd64/kestrel",
 		}, {
 			Arch:    "arm64",
 			Kernel:  "out/kestrel-v1.4.0-arm64.vmlinuz",
 			Initrd:  "out/kestrel-v1.4.0-arm64.initrd",
-			Rootfs:  "out/kestrel-v1.4.0-arm64.squashfs",
+			Rootfs:  "out/kestrel-v1.4.0-arm64.rootfs",
+			Release: "out/kestrel-v1.4.0-arm64.release.json",
 			Kestrel: "out/arm64/kestrel",
 		}},
 	})

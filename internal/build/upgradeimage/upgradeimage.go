@@ -10,8 +10,14 @@
 //	layer 2 (uncompressed):  /kestrel/release/manifest.json
 //	                         /kestrel/release/vmlinuz
 //	                         /kestrel/release/initrd
-//	                         /kestrel/release/rootfs.squashfs
+//	                         /kestrel/release/rootfs
+//	                         /kestrel/release/release.json
 //	                         /kestrel/release/bundle.kestrel  (optional)
+//
+// /kestrel/release is a release directory as internal/release reads it
+// (release.OpenDir): release.json is the signed release manifest, rootfs
+// the root partition image (squashfs + dm-verity tree). manifest.json is
+// this image's own unsigned list of its files, for Verify.
 //
 // The release layer is stored uncompressed: kernel, initramfs and squashfs
 // are already compressed, and gzip would only cost build and pull time.
@@ -55,6 +61,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kestrel-os/kestrel/internal/release"
 )
 
 // Paths inside the image.
@@ -62,9 +70,10 @@ const (
 	ReleaseDir   = "/kestrel/release"
 	BinaryPath   = "/usr/bin/kestrel"
 	HostMount    = "/host"
-	KernelName   = "vmlinuz"
-	InitrdName   = "initrd"
-	RootfsName   = "rootfs.squashfs"
+	KernelName   = release.PartKernel
+	InitrdName   = release.PartInitrd
+	RootfsName   = release.PartRootfs
+	ReleaseName  = release.ManifestFile
 	BundleName   = "bundle.kestrel"
 	ManifestName = "manifest.json"
 )
@@ -88,8 +97,9 @@ const (
 )
 
 // ManifestFormat is the version of manifest.json's format and of this
-// image layout.
-const ManifestFormat = 1
+// image layout. 2: rootfs is the verity partition image, release.json the
+// signed release manifest.
+const ManifestFormat = 2
 
 // Artifacts are one arch's release files on the build host.
 type Artifacts struct {
@@ -98,7 +108,8 @@ type Artifacts struct {
 	Board   string // optional, recorded in manifest.json and labels
 	Kernel  string // path of the kernel image
 	Initrd  string // path of the initramfs
-	Rootfs  string // path of the rootfs squashfs
+	Rootfs  string // path of the rootfs partition image (squashfs + verity tree)
+	Release string // path of the signed release manifest (internal/release)
 	Kestrel string // path of the kestrel binary for Arch
 	Bundle  string // optional: path of the signed bundle
 }
@@ -165,7 +176,7 @@ func Image(version string, created time.Time, a Artifacts) (v1.Image, Manifest, 
 	}
 	created = created.UTC()
 	m := Manifest{Format: ManifestFormat, Version: version, Arch: a.Arch, Variant: a.variant(), Board: a.Board}
-	files := []struct{ name, path string }{{KernelName, a.Kernel}, {InitrdName, a.Initrd}, {RootfsName, a.Rootfs}}
+	files := []struct{ name, path string }{{KernelName, a.Kernel}, {InitrdName, a.Initrd}, {RootfsName, a.Rootfs}, {ReleaseName, a.Release}}
 	if a.Bundle != "" {
 		files = append(files, struct{ name, path string }{BundleName, a.Bundle})
 	}

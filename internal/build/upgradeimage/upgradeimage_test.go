@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -56,6 +57,7 @@ func fakeRelease(t *testing.T, withBundle bool, arches ...string) (Release, map[
 			Kernel:  write(KernelName, 3000),
 			Initrd:  write(InitrdName, 5000),
 			Rootfs:  write(RootfsName, 1<<20+17),
+			Release: write(ReleaseName, 900),
 			Kestrel: write("kestrel", 4096),
 		}
 		if withBundle {
@@ -130,7 +132,7 @@ func TestRegistryRoundTrip(t *testing.T) {
 			if strings.Join(cf.Config.Entrypoint, " ") != "/usr/bin/kestrel upgrade --from /kestrel/release --host /host" {
 				t.Errorf("entrypoint %q", cf.Config.Entrypoint)
 			}
-			if cf.Config.Labels[LabelVersion] != version || cf.Config.Labels[LabelArch] != tc.arch || cf.Config.Labels[LabelUpgradeImage] != "1" {
+			if cf.Config.Labels[LabelVersion] != version || cf.Config.Labels[LabelArch] != tc.arch || cf.Config.Labels[LabelUpgradeImage] != fmt.Sprint(ManifestFormat) {
 				t.Errorf("labels %v", cf.Config.Labels)
 			}
 
@@ -153,10 +155,10 @@ func TestRegistryRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m.Arch != tc.arch || m.Version != version || len(m.Files) != 4 {
+			if m.Arch != tc.arch || m.Version != version || len(m.Files) != 5 {
 				t.Errorf("manifest %+v", m)
 			}
-			for _, n := range []string{KernelName, InitrdName, RootfsName, BundleName} {
+			for _, n := range []string{KernelName, InitrdName, RootfsName, ReleaseName, BundleName} {
 				if files[n] != sums[tc.arch][n] {
 					t.Errorf("%s: pulled sha256 %s, input %s", n, files[n], sums[tc.arch][n])
 				}
@@ -317,7 +319,8 @@ func TestBuildErrors(t *testing.T) {
 		{"unknown arch", func(r *Release) { r.Arches[0].Arch = "riscv64" }, `unknown arch "riscv64"`},
 		{"duplicate arch", func(r *Release) { r.Arches = append(r.Arches, r.Arches[0]) }, "given twice"},
 		{"missing kernel", func(r *Release) { r.Arches[0].Kernel = "/nonexistent/vmlinuz" }, "/nonexistent/vmlinuz"},
-		{"no rootfs", func(r *Release) { r.Arches[0].Rootfs = "" }, "no rootfs.squashfs given"},
+		{"no rootfs", func(r *Release) { r.Arches[0].Rootfs = "" }, "no rootfs given"},
+		{"no signed release manifest", func(r *Release) { r.Arches[0].Release = "" }, "no release.json given"},
 		{"no kestrel", func(r *Release) { r.Arches[0].Kestrel = "" }, "no kestrel binary"},
 		{"directory as initrd", func(r *Release) { r.Arches[0].Initrd = os.TempDir() }, "not a regular file"},
 	}
@@ -364,7 +367,7 @@ func TestVerifyRejects(t *testing.T) {
 			h := sha256.Sum256([]byte(e[1]))
 			files = append(files, source{name: e[0], path: p, size: int64(len(e[1])), sha256: hex.EncodeToString(h[:]), mode: 0o644})
 		}
-		img, _, err := Image(version, created, Artifacts{Arch: "amd64", Kernel: files[0].path, Initrd: files[0].path, Rootfs: files[0].path, Kestrel: files[0].path})
+		img, _, err := Image(version, created, Artifacts{Arch: "amd64", Kernel: files[0].path, Initrd: files[0].path, Rootfs: files[0].path, Release: files[0].path, Kestrel: files[0].path})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -374,7 +377,7 @@ func TestVerifyRejects(t *testing.T) {
 	}
 	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
 	manifest := func(files ...string) string {
-		s := `{"format":1,"version":"v1","arch":"amd64","files":[`
+		s := `{"format":` + fmt.Sprint(ManifestFormat) + `,"version":"v1","arch":"amd64","files":[`
 		for i := 0; i+1 < len(files); i += 2 {
 			if i > 0 {
 				s += ","
@@ -391,7 +394,7 @@ func TestVerifyRejects(t *testing.T) {
 		{"content differs", mk([2]string{"kestrel/release/manifest.json", manifest("vmlinuz", "AAAA")}, [2]string{"kestrel/release/vmlinuz", "BBBB"}), "manifest says"},
 		{"unlisted file", mk([2]string{"kestrel/release/manifest.json", manifest("vmlinuz", "A")}, [2]string{"kestrel/release/vmlinuz", "A"}, [2]string{"kestrel/release/extra", "x"}), "not listed"},
 		{"listed file missing", mk([2]string{"kestrel/release/manifest.json", manifest("vmlinuz", "A", "initrd", "B")}, [2]string{"kestrel/release/vmlinuz", "A"}), "not in the layer"},
-		{"future format", mk([2]string{"kestrel/release/manifest.json", `{"format":2}`}, [2]string{"kestrel/release/vmlinuz", "A"}), "format 2"},
+		{"future format", mk([2]string{"kestrel/release/manifest.json", `{"format":99}`}, [2]string{"kestrel/release/vmlinuz", "A"}), "format 99"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -417,7 +420,7 @@ var update = flag.Bool("update", false, "rewrite testdata golden files")
 // in the commit: nodes and Plans see new digests).
 func TestGolden(t *testing.T) {
 	a := Artifacts{Arch: "amd64", Board: "generic-uefi",
-		Kernel: "testdata/release/vmlinuz", Initrd: "testdata/release/initrd", Rootfs: "testdata/release/rootfs.squashfs",
+		Kernel: "testdata/release/vmlinuz", Initrd: "testdata/release/initrd", Rootfs: "testdata/release/rootfs", Release: "testdata/release/release.json",
 		Kestrel: "testdata/release/kestrel", Bundle: "testdata/release/bundle.kestrel"}
 	arm := a
 	arm.Arch, arm.Board = "arm", ""
