@@ -71,6 +71,13 @@ func TestVerityTamperFallsBack(t *testing.T) {
 		t.Fatalf("no reboot after the rescue window: qemu exit %d, %v\n%s", code, err, tail(m.Console(), 30))
 	}
 	console := m.Console()
+	var said []string
+	for _, l := range strings.Split(console, "\n") {
+		if strings.Contains(l, "kestrel:") {
+			said = append(said, strings.TrimSpace(l))
+		}
+	}
+	t.Logf("first boot, stage 1 said:\n%s", strings.Join(said, "\n"))
 	for _, want := range []string{"slot a refused", layout.PartRootA, "rescue shell", "rebooting to fall back to the other slot"} {
 		if !strings.Contains(console, want) {
 			t.Errorf("first boot's console lacks %q:\n%s", want, tail(console, 40))
