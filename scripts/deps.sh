@@ -12,13 +12,13 @@ pkgs=(
   qemu-system-x86 qemu-utils ovmf          # boot tests (x86_64 UEFI)
   systemd-boot-efi                         # the bootloader put on the ESP
   squashfs-tools e2fsprogs dosfstools mtools fdisk  # image parts, read back in tests
-  cryptsetup-bin                           # veritysetup: verity roots made and checked in tests
   busybox-static                           # the operator shell in the rootfs
   kmod cpio xz-utils zstd                  # depmod, inspecting initramfs, bench compression
   openssh-client                           # SSH into booted test VMs
   ca-certificates                          # the CA bundle shipped in the rootfs
   openssl                                  # test PKI for the kube-apiserver
   socat                                    # serial console helpers
+  cryptsetup-bin                           # veritysetup: checks the builder's dm-verity trees
 )
 
 stamp="$top/.cache/deps.stamp"

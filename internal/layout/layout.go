@@ -94,6 +94,10 @@ const (
 	// ControlSocket is PID 1's unix socket (mode 0600) for the CLI:
 	// one JSON request line, one JSON response line (internal/node/init/control).
 	ControlSocket = "/run/kestrel/control.sock"
+	// ReleaseKeysDir holds the ed25519 public keys (*.pub, PEM) a node
+	// trusts to sign releases (internal/release); the builder bakes them
+	// into both the rootfs and the initramfs.
+	ReleaseKeysDir = "/etc/kestrel/release-keys"
 	// RandomSeed carries entropy from one boot to the next (on the state
 	// partition through the /var bind mount; internal/node/boot/randomseed).
 	RandomSeed = "/var/lib/kestrel/random-seed"

@@ -8,9 +8,12 @@
 //	-> ESP files, GPT disk image, manifest
 //
 // Outputs, for target <name> and version <v>, in the output directory:
-// kestrel-<v>-<name>.img (disk), .vmlinuz, .initrd, .squashfs (the parts,
-// for benchmarks and upgrade bundles) and .json (manifest: sizes, sha256,
-// kernel release, module lists). The baseline initramfs of the boot
+// kestrel-<v>-<name>.img (disk), .vmlinuz, .initrd, .rootfs (the parts of
+// a release: .rootfs is the root partition image, the squashfs padded to
+// 4096 bytes and followed by its dm-verity hash tree, internal/verity),
+// .squashfs (the squashfs alone, for inspection and benchmarks) and .json
+// (manifest: sizes, sha256, kernel release, module lists, verity
+// parameters). The slot's boot entry carries the verity parameters. The baseline initramfs of the boot
 // benchmark, baseline-<name>.initrd, is written next to them (the
 // baseline-initrd command writes only it).
 //
@@ -55,6 +58,7 @@ import (
 	k3sfetch "github.com/kestrel-os/kestrel/internal/k3s/fetch"
 	"github.com/kestrel-os/kestrel/internal/k3s/manifests"
 	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/verity"
 )
 
 // Options are the inputs of a build.
@@ -108,7 +112,7 @@ const (
 
 // Artifact is one output file in the manifest.
 type Artifact struct {
-	Kind   string `json:"kind"` // disk, kernel, initrd, rootfs, baseline-initrd
+	Kind   string `json:"kind"` // disk, kernel, initrd, rootfs (partition image), squashfs, baseline-initrd
 	Path   string `json:"path"` // relative to the manifest
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
@@ -133,6 +137,8 @@ type Manifest struct {
 	} `json:"modules"`
 	// Partitions in MiB, as laid out in the disk image.
 	Partitions imagedef.Partitions `json:"partitions"`
+	// Verity are the rootfs partition image's dm-verity parameters.
+	Verity verity.Params `json:"verity"`
 	// K3s is the k3s in the rootfs; absent for a base image.
 	K3s *K3sInfo `json:"k3s,omitempty"`
 }
@@ -210,7 +216,7 @@ func Image(o Options) (*Manifest, error) {
 		return nil, fmt.Errorf("output dir: %w", err)
 	}
 	prefix := filepath.Join(o.OutDir, Prefix(o.Version, img.Name))
-	kernelOut, initrdOut, squashOut, diskOut := prefix+".vmlinuz", prefix+".initrd", prefix+".squashfs", prefix+".img"
+	kernelOut, initrdOut, squashOut, rootOut, diskOut := prefix+".vmlinuz", prefix+".initrd", prefix+".squashfs", prefix+".rootfs", prefix+".img"
 
 	if err := rootfs.CopyFile(filepath.Join(in.kernelRoot, "boot", "vmlinuz-"+in.release), kernelOut, 0o644); err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
@@ -223,8 +229,13 @@ func Image(o Options) (*Manifest, error) {
 		return nil, err
 	}
 	o.Log.Printf("rootfs: %d modules, %d loaded at boot (%s)", len(shipSel.Modules), len(rootSel.Modules), since(start))
+	vp, err := verity.Build(squashOut, rootOut)
+	if err != nil {
+		return nil, err
+	}
+	o.Log.Printf("verity: %d data blocks, tree %d bytes, root hash %s", vp.DataBlocks, verity.TreeSize(vp.DataBlocks), vp.RootHash)
 
-	entry := bls.Entry{Slot: layout.Slots[0], Version: o.Version, Options: o.cmdline()}
+	entry := bls.Entry{Slot: layout.Slots[0], Version: o.Version, Options: append(o.cmdline(), vp.CmdlineOptions()...)}
 	spec := diskimage.Spec{
 		Arch:     img.Arch,
 		Seed:     Prefix(o.Version, img.Name),
@@ -240,7 +251,7 @@ func Image(o Options) (*Manifest, error) {
 			layout.ESPLoaderConf: bls.LoaderConf(),
 			entry.FileName():     entry.Render(),
 		},
-		RootA:     squashOut,
+		RootA:     rootOut,
 		StateDirs: layout.PersistentDirs,
 		Time:      o.Time,
 	}
@@ -256,7 +267,7 @@ func Image(o Options) (*Manifest, error) {
 	m := &Manifest{
 		Version: o.Version, Target: img.Name, Arch: img.Arch,
 		KernelRelease: in.release, KernelPackage: v.KernelPackage(img), KernelVersion: v.Debian.KernelVersion,
-		Cmdline: entry.Cmdline(), Partitions: img.Partitions,
+		Cmdline: entry.Cmdline(), Partitions: img.Partitions, Verity: vp,
 	}
 	m.Modules.Initramfs, m.Modules.Rootfs = initSel.Names(), rootSel.Names()
 	loaded := map[string]bool{}
@@ -272,7 +283,7 @@ func Image(o Options) (*Manifest, error) {
 		m.K3s = &K3sInfo{Version: k3s.Version, SHA256: k3s.SHA256, Source: string(k3s.Source), Standin: k3s.Standin}
 	}
 	for _, a := range []struct{ kind, path string }{
-		{"disk", diskOut}, {"kernel", kernelOut}, {"initrd", initrdOut}, {"rootfs", squashOut},
+		{"disk", diskOut}, {"kernel", kernelOut}, {"initrd", initrdOut}, {"rootfs", rootOut}, {"squashfs", squashOut},
 		{"baseline-initrd", baseline},
 	} {
 		art, err := describe(a.kind, a.path)

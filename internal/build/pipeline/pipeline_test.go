@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"github.com/kestrel-os/kestrel/internal/bls"
 	"github.com/kestrel-os/kestrel/internal/build/imagedef"
 	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/verity"
 )
 
 const baselinePkg = "github.com/kestrel-os/kestrel/cmd/kestrel-baseline-init"
@@ -89,7 +91,7 @@ func TestImage(t *testing.T) {
 		if err := json.Unmarshal(data, &got); err != nil {
 			t.Fatal(err)
 		}
-		if got.KernelRelease != release || got.Version != o.Version || len(got.Artifacts) != 5 {
+		if got.KernelRelease != release || got.Version != o.Version || len(got.Artifacts) != 6 || got.Verity != m.Verity {
 			t.Errorf("manifest: %+v", got)
 		}
 		for _, a := range got.Artifacts {
@@ -226,9 +228,36 @@ func TestImage(t *testing.T) {
 		if o.Image.Boot.Quiet {
 			words = append(words, "quiet")
 		}
-		wantOpts := strings.Join(append(append(words, o.Image.Boot.Cmdline...), "kestrel.slot=a"), " ")
+		words = append(append(words, o.Image.Boot.Cmdline...), m.Verity.CmdlineOptions()...)
+		wantOpts := strings.Join(append(words, "kestrel.slot=a"), " ")
 		if !strings.Contains(string(conf), "options "+wantOpts+"\n") {
 			t.Errorf("entry:\n%s", conf)
+		}
+	})
+
+	t.Run("verity", func(t *testing.T) {
+		if err := m.Verity.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		sq, _ := os.Stat(prefix + ".squashfs")
+		if want := (uint64(sq.Size()) + verity.BlockSize - 1) / verity.BlockSize; m.Verity.DataBlocks != want || m.Verity.HashOffset != want*verity.BlockSize {
+			t.Errorf("verity %+v for a squashfs of %d bytes", m.Verity, sq.Size())
+		}
+		// root-a holds the partition image byte for byte, and cryptsetup's
+		// veritysetup verifies it with the manifest's parameters.
+		rootImg, _ := os.ReadFile(prefix + ".rootfs")
+		if part := readPartition(t, prefix+".img", layout.PartRootA, len(rootImg)); !bytes.Equal(part, rootImg) {
+			t.Errorf("root-a does not start with the .rootfs image (%d bytes)", len(rootImg))
+		}
+		if _, err := exec.LookPath("veritysetup"); err != nil {
+			t.Fatalf("veritysetup (cryptsetup-bin, scripts/deps.sh): %v", err)
+		}
+		img := prefix + ".rootfs"
+		out, err := exec.Command("veritysetup", "verify", "--no-superblock", "--salt="+m.Verity.Salt,
+			fmt.Sprintf("--data-blocks=%d", m.Verity.DataBlocks), fmt.Sprintf("--hash-offset=%d", m.Verity.HashOffset),
+			img, img, m.Verity.RootHash).CombinedOutput()
+		if err != nil {
+			t.Errorf("veritysetup verify: %v\n%s", err, out)
 		}
 	})
 
@@ -370,4 +399,37 @@ func TestFetchK3sChoice(t *testing.T) {
 			t.Errorf("k3s=%q: %v, %v", tt.k3s, res, err)
 		}
 	}
+}
+
+// readPartition returns the first n bytes of the GPT partition called name.
+func readPartition(t *testing.T, img, name string, n int) []byte {
+	t.Helper()
+	d, err := diskfs.Open(img, diskfs.WithOpenMode(diskfs.ReadOnly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	table, err := d.GetPartitionTable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range table.(*gpt.Table).Partitions {
+		if p.Name == name {
+			if uint64(n) > p.Size {
+				t.Fatalf("%s: partition %s is %d bytes, want at least %d", img, name, p.Size, n)
+			}
+			b := make([]byte, n)
+			if _, err := f.ReadAt(b, int64(p.Start)*512); err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
+	t.Fatalf("%s: no partition %s", img, name)
+	return nil
 }

@@ -37,9 +37,11 @@ type Param struct {
 var Prefixes = []string{"kestrel.", "k3os."}
 
 // Reserved are kestrel./k3os. keys that are boot switches, not config.
+// The verity.* keys are the root's dm-verity parameters (internal/verity)
+// that the builder and the upgrader put on a slot's boot entry.
 var Reserved = map[string]bool{
-	"slot": true, "debug": true, "mode": true, "fallback_mode": true, "rescue": true,
-	"rescue_timeout": true, "verity.roothash": true, "verity.salt": true, "verity.datablocks": true, "verity.hashoffset": true,
+	"slot": true, "debug": true, "mode": true, "fallback_mode": true, "rescue": true, "rescue_timeout": true,
+	"verity.roothash": true, "verity.salt": true, "verity.datablocks": true, "verity.hashoffset": true,
 }
 
 // Split splits a command line into parameters, with quotes removed.

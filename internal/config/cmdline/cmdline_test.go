@@ -2,7 +2,10 @@ package cmdline
 
 import (
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/kestrel-os/kestrel/internal/verity"
 )
 
 func TestSplit(t *testing.T) {
@@ -39,6 +42,11 @@ func TestConfigParams(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+	// A slot's boot entry carries the verity parameters: boot switches, never config.
+	words := verity.Params{RootHash: strings.Repeat("ab", 32), Salt: "01", DataBlocks: 1, HashOffset: 4096}.CmdlineOptions()
+	if got := ConfigParams(Split(strings.Join(words, " "))); len(got) != 0 {
+		t.Errorf("verity keys read as config: %+v", got)
 	}
 	if v, ok := Lookup(Split("kestrel.slot=a kestrel.slot=b kestrel.debug"), "kestrel.slot"); !ok || v != "b" {
 		t.Errorf("Lookup slot = %q %v", v, ok)
