@@ -170,7 +170,7 @@ func Run(env Env) error {
 		if err != nil {
 			return refuse(fmt.Errorf("set up dm-verity over %s (GPT %q): %w", rootPath, rootName, err))
 		}
-		logf("root %s verified by dm-verity as %s (root hash %s)", rootDev.Name, d.Path, vp.RootHash)
+		logf("root %s opened through dm-verity as %s (root hash %s)", rootDev.Name, d.Path, vp.RootHash)
 		rootPath = d.Path
 	} else {
 		logf("warning: root %s is not verified (no %s on the kernel command line)", rootDev.Name, verity.CmdlineRootHash)
