@@ -43,6 +43,7 @@ type imageOpts struct {
 	Name    string // output directory under out/
 	K3s     string // -k3s of the builder: none, standin
 	Version string // release version; testVersion when empty
+	Bundle  bool   // also `make bundle` (the signed release bundle)
 }
 
 var (
@@ -98,7 +99,11 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 		if o.K3s == "" {
 			o.K3s = "none"
 		}
-		cmd := exec.Command("make", "-C", root, "image", "VERSION="+o.Version, "OUT="+out, "K3S="+o.K3s)
+		targets := []string{"image"}
+		if o.Bundle {
+			targets = append(targets, "bundle")
+		}
+		cmd := exec.Command("make", append([]string{"-C", root}, append(targets, "VERSION="+o.Version, "OUT="+out, "K3S="+o.K3s)...)...)
 		cmd.Env = env
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -28,17 +27,9 @@ type testRelease struct {
 // binary and variant.
 func buildRelease(t testing.TB, o imageOpts, version string) testRelease {
 	t.Helper()
-	o.Version = version
+	o.Version, o.Bundle = version, true
 	img := buildImageWith(t, o)
 	bundle := filepath.Join(img.Dir, fmt.Sprintf("kestrel-%s-amd64.bundle", version))
-	if _, err := os.Stat(bundle); err != nil {
-		cmd := exec.Command("make", "-C", repoRoot(), "bundle", "VERSION="+version, "OUT="+img.Dir)
-		cmd.Env = append(os.Environ(), testKeyEnv(t)...)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("make bundle: %v", err)
-		}
-	}
 	rel := testRelease{Dir: img.Dir, Bundle: bundle}
 	rel.DirFiles = splitBundle(t, bundle, filepath.Join(img.Dir, "dir"))
 	return rel
