@@ -107,8 +107,8 @@ func TestUpgradePowerCut(t *testing.T) {
 	if strings.HasSuffix(running, "@"+v2) {
 		target = v1
 	}
-	n.g.run(fmt.Sprintf("kestrel upgrade --force --bundle %s > /tmp/upgrade.log 2>&1", bundles[target]))
-	n.waitReboot(3 * time.Minute)
+	n.send(fmt.Sprintf("kestrel upgrade --force --bundle %s > /var/log/upgrade.log 2>&1", bundles[target]))
+	n.waitReboot(5 * time.Minute)
 	final := bootGood("after the uncut upgrade")
 	if !strings.HasSuffix(final, "@"+target) {
 		t.Errorf("the uncut upgrade to %s boots %s", target, final)

@@ -48,6 +48,15 @@ func (n *node) boot() map[string]string {
 	return ready
 }
 
+// send types a command whose end the shell may not live to report (it
+// reboots the node).
+func (n *node) send(cmd string) {
+	n.t.Helper()
+	if err := n.m.Send(cmd + "\n"); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
 // waitReboot waits for the guest to reboot (qemu exits with -no-reboot).
 func (n *node) waitReboot(within time.Duration) {
 	n.t.Helper()
@@ -140,8 +149,8 @@ func TestUpgrade(t *testing.T) {
 	rootA := n.partSum(layout.PartRootA)
 
 	// v1 -> v2 from a bundle over HTTP; the command reboots the node.
-	n.g.run(fmt.Sprintf("kestrel upgrade --bundle %s/%s > /tmp/upgrade.log 2>&1; echo rc=$? >> /tmp/upgrade.log", url, filepath.Base(rel.Bundle)))
-	n.waitReboot(2 * time.Minute)
+	n.send(fmt.Sprintf("kestrel upgrade --bundle %s/%s > /var/log/upgrade.log 2>&1", url, filepath.Base(rel.Bundle)))
+	n.waitReboot(5 * time.Minute)
 	if r := n.boot(); r["slot"] != "b" || r["version"] != upgradeVersion {
 		t.Fatalf("boot after the upgrade: %v\n%s", r, tail(n.m.Console(), 40))
 	}
@@ -159,8 +168,9 @@ func TestUpgrade(t *testing.T) {
 	}
 
 	// kestrel rollback: v1 boots next.
+	n.g.contains("cat /var/log/upgrade.log", "asking PID 1 to reboot")
 	n.g.contains("kestrel rollback", "slot a boots next")
-	n.g.run("kestrel reboot")
+	n.send("kestrel reboot")
 	n.waitReboot(2 * time.Minute)
 	if r := n.boot(); r["slot"] != "a" || r["version"] != testVersion {
 		t.Fatalf("boot after kestrel rollback: %v", r)
@@ -170,8 +180,8 @@ func TestUpgrade(t *testing.T) {
 	// v2 again, as the upgrade Job runs it, with the stand-in unhealthy.
 	n.g.run("mkdir -p /var/lib/rancher/k3s-standin && echo unhealthy > /var/lib/rancher/k3s-standin/mode")
 	n.g.run(fmt.Sprintf("mkdir -p /tmp/rel /run/host && mount --rbind / /run/host && for f in %s; do wget -q -O /tmp/rel/$f %s/dir/$f; done", strings.Join(rel.DirFiles, " "), url))
-	n.g.run("kestrel upgrade --from /tmp/rel --host /run/host > /tmp/upgrade.log 2>&1; echo rc=$? >> /tmp/upgrade.log")
-	n.waitReboot(2 * time.Minute)
+	n.send("kestrel upgrade --from /tmp/rel --host /run/host > /var/log/upgrade.log 2>&1")
+	n.waitReboot(5 * time.Minute)
 	// Each trial boot reaches ready, then the unhealthy stand-in ends it.
 	var back map[string]string
 	for boot := 1; boot <= bootslot.DefaultTries+1; boot++ {
