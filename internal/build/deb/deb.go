@@ -36,10 +36,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/kestrel-os/kestrel/internal/progress"
 )
 
 // Package names one pinned package of one Debian architecture.
@@ -59,19 +62,23 @@ func (p Package) FileName() string {
 
 // Fetch returns the path of the package's .deb in dir, downloading it with
 // apt-get when it is not there yet or when the cached file's sha256 is not
-// one apt's metadata gives for the pinned version.
-func Fetch(p Package, dir string) (string, error) {
-	want, err := aptSHA256(p)
+// one apt's metadata gives for the pinned version. A download is reported
+// on log (size, time, rate); nil is quiet.
+func Fetch(p Package, dir string, log *progress.Log) (string, error) {
+	rec, err := aptRecord(p)
 	if err != nil {
 		return "", fmt.Errorf("fetch %s: %w", p, err)
 	}
+	want := rec.sha256
 	path := filepath.Join(dir, p.FileName())
 	if _, err := os.Stat(path); err == nil {
-		if err := checkSHA256(path, want); err == nil {
+		err := checkSHA256(path, want)
+		if err == nil {
 			return path, nil
 		}
 		// Truncated by an interrupted copy, damaged on disk or replaced:
 		// never unpacked, fetched again below.
+		log.Printf("deb %s: cached file refused, fetching it again: %v", p, err)
 		if err := os.Remove(path); err != nil {
 			return "", fmt.Errorf("fetch %s: remove stale %s: %w", p, path, err)
 		}
@@ -87,10 +94,17 @@ func Fetch(p Package, dir string) (string, error) {
 		return "", fmt.Errorf("fetch %s: %w", p, err)
 	}
 	defer os.RemoveAll(tmp)
+	// apt-get runs to the end on its own: the transfer reports its size
+	// before and its rate after, nothing in between.
+	t := log.Transfer("deb "+p.String()+": apt-get download", rec.size)
 	if out, err := run(tmp, "apt-get", "download", "-q", p.String()); err != nil {
 		return "", fmt.Errorf("fetch %s: apt-get download: %w\n%s", p, err, out)
 	}
 	got := filepath.Join(tmp, p.FileName())
+	if st, err := os.Stat(got); err == nil {
+		t.Set(st.Size())
+	}
+	t.Done()
 	// apt-get checks the hash itself; checked again so that what Fetch
 	// returns is, in every path, a file it verified.
 	if err := checkSHA256(got, want); err != nil {
@@ -102,46 +116,53 @@ func Fetch(p Package, dir string) (string, error) {
 	return path, nil
 }
 
-// aptSHA256 returns the sha256 sums apt's metadata lists for exactly this
-// package, architecture and version (one per record; mirrors of the same
-// version agree, but every one listed is accepted). With no record, it
-// runs `apt-get update` once, since a fresh machine may have no lists.
-func aptSHA256(p Package) ([]string, error) {
-	sums, err := aptCacheSHA256(p)
-	if err != nil || len(sums) > 0 {
-		return sums, err
-	}
-	if out, upErr := run("", "apt-get", "update", "-q"); upErr != nil {
-		return nil, fmt.Errorf("apt has no record of it and apt-get update failed: %w\n%s", upErr, out)
-	}
-	if sums, err = aptCacheSHA256(p); err != nil {
-		return nil, err
-	}
-	if len(sums) == 0 {
-		return nil, errors.New("apt's package lists have no record of this version (is its suite in the host's apt sources?)")
-	}
-	return sums, nil
+// aptInfo is what apt's metadata says about one pinned package.
+type aptInfo struct {
+	sha256 []string // one per record; mirrors of one version agree, every one is accepted
+	size   int64    // bytes of the .deb (0: not given)
 }
 
-// aptCacheSHA256 reads the SHA256: fields of `apt-cache show pkg:arch=version`.
-// An unknown package makes apt-cache fail, an unknown version prints
-// nothing: both are "no record" here.
-func aptCacheSHA256(p Package) ([]string, error) {
-	cmd := exec.Command("apt-cache", "show", p.String())
-	out, err := cmd.Output()
+// aptRecord returns apt's metadata for exactly this package, architecture
+// and version. With no record, it runs `apt-get update` once, since a
+// fresh machine may have no lists.
+func aptRecord(p Package) (aptInfo, error) {
+	rec, err := aptCacheShow(p)
+	if err != nil || len(rec.sha256) > 0 {
+		return rec, err
+	}
+	if out, upErr := run("", "apt-get", "update", "-q"); upErr != nil {
+		return rec, fmt.Errorf("apt has no record of it and apt-get update failed: %w\n%s", upErr, out)
+	}
+	if rec, err = aptCacheShow(p); err != nil {
+		return rec, err
+	}
+	if len(rec.sha256) == 0 {
+		return rec, errors.New("apt's package lists have no record of this version (is its suite in the host's apt sources?)")
+	}
+	return rec, nil
+}
+
+// aptCacheShow reads the SHA256: and Size: fields of `apt-cache show
+// pkg:arch=version`. An unknown package makes apt-cache fail, an unknown
+// version prints nothing: both are "no record" here.
+func aptCacheShow(p Package) (aptInfo, error) {
+	var rec aptInfo
+	out, err := exec.Command("apt-cache", "show", p.String()).Output()
 	if errors.Is(err, exec.ErrNotFound) {
-		return nil, fmt.Errorf("apt-cache: %w", err)
+		return rec, fmt.Errorf("apt-cache: %w", err)
 	}
 	if err != nil {
-		return nil, nil
+		return rec, nil
 	}
-	var sums []string
 	for _, line := range strings.Split(string(out), "\n") {
 		if v, ok := strings.CutPrefix(line, "SHA256:"); ok {
-			sums = append(sums, strings.TrimSpace(v))
+			rec.sha256 = append(rec.sha256, strings.TrimSpace(v))
+		}
+		if v, ok := strings.CutPrefix(line, "Size:"); ok {
+			rec.size, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64) // only for progress lines
 		}
 	}
-	return sums, nil
+	return rec, nil
 }
 
 // checkSHA256 fails unless the file's sha256 is one of want.
@@ -220,8 +241,8 @@ func stamped(dir, sum string) bool {
 }
 
 // FetchUnpack is Fetch followed by Unpack into <dir>/<name>_<version>_<arch>/.
-func FetchUnpack(p Package, dir string) (string, error) {
-	debPath, err := Fetch(p, dir)
+func FetchUnpack(p Package, dir string, log *progress.Log) (string, error) {
+	debPath, err := Fetch(p, dir, log)
 	if err != nil {
 		return "", err
 	}

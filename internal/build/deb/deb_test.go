@@ -4,6 +4,7 @@ import (
 	"os/exec"
 
 	"github.com/kestrel-os/kestrel/internal/build/imagedef"
+	"github.com/kestrel-os/kestrel/internal/progress"
 
 	"archive/tar"
 	"bytes"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,7 +30,7 @@ func realDeb(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	version := map[string]string{"busybox-static": v.Debian.BusyboxStatic, "systemd-boot-efi": v.Debian.SystemdBootEFI}[name]
-	path, err := Fetch(Package{Name: name, Version: version, Arch: "amd64"}, filepath.Join("..", "..", "..", ".cache", "debs"))
+	path, err := Fetch(Package{Name: name, Version: version, Arch: "amd64"}, filepath.Join("..", "..", "..", ".cache", "debs"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +326,8 @@ func TestUnpackSymlinkEscape(t *testing.T) {
 
 // TestFetchTamperedCache: a cached .deb whose sha256 is not the one apt's
 // metadata gives for the pinned version is never returned: it is fetched
-// again, or, when apt-get cannot fetch it, refused with an error.
+// again, or, when apt-get cannot fetch it, refused with an error. The
+// download is reported: why, its size, then bytes and rate.
 func TestFetchTamperedCache(t *testing.T) {
 	aptCache, err := exec.LookPath("apt-cache")
 	if err != nil {
@@ -350,8 +353,13 @@ func TestFetchTamperedCache(t *testing.T) {
 		name    string
 		path    string // $PATH while fetching
 		wantErr string
+		wantLog []string // progress lines, in order, as regular expressions
 	}{
-		{name: "fetched again", path: os.Getenv("PATH")},
+		{name: "fetched again", path: os.Getenv("PATH"), wantLog: []string{
+			`^deb busybox-static:amd64=\S+: cached file refused, fetching it again: .* has sha256 [0-9a-f]+, apt's metadata says ` + wantSum + `$`,
+			`^deb busybox-static:amd64=\S+: apt-get download: \d+(\.\d+)? [KM]iB$`,
+			`^deb busybox-static:amd64=\S+: apt-get download: \d+(\.\d+)? [KM]iB in \S+ \(\d+(\.\d+)? [KMG]?i?B/s\)$`,
+		}},
 		{name: "refused when it cannot be fetched again", path: onlyAptCache, wantErr: "apt-get download"},
 		{name: "refused when apt cannot vouch for it", path: t.TempDir(), wantErr: "apt-cache"},
 	}
@@ -367,7 +375,8 @@ func TestFetchTamperedCache(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Setenv("PATH", tt.path)
-			got, err := Fetch(p, dir)
+			var lines strings.Builder
+			got, err := Fetch(p, dir, progress.New(&lines))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Errorf("Fetch = %q, %v; want an error containing %q", got, err, tt.wantErr)
@@ -379,6 +388,15 @@ func TestFetchTamperedCache(t *testing.T) {
 			}
 			if sum, err := fileSHA256(got); err != nil || sum != wantSum {
 				t.Errorf("Fetch returned %s with sha256 %s (%v), want %s", got, sum, err, wantSum)
+			}
+			logged := strings.Split(strings.TrimSuffix(lines.String(), "\n"), "\n")
+			if len(logged) != len(tt.wantLog) {
+				t.Fatalf("progress lines:\n%s\nwant %d lines", lines.String(), len(tt.wantLog))
+			}
+			for i, re := range tt.wantLog {
+				if !regexp.MustCompile(re).MatchString(logged[i]) {
+					t.Errorf("progress line %d = %q, want it to match %s", i+1, logged[i], re)
+				}
 			}
 		})
 	}
