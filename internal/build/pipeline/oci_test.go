@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -453,5 +454,24 @@ func TestPushProgress(t *testing.T) {
 	}
 	if !strings.HasSuffix(pushed, "@"+d.String()) {
 		t.Errorf("pushed %s, want the index digest %s", pushed, d)
+	}
+}
+
+// TestGoBuildStampsVersion: a binary goBuild makes reports the version it
+// was built as through internal/buildinfo, not buildinfo's "dev".
+func TestGoBuildStampsVersion(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("goBuild builds for linux")
+	}
+	bin := filepath.Join(t.TempDir(), "printversion")
+	if err := goBuild("./testdata/printversion", bin, "1.2.3-test", runtime.GOARCH, ""); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); got != "1.2.3-test" {
+		t.Errorf("the built binary says version %q, want 1.2.3-test", got)
 	}
 }
