@@ -441,17 +441,7 @@ func TestPushProgress(t *testing.T) {
 		`^` + what + `: \d\S* [KM]iB in \S+ \(\S+ [KMG]?i?B/s\)$`,
 		`^pushed ` + regexp.QuoteMeta(pushed) + `$`,
 	}
-	logged := strings.Split(strings.TrimSuffix(lines.String(), "\n"), "\n")
-	at := 0
-	for _, w := range want {
-		re := regexp.MustCompile(w)
-		for at < len(logged) && !re.MatchString(logged[at]) {
-			at++
-		}
-		if at == len(logged) {
-			t.Fatalf("no line matching %s in order in:\n%s", w, lines.String())
-		}
-	}
+	linesInOrder(t, lines.String(), want)
 	if !strings.HasSuffix(pushed, "@"+d.String()) {
 		t.Errorf("pushed %s, want the index digest %s", pushed, d)
 	}
@@ -473,5 +463,23 @@ func TestGoBuildStampsVersion(t *testing.T) {
 	}
 	if got := strings.TrimSpace(string(out)); got != "1.2.3-test" {
 		t.Errorf("the built binary says version %q, want 1.2.3-test", got)
+	}
+}
+
+// linesInOrder fails unless out has a line matching each regular
+// expression of want, in that order (other lines may come between).
+func linesInOrder(t *testing.T, out string, want []string) {
+	t.Helper()
+	logged := strings.Split(out, "\n")
+	at := 0
+	for _, w := range want {
+		re := regexp.MustCompile(w)
+		for at < len(logged) && !re.MatchString(logged[at]) {
+			at++
+		}
+		if at == len(logged) {
+			t.Errorf("no line matching %s (in this order) in:\n%s", w, out)
+			return
+		}
 	}
 }

@@ -97,18 +97,7 @@ func TestImage(t *testing.T) {
 			`^baseline initramfs: \S+ [KM]iB \(\S+\)$`,
 			`^done: \S+\.img \(\S+\)$`,
 		}
-		logged := strings.Split(lines.String(), "\n")
-		at := 0
-		for _, step := range steps {
-			re := regexp.MustCompile(step)
-			for at < len(logged) && !re.MatchString(logged[at]) {
-				at++
-			}
-			if at == len(logged) {
-				t.Errorf("no progress line matching %s after the previous step's in:\n%s", step, lines.String())
-				return
-			}
-		}
+		linesInOrder(t, lines.String(), steps)
 	})
 
 	t.Run("manifest", func(t *testing.T) {
