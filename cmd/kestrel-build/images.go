@@ -3,15 +3,15 @@ package main
 import (
 	"context"
 	"flag"
-	"log"
 	"strings"
 
 	"github.com/kestrel-os/kestrel/internal/build/imagedef"
 	"github.com/kestrel-os/kestrel/internal/build/pipeline"
+	"github.com/kestrel-os/kestrel/internal/progress"
 )
 
-// runUpgradeImage is `kestrel-build upgrade-image`.
-func runUpgradeImage(args []string) error {
+// runUpgradeImage is `kestrel-build upgrade-image`; progress goes to log.
+func runUpgradeImage(args []string, log *progress.Log) error {
 	fs := flag.NewFlagSet("upgrade-image", flag.ExitOnError)
 	release := releaseFlags(fs)
 	out := fs.String("out", "out", "output directory holding the image builds; receives kestrel-upgrade-<version>.oci.tar")
@@ -23,7 +23,7 @@ func runUpgradeImage(args []string) error {
 		return err
 	}
 	res, err := pipeline.UpgradeImage(context.Background(), pipeline.UpgradeOptions{
-		OutDir: *out, Version: v, Targets: splitList(*targets), Time: epoch, Push: *push, Log: log.Default(),
+		OutDir: *out, Version: v, Targets: splitList(*targets), Time: epoch, Push: *push, Log: log,
 	})
 	if err != nil {
 		return err
@@ -42,8 +42,8 @@ func runUpgradeImage(args []string) error {
 	return nil
 }
 
-// runControllerImage is `kestrel-build controller-image`.
-func runControllerImage(args []string) error {
+// runControllerImage is `kestrel-build controller-image`; progress goes to log.
+func runControllerImage(args []string, log *progress.Log) error {
 	fs := flag.NewFlagSet("controller-image", flag.ExitOnError)
 	release := releaseFlags(fs)
 	out := fs.String("out", "out", "output directory")
@@ -59,7 +59,7 @@ func runControllerImage(args []string) error {
 	}
 	res, err := pipeline.ControllerImage(context.Background(), pipeline.ControllerOptions{
 		OutDir: *out, Version: v, Arches: splitList(*arches), Package: *pkg, CABundle: *ca,
-		CacheDir: *cache, Time: epoch, Push: *push, Log: log.Default(),
+		CacheDir: *cache, Time: epoch, Push: *push, Log: log,
 	})
 	if err != nil {
 		return err

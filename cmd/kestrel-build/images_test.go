@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -8,7 +9,7 @@ import (
 
 func TestImageCommandErrors(t *testing.T) {
 	empty, keys := t.TempDir(), t.TempDir()
-	if err := run("keygen", []string{"-out", keys}); err != nil {
+	if err := run("keygen", []string{"-out", keys}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -31,7 +32,7 @@ func TestImageCommandErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := run(tt.cmd, tt.args)
+			err := run(tt.cmd, tt.args, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v, want it to mention %q", err, tt.want)
 			}

@@ -16,12 +16,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"strconv"
 
 	"github.com/kestrel-os/kestrel/internal/build/imagedef"
 	"github.com/kestrel-os/kestrel/internal/build/pipeline"
+	"github.com/kestrel-os/kestrel/internal/progress"
 )
 
 const usage = `usage: kestrel-build <command> [flags]
@@ -43,17 +45,20 @@ func main() {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
-	if err := run(os.Args[1], os.Args[2:]); err != nil {
+	if err := run(os.Args[1], os.Args[2:], os.Stderr); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(command string, args []string) error {
+// run runs one command; progress lines (each step and how long it took,
+// bytes and rates of downloads and pushes) go to stderr.
+func run(command string, args []string, stderr io.Writer) error {
+	plog := progress.New(stderr)
 	switch command {
 	case "upgrade-image":
-		return runUpgradeImage(args)
+		return runUpgradeImage(args, plog)
 	case "controller-image":
-		return runControllerImage(args)
+		return runControllerImage(args, plog)
 	case "keygen":
 		return runKeygen(args)
 	case "bundle":
@@ -94,13 +99,13 @@ func run(command string, args []string) error {
 	o := pipeline.Options{
 		Image: img, Versions: v, Version: *version, OutDir: *out, CacheDir: *cache,
 		Kestrel: *kestrel, BaselineInit: *baseline, Overlay: *overlay, Manifests: *manifests, CABundle: *ca,
-		HostBusybox: *hostBusybox, K3s: *k3s, VersionsFile: *versions, Time: epoch, Log: log.Default(),
+		HostBusybox: *hostBusybox, K3s: *k3s, VersionsFile: *versions, Time: epoch, Log: plog,
 		SignKey: *signKey, TrustedKeys: splitList(*trusted),
 	}
 	if command == "baseline-initrd" {
 		path, err := pipeline.Baseline(o)
 		if err == nil {
-			log.Printf("wrote %s", path)
+			plog.Printf("wrote %s", path)
 		}
 		return err
 	}

@@ -4,11 +4,18 @@
 // Fetching is `apt-get download pkg:arch=version` run in the cache
 // directory, so it uses the host's apt sources, proxy and keyring: the
 // host must list the suite the pins come from, and a foreign architecture
-// must have been added with `dpkg --add-architecture`. When apt has no
-// package lists yet, Fetch runs `apt-get update` once and retries.
+// must have been added with `dpkg --add-architecture`. A .deb is trusted
+// only when its sha256 is one apt's (signed) metadata gives for the pinned
+// version (`apt-cache show`): a cached file that no longer matches is
+// fetched again, and a package apt has no record of is refused. When apt
+// has no record yet, Fetch runs `apt-get update` once and asks again.
 //
 // Unpacking reads the .deb in Go (an ar archive holding data.tar.xz,
-// data.tar.zst, data.tar.gz or an uncompressed data.tar). Deliberately
+// data.tar.zst, data.tar.gz or an uncompressed data.tar) and writes
+// through an os.Root on the destination, so no entry can land outside it:
+// not by "../" (names are cleaned as if absolute first) and not through a
+// symlink the archive made earlier (a symlink whose target lies outside is
+// created as a link, but writing through it is an error). Deliberately
 // left out: maintainer scripts are never run, control data is ignored,
 // device nodes and other special files are skipped, and ownership is not
 // kept (everything belongs to whoever runs the builder; the image writers
@@ -29,10 +36,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/kestrel-os/kestrel/internal/progress"
 )
 
 // Package names one pinned package of one Debian architecture.
@@ -51,11 +61,27 @@ func (p Package) FileName() string {
 }
 
 // Fetch returns the path of the package's .deb in dir, downloading it with
-// apt-get when it is not there yet.
-func Fetch(p Package, dir string) (string, error) {
+// apt-get when it is not there yet or when the cached file's sha256 is not
+// one apt's metadata gives for the pinned version. A download is reported
+// on log (size, time, rate); nil is quiet.
+func Fetch(p Package, dir string, log *progress.Log) (string, error) {
+	rec, err := aptRecord(p)
+	if err != nil {
+		return "", fmt.Errorf("fetch %s: %w", p, err)
+	}
+	want := rec.sha256
 	path := filepath.Join(dir, p.FileName())
 	if _, err := os.Stat(path); err == nil {
-		return path, nil
+		err := checkSHA256(path, want)
+		if err == nil {
+			return path, nil
+		}
+		// Truncated by an interrupted copy, damaged on disk or replaced:
+		// never unpacked, fetched again below.
+		log.Printf("deb %s: cached file refused, fetching it again: %v", p, err)
+		if err := os.Remove(path); err != nil {
+			return "", fmt.Errorf("fetch %s: remove stale %s: %w", p, path, err)
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("fetch %s: %w", p, err)
@@ -68,31 +94,89 @@ func Fetch(p Package, dir string) (string, error) {
 		return "", fmt.Errorf("fetch %s: %w", p, err)
 	}
 	defer os.RemoveAll(tmp)
-	out, err := aptDownload(p, tmp)
-	if err != nil && noLists(out) {
-		// A fresh machine may have no package lists at all.
-		if upOut, upErr := run(tmp, "apt-get", "update", "-q"); upErr != nil {
-			return "", fmt.Errorf("fetch %s: apt-get update: %w\n%s", p, upErr, upOut)
-		}
-		out, err = aptDownload(p, tmp)
-	}
-	if err != nil {
+	// apt-get runs to the end on its own: the transfer reports its size
+	// before and its rate after, nothing in between.
+	t := log.Transfer("deb "+p.String()+": apt-get download", rec.size)
+	if out, err := run(tmp, "apt-get", "download", "-q", p.String()); err != nil {
 		return "", fmt.Errorf("fetch %s: apt-get download: %w\n%s", p, err, out)
 	}
-	if err := os.Rename(filepath.Join(tmp, p.FileName()), path); err != nil {
+	got := filepath.Join(tmp, p.FileName())
+	if st, err := os.Stat(got); err == nil {
+		t.Set(st.Size())
+	}
+	t.Done()
+	// apt-get checks the hash itself; checked again so that what Fetch
+	// returns is, in every path, a file it verified.
+	if err := checkSHA256(got, want); err != nil {
+		return "", fmt.Errorf("fetch %s: apt-get download: %w", p, err)
+	}
+	if err := os.Rename(got, path); err != nil {
 		return "", fmt.Errorf("fetch %s: apt-get download succeeded but: %w", p, err)
 	}
 	return path, nil
 }
 
-// noLists tells whether apt-get failed because it has no package lists
-// (or none naming the package yet).
-func noLists(out string) bool {
-	return strings.Contains(out, "Unable to locate package") || strings.Contains(out, "Can't select")
+// aptInfo is what apt's metadata says about one pinned package.
+type aptInfo struct {
+	sha256 []string // one per record; mirrors of one version agree, every one is accepted
+	size   int64    // bytes of the .deb (0: not given)
 }
 
-func aptDownload(p Package, dir string) (string, error) {
-	return run(dir, "apt-get", "download", "-q", p.String())
+// aptRecord returns apt's metadata for exactly this package, architecture
+// and version. With no record, it runs `apt-get update` once, since a
+// fresh machine may have no lists.
+func aptRecord(p Package) (aptInfo, error) {
+	rec, err := aptCacheShow(p)
+	if err != nil || len(rec.sha256) > 0 {
+		return rec, err
+	}
+	if out, upErr := run("", "apt-get", "update", "-q"); upErr != nil {
+		return rec, fmt.Errorf("apt has no record of it and apt-get update failed: %w\n%s", upErr, out)
+	}
+	if rec, err = aptCacheShow(p); err != nil {
+		return rec, err
+	}
+	if len(rec.sha256) == 0 {
+		return rec, errors.New("apt's package lists have no record of this version (is its suite in the host's apt sources?)")
+	}
+	return rec, nil
+}
+
+// aptCacheShow reads the SHA256: and Size: fields of `apt-cache show
+// pkg:arch=version`. An unknown package makes apt-cache fail, an unknown
+// version prints nothing: both are "no record" here.
+func aptCacheShow(p Package) (aptInfo, error) {
+	var rec aptInfo
+	out, err := exec.Command("apt-cache", "show", p.String()).Output()
+	if errors.Is(err, exec.ErrNotFound) {
+		return rec, fmt.Errorf("apt-cache: %w", err)
+	}
+	if err != nil {
+		return rec, nil
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "SHA256:"); ok {
+			rec.sha256 = append(rec.sha256, strings.TrimSpace(v))
+		}
+		if v, ok := strings.CutPrefix(line, "Size:"); ok {
+			rec.size, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64) // only for progress lines
+		}
+	}
+	return rec, nil
+}
+
+// checkSHA256 fails unless the file's sha256 is one of want.
+func checkSHA256(path string, want []string) error {
+	got, err := fileSHA256(path)
+	if err != nil {
+		return err
+	}
+	for _, w := range want {
+		if got == w {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s has sha256 %s, apt's metadata says %s", path, got, strings.Join(want, " or "))
 }
 
 func run(dir, name string, args ...string) (string, error) {
@@ -157,8 +241,8 @@ func stamped(dir, sum string) bool {
 }
 
 // FetchUnpack is Fetch followed by Unpack into <dir>/<name>_<version>_<arch>/.
-func FetchUnpack(p Package, dir string) (string, error) {
-	debPath, err := Fetch(p, dir)
+func FetchUnpack(p Package, dir string, log *progress.Log) (string, error) {
+	debPath, err := Fetch(p, dir, log)
 	if err != nil {
 		return "", err
 	}
@@ -210,9 +294,15 @@ func decompressor(name string, r io.Reader) (io.Reader, error) {
 }
 
 // untar writes regular files, directories, symlinks and hard links of the
-// tar stream under dest; no name can land outside it. Symlink targets are
-// kept as they are: they are resolved in the image, never followed here.
+// tar stream under dest, through an os.Root so that nothing is written
+// outside it. Symlink targets are kept as they are: they are resolved in
+// the image, and never followed here out of dest.
 func untar(r io.Reader, dest string) error {
+	root, err := os.OpenRoot(dest)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -222,56 +312,74 @@ func untar(r io.Reader, dest string) error {
 		if err != nil {
 			return fmt.Errorf("read data.tar: %w", err)
 		}
-		target := within(dest, h.Name)
-		mode := os.FileMode(h.Mode).Perm()
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return err
-			}
-			if err := os.Chmod(target, mode|0o700); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return err
-			}
-			if err := writeFile(target, tr, mode); err != nil {
-				return fmt.Errorf("extract %s: %w", h.Name, err)
-			}
-		case tar.TypeSymlink:
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return err
-			}
-			if err := os.Symlink(h.Linkname, target); err != nil {
-				return fmt.Errorf("extract %s: %w", h.Name, err)
-			}
-		case tar.TypeLink:
-			if err := os.Link(within(dest, h.Linkname), target); err != nil {
-				return fmt.Errorf("extract %s: %w", h.Name, err)
-			}
-		default:
-			// Device nodes, FIFOs: no Debian package we use ships any.
+		if err := extract(root, h, tr); err != nil {
+			return fmt.Errorf("extract %s: %w", h.Name, err)
 		}
 	}
 }
 
-// within maps an archive name into dest: the name is cleaned as an
-// absolute path first, so "../" can never climb out of dest.
-func within(dest, name string) string {
-	return filepath.Join(dest, filepath.Clean("/"+name))
+// extract writes one tar entry, whose body is r, into root.
+func extract(root *os.Root, h *tar.Header, r io.Reader) error {
+	name := rel(h.Name)
+	mode := os.FileMode(h.Mode).Perm()
+	switch h.Typeflag {
+	case tar.TypeDir:
+		if err := root.MkdirAll(name, 0o755); err != nil {
+			return err
+		}
+		return root.Chmod(name, mode|0o700)
+	case tar.TypeReg:
+		if err := makeWay(root, name); err != nil {
+			return err
+		}
+		f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, r); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	case tar.TypeSymlink:
+		if err := makeWay(root, name); err != nil {
+			return err
+		}
+		return root.Symlink(h.Linkname, name)
+	case tar.TypeLink:
+		if err := makeWay(root, name); err != nil {
+			return err
+		}
+		return root.Link(rel(h.Linkname), name)
+	}
+	// Device nodes, FIFOs: no Debian package we use ships any.
+	return nil
 }
 
-func writeFile(path string, r io.Reader, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
+// rel maps an archive name to a name relative to the destination: cleaned
+// as an absolute path first, so "../" can never climb out ("./" is ".").
+func rel(name string) string {
+	r := strings.TrimPrefix(filepath.Clean("/"+name), "/")
+	if r == "" {
+		return "."
 	}
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
-		return err
+	return r
+}
+
+// makeWay makes way for a new non-directory entry at name: its parent
+// directories exist, and whatever non-directory was there (a later entry
+// of the same name wins, as with tar) is removed rather than written
+// through, so a symlink left there is never followed.
+func makeWay(root *os.Root, name string) error {
+	if dir := filepath.Dir(name); dir != "." {
+		if err := root.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
 	}
-	return f.Close()
+	if st, err := root.Lstat(name); err == nil && !st.IsDir() {
+		return root.Remove(name)
+	}
+	return nil
 }
 
 func fileSHA256(path string) (string, error) {

@@ -4,6 +4,7 @@ import (
 	"os/exec"
 
 	"github.com/kestrel-os/kestrel/internal/build/imagedef"
+	"github.com/kestrel-os/kestrel/internal/progress"
 
 	"archive/tar"
 	"bytes"
@@ -11,7 +12,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -27,7 +30,7 @@ func realDeb(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	version := map[string]string{"busybox-static": v.Debian.BusyboxStatic, "systemd-boot-efi": v.Debian.SystemdBootEFI}[name]
-	path, err := Fetch(Package{Name: name, Version: version, Arch: "amd64"}, filepath.Join("..", "..", ".cache", "debs"))
+	path, err := Fetch(Package{Name: name, Version: version, Arch: "amd64"}, filepath.Join("..", "..", "..", ".cache", "debs"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,21 +207,197 @@ func TestFileName(t *testing.T) {
 	}
 }
 
-// TestFetchCached: a .deb already in the directory is used as it is; apt
-// is not run (a missing apt-get would fail otherwise).
-func TestFetchCached(t *testing.T) {
-	dir := t.TempDir()
-	p := Package{Name: "example", Version: "1:2.0-1", Arch: "arm64"}
-	want := filepath.Join(dir, p.FileName())
-	if err := os.WriteFile(want, []byte("!<arch>\n"), 0o644); err != nil {
+// TestUnpackSymlinkEscape: an archive that plants a symlink pointing out
+// of the destination and then writes through it is refused, or the entry
+// stays inside; nothing outside the destination is written or linked in.
+//
+// Link targets name $OUT, a directory outside the destination made afresh
+// for each case and holding one file, secret.
+func TestUnpackSymlinkEscape(t *testing.T) {
+	tests := []struct {
+		name    string
+		entries []tarEntry
+		wantErr string                                  // refused: the error names the entry
+		check   func(t *testing.T, dest, secret string) // contained: what the tree holds
+	}{
+		{
+			name: "file through an absolute symlink",
+			entries: []tarEntry{
+				{name: "./evil", typ: tar.TypeSymlink, link: "$OUT"},
+				{name: "./evil/file", typ: tar.TypeReg, body: "planted"},
+			},
+			wantErr: "extract ./evil/file",
+		},
+		{
+			name: "file through a relative symlink climbing out",
+			entries: []tarEntry{
+				{name: "./usr/", typ: tar.TypeDir},
+				{name: "./usr/up", typ: tar.TypeSymlink, link: "../../../../../../../../../../..$OUT"},
+				{name: "./usr/up/file", typ: tar.TypeReg, body: "planted"},
+			},
+			wantErr: "extract ./usr/up/file",
+		},
+		{
+			name: "directory through a symlink",
+			entries: []tarEntry{
+				{name: "./evil", typ: tar.TypeSymlink, link: "$OUT"},
+				{name: "./evil/sub/", typ: tar.TypeDir},
+			},
+			wantErr: "extract ./evil/sub/",
+		},
+		{
+			name: "hard link to a host file through a symlink",
+			entries: []tarEntry{
+				{name: "./evil", typ: tar.TypeSymlink, link: "$OUT"},
+				{name: "./stolen", typ: tar.TypeLink, link: "./evil/secret"},
+			},
+			wantErr: "extract ./stolen",
+		},
+		{
+			name: "file replacing a symlink to a host file",
+			entries: []tarEntry{
+				{name: "./evil", typ: tar.TypeSymlink, link: "$OUT/secret"},
+				{name: "./evil", typ: tar.TypeReg, body: "planted"},
+			},
+			check: func(t *testing.T, dest, secret string) {
+				if st, err := os.Lstat(filepath.Join(dest, "evil")); err != nil || !st.Mode().IsRegular() {
+					t.Errorf("evil: %v; want a regular file in the tree", err)
+					if err == nil {
+						t.Errorf("evil has mode %v", st.Mode())
+					}
+				}
+			},
+		},
+		{
+			name: "symlink pointing outside is kept as a link",
+			entries: []tarEntry{
+				{name: "./etc/", typ: tar.TypeDir},
+				{name: "./etc/localtime", typ: tar.TypeSymlink, link: "$OUT/secret"},
+			},
+			check: func(t *testing.T, dest, secret string) {
+				if got, err := os.Readlink(filepath.Join(dest, "etc/localtime")); err != nil || got != secret {
+					t.Errorf("etc/localtime -> %q, %v; want %q", got, err, secret)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			outside := t.TempDir()
+			secret := filepath.Join(outside, "secret")
+			if err := os.WriteFile(secret, []byte("host file"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var entries []tarEntry
+			for _, e := range tt.entries {
+				e.link = strings.ReplaceAll(e.link, "$OUT", outside)
+				entries = append(entries, e)
+			}
+			dest := filepath.Join(t.TempDir(), "root")
+			deb := makeDeb(t, map[string][]byte{"data.tar.gz": tarGz(t, entries)}, []string{"data.tar.gz"})
+			_, err := Unpack(deb, dest)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			} else {
+				tt.check(t, dest, secret)
+			}
+			left, err := os.ReadDir(outside)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(left) != 1 || left[0].Name() != "secret" {
+				t.Errorf("outside the destination now holds %v", left)
+			}
+			if got, _ := os.ReadFile(secret); string(got) != "host file" {
+				t.Errorf("host file outside the destination now holds %q", got)
+			}
+			if st, _ := os.Stat(secret); st != nil {
+				if n := st.Sys().(*syscall.Stat_t).Nlink; n != 1 {
+					t.Errorf("host file outside the destination has %d links: linked into the tree", n)
+				}
+			}
+		})
+	}
+}
+
+// TestFetchTamperedCache: a cached .deb whose sha256 is not the one apt's
+// metadata gives for the pinned version is never returned: it is fetched
+// again, or, when apt-get cannot fetch it, refused with an error. The
+// download is reported: why, its size, then bytes and rate.
+func TestFetchTamperedCache(t *testing.T) {
+	aptCache, err := exec.LookPath("apt-cache")
+	if err != nil {
+		t.Skip("apt-cache not available")
+	}
+	good := realDeb(t, "busybox-static")
+	v, err := imagedef.LoadVersions("../../../versions.yaml")
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("PATH", t.TempDir()) // no apt-get
-	got, err := Fetch(p, dir)
-	if err != nil || got != want {
-		t.Errorf("Fetch = %q, %v; want %q", got, err, want)
+	p := Package{Name: "busybox-static", Version: v.Debian.BusyboxStatic, Arch: "amd64"}
+	wantSum, err := fileSHA256(good)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := Fetch(Package{Name: "absent", Version: "1", Arch: "amd64"}, dir); err == nil || !strings.Contains(err.Error(), "absent:amd64=1") {
-		t.Errorf("Fetch of an absent package without apt-get: %v", err)
+	// A PATH holding the real apt-cache and no apt-get: the hash can be
+	// looked up, but nothing can be downloaded.
+	onlyAptCache := t.TempDir()
+	if err := os.Symlink(aptCache, filepath.Join(onlyAptCache, "apt-cache")); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		path    string // $PATH while fetching
+		wantErr string
+		wantLog []string // progress lines, in order, as regular expressions
+	}{
+		{name: "fetched again", path: os.Getenv("PATH"), wantLog: []string{
+			`^deb busybox-static:amd64=\S+: cached file refused, fetching it again: .* has sha256 [0-9a-f]+, apt's metadata says ` + wantSum + `$`,
+			`^deb busybox-static:amd64=\S+: apt-get download: \d+(\.\d+)? [KM]iB$`,
+			`^deb busybox-static:amd64=\S+: apt-get download: \d+(\.\d+)? [KM]iB in \S+ \(\d+(\.\d+)? [KMG]?i?B/s\)$`,
+		}},
+		{name: "refused when it cannot be fetched again", path: onlyAptCache, wantErr: "apt-get download"},
+		{name: "refused when apt cannot vouch for it", path: t.TempDir(), wantErr: "apt-cache"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			data, err := os.ReadFile(good)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data[len(data)/2] ^= 0xff
+			if err := os.WriteFile(filepath.Join(dir, p.FileName()), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("PATH", tt.path)
+			var lines strings.Builder
+			got, err := Fetch(p, dir, progress.New(&lines))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("Fetch = %q, %v; want an error containing %q", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum, err := fileSHA256(got); err != nil || sum != wantSum {
+				t.Errorf("Fetch returned %s with sha256 %s (%v), want %s", got, sum, err, wantSum)
+			}
+			logged := strings.Split(strings.TrimSuffix(lines.String(), "\n"), "\n")
+			if len(logged) != len(tt.wantLog) {
+				t.Fatalf("progress lines:\n%s\nwant %d lines", lines.String(), len(tt.wantLog))
+			}
+			for i, re := range tt.wantLog {
+				if !regexp.MustCompile(re).MatchString(logged[i]) {
+					t.Errorf("progress line %d = %q, want it to match %s", i+1, logged[i], re)
+				}
+			}
+		})
 	}
 }

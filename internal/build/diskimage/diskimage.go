@@ -166,15 +166,8 @@ func fill(d *disk.Disk, s Spec, parts []*gpt.Partition, tmpDir string) error {
 	if err := d.Partition(table); err != nil {
 		return fmt.Errorf("partition: %w", err)
 	}
-	if err := writeESP(d, s); err != nil {
+	if err := writeESP(d, 1, int64(parts[0].Start*sectorSize), int64(parts[0].Size), s); err != nil {
 		return err
-	}
-	w, err := d.Backend.Writable()
-	if err != nil {
-		return err
-	}
-	if err := fixFAT32(w, int64(parts[0].Start*sectorSize), time.Unix(s.Time, 0), s.volumeID()); err != nil {
-		return fmt.Errorf("ESP: %w", err)
 	}
 	if err := copyInto(d, parts[1], s.RootA); err != nil {
 		return fmt.Errorf("%s: %w", layout.PartRootA, err)
@@ -190,11 +183,19 @@ func fill(d *disk.Disk, s Spec, parts []*gpt.Partition, tmpDir string) error {
 	return nil
 }
 
-// writeESP formats partition 1 as FAT32 and writes the ESP files,
-// directories first.
-func writeESP(d *disk.Disk, s Spec) error {
+// writeESP formats partition part of d (0: the whole disk), size bytes
+// from byte off, as FAT32, writes the ESP files, directories first, and
+// repairs what go-diskfs leaves wrong (fatfix.go). Sizes go-diskfs lays
+// out wrongly are refused (CheckESPSize).
+func writeESP(d *disk.Disk, part int, off, size int64, s Spec) error {
+	if size%mib != 0 {
+		return fmt.Errorf("ESP: %d bytes: not a whole number of MiB", size)
+	}
+	if err := CheckESPSize(size / mib); err != nil {
+		return fmt.Errorf("ESP: %w", err)
+	}
 	fs, err := d.CreateFilesystem(disk.FilesystemSpec{
-		Partition:    1,
+		Partition:    part,
 		FSType:       filesystem.TypeFat32,
 		VolumeLabel:  layout.LabelESP,
 		Reproducible: true,
@@ -232,6 +233,13 @@ func writeESP(d *disk.Disk, s Spec) error {
 		if err != nil {
 			return fmt.Errorf("ESP: %s: %w", p, err)
 		}
+	}
+	w, err := d.Backend.Writable()
+	if err != nil {
+		return err
+	}
+	if err := fixFAT32(w, off, time.Unix(s.Time, 0), s.volumeID()); err != nil {
+		return fmt.Errorf("ESP: %w", err)
 	}
 	return nil
 }

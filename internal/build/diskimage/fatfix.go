@@ -14,16 +14,30 @@ type readWriterAt interface {
 
 // fixFAT32 repairs what go-diskfs v1.9.4's FAT32 writer gets wrong or
 // leaves to chance, so that `fsck.fat -n` passes, strict firmware reads
-// the ESP and the same inputs give the same bytes:
+// the ESP and the same inputs give the same bytes. Each fix names the
+// upstream code or thread it works around:
 //
 //   - a directory directly under the root gets a ".." entry pointing at the
-//     root directory's cluster; the FAT specification wants cluster 0;
-//   - every directory entry carries the build host's clock; they are set
-//     to stamp (clamped to 1980, FAT's epoch);
-//   - the FSInfo free-cluster count is left "unknown" (0xFFFFFFFF), which
+//     root directory's cluster; the FAT specification wants cluster 0, and
+//     fsck.fat says "Invalid '..' entry". Upstream fixed this once
+//     (https://github.com/diskfs/go-diskfs/pull/70), but v1.9.4's shared
+//     FAT code writes the parent's cluster again (filesystem/fat12/fat12.go,
+//     the new directory's ".." gets clusterLocation: parentCluster);
+//   - every directory entry carries the build host's clock
+//     (util/timestamp.GetTime: time.Now unless the process environment has
+//     SOURCE_DATE_EPOCH, https://github.com/diskfs/go-diskfs/pull/317; a
+//     library does not set process-wide variables); they are set to stamp
+//     (clamped to 1980, FAT's epoch; dates out of range also break GRUB,
+//     https://github.com/diskfs/go-diskfs/issues/212);
+//   - the FSInfo free-cluster count is left "unknown" (0xFFFFFFFF:
+//     filesystem/fat32/fat32.go, Create, and nothing updates it), which
 //     fsck.fat reports; it is set to the real count;
-//   - a reproducible volume has serial number 0000-0000, which is what
-//     /dev/disk/by-uuid shows; it is set to volID.
+//   - a reproducible volume has serial number 0000-0000 (pull 317 again),
+//     which is what /dev/disk/by-uuid shows; it is set to volID.
+//
+// What cannot be repaired afterwards, a FAT too small for its clusters at
+// some sizes (https://github.com/diskfs/go-diskfs/issues/418), is avoided
+// by refusing those sizes: CheckESPSize.
 //
 // f is the disk image, off the byte offset of the FAT32 volume.
 func fixFAT32(f readWriterAt, off int64, stamp time.Time, volID uint32) error {

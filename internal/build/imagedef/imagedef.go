@@ -20,6 +20,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/kestrel-os/kestrel/internal/build/diskimage"
 )
 
 // Image is one target's definition.
@@ -198,8 +200,11 @@ func (img *Image) Validate() error {
 		errs = append(errs, fmt.Errorf("rootfs.compression %q: want xz or zstd", img.Rootfs.Compression))
 	}
 	p := img.Partitions
-	if p.ESPMiB < 100 || p.ESPMiB == 64 {
-		errs = append(errs, fmt.Errorf("partitions.esp_mib %d: want >= 100 (FAT32 firmware quirks; never exactly 64)", p.ESPMiB))
+	if p.ESPMiB < 100 {
+		errs = append(errs, fmt.Errorf("partitions.esp_mib %d: want >= 100 (FAT32 firmware quirks)", p.ESPMiB))
+	} else if err := diskimage.CheckESPSize(p.ESPMiB); err != nil {
+		// Refused rather than rounded: the definition says what is built.
+		errs = append(errs, fmt.Errorf("partitions.esp_mib: %w", err))
 	}
 	if p.RootMiB < 16 {
 		errs = append(errs, fmt.Errorf("partitions.root_mib %d: want >= 16", p.RootMiB))

@@ -44,7 +44,9 @@ func TestLoadImage(t *testing.T) {
 			return strings.Replace(s, "console:", "consle:", 1)
 		}, wantErr: "line 9: field consle not found"},
 		{name: "bad arch", edit: func(s string) string { return strings.Replace(s, "arch: amd64", "arch: sparc", 1) }, wantErr: "arch \"sparc\""},
-		{name: "ESP of exactly 64 MiB", edit: func(s string) string { return strings.Replace(s, "esp_mib: 256", "esp_mib: 64", 1) }, wantErr: "never exactly 64"},
+		{name: "ESP too small", edit: func(s string) string { return strings.Replace(s, "esp_mib: 256", "esp_mib: 64", 1) }, wantErr: "partitions.esp_mib 64: want >= 100"},
+		{name: "ESP size go-diskfs formats wrongly", edit: func(s string) string { return strings.Replace(s, "esp_mib: 256", "esp_mib: 505", 1) }, wantErr: "img.yaml: partitions.esp_mib: 505 MiB"},
+		{name: "ESP size go-diskfs formats wrongly, nearest good sizes named", edit: func(s string) string { return strings.Replace(s, "esp_mib: 256", "esp_mib: 259", 1) }, wantErr: "use 258 or 260"},
 		{name: "other boot chain", edit: func(s string) string { return strings.Replace(s, "chain: systemd-boot", "chain: u-boot", 1) }, wantErr: "only systemd-boot"},
 		{name: "cmdline word with space", edit: func(s string) string {
 			return strings.Replace(s, "  console: ttyS0,115200\n", "  console: ttyS0,115200\n  cmdline: [\"a b\"]\n", 1)

@@ -290,7 +290,7 @@ func realTree(t *testing.T) (root, release string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err = deb.FetchUnpack(deb.Package{Name: v.KernelPackage(img), Version: v.Debian.KernelVersion, Arch: img.DebianArch}, "../../../.cache/debs")
+	root, err = deb.FetchUnpack(deb.Package{Name: v.KernelPackage(img), Version: v.Debian.KernelVersion, Arch: img.DebianArch}, "../../../.cache/debs", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

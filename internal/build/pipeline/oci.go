@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"os"
 	"os/exec"
 	"path"
@@ -41,6 +40,7 @@ import (
 	"github.com/kestrel-os/kestrel/internal/build/upgradeimage"
 	"github.com/kestrel-os/kestrel/internal/k3s/manifests"
 	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/progress"
 )
 
 // UpgradeOptions are the inputs of the upgrade image.
@@ -59,7 +59,8 @@ type UpgradeOptions struct {
 	Push string
 	// RemoteOptions are added to the push (transport, auth).
 	RemoteOptions []remote.Option
-	Log           *log.Logger
+	// Log receives progress lines (steps, push bytes and rate); nil is quiet.
+	Log *progress.Log
 }
 
 // ImageResult is what an image build wrote.
@@ -83,9 +84,6 @@ func UpgradeArchiveName(version string) string { return "kestrel-upgrade-" + ver
 // sha256. It writes the OCI archive, verifies it (upgradeimage.Verify on
 // every arch, read back from the file) and pushes it when asked.
 func UpgradeImage(ctx context.Context, o UpgradeOptions) (ImageResult, error) {
-	if o.Log == nil {
-		o.Log = log.New(io.Discard, "", 0)
-	}
 	builds, err := findBuilds(o.OutDir, o.Version, o.Targets)
 	if err != nil {
 		return ImageResult{}, err
@@ -96,6 +94,7 @@ func UpgradeImage(ctx context.Context, o UpgradeOptions) (ImageResult, error) {
 	}
 	defer os.RemoveAll(work)
 
+	step := o.Log.Step("upgrade image: read the builds")
 	rel := upgradeimage.Release{Version: o.Version, Created: time.Unix(o.Time, 0)}
 	byArch := map[string]string{}
 	for _, b := range builds {
@@ -138,8 +137,9 @@ func UpgradeImage(ctx context.Context, o UpgradeOptions) (ImageResult, error) {
 			return ImageResult{}, err
 		}
 	}
-	o.Log.Printf("upgrade image: %d arches hashed", len(ms))
+	step.Done(fmt.Sprintf("%d arches hashed", len(ms)))
 
+	step = o.Log.Step("upgrade image: write and verify")
 	res := ImageResult{Archive: filepath.Join(o.OutDir, UpgradeArchiveName(o.Version))}
 	if err := upgradeimage.WriteArchive(res.Archive, upgradeimage.Tag(o.Version), idx); err != nil {
 		return ImageResult{}, err
@@ -157,12 +157,11 @@ func UpgradeImage(ctx context.Context, o UpgradeOptions) (ImageResult, error) {
 			return ImageResult{}, fmt.Errorf("upgrade image: %s: %w", res.Archive, err)
 		}
 	}
-	o.Log.Printf("upgrade image: wrote and verified %s (%s)", res.Archive, res.Digest)
+	step.Done(fmt.Sprintf("%s, %s (%s)", res.Archive, fileSize(res.Archive), res.Digest))
 	if o.Push != "" {
-		if res.Pushed, err = push(ctx, o.Push, back, o.RemoteOptions); err != nil {
+		if res.Pushed, err = push(ctx, o.Push, back, o.RemoteOptions, o.Log); err != nil {
 			return ImageResult{}, err
 		}
-		o.Log.Printf("upgrade image: pushed %s", res.Pushed)
 	}
 	return res, nil
 }
@@ -181,7 +180,8 @@ type ControllerOptions struct {
 	Time          int64
 	Push          string
 	RemoteOptions []remote.Option
-	Log           *log.Logger
+	// Log receives progress lines (steps, push bytes and rate); nil is quiet.
+	Log *progress.Log
 }
 
 // ControllerArchiveName is the controller image's OCI archive name, and
@@ -199,9 +199,6 @@ func ControllerDockerName(version, arch string) string {
 // controllerimage.FullReference(version), the reference the shipped
 // Deployment uses. Both are read back and compared before it returns.
 func ControllerImage(ctx context.Context, o ControllerOptions) (ImageResult, error) {
-	if o.Log == nil {
-		o.Log = log.New(io.Discard, "", 0)
-	}
 	if len(o.Arches) == 0 {
 		return ImageResult{}, fmt.Errorf("controller image: no arches")
 	}
@@ -220,12 +217,14 @@ func ControllerImage(ctx context.Context, o ControllerOptions) (ImageResult, err
 			goarm = "7"
 		}
 		bin := filepath.Join(work, arch, "upgrade-controller")
+		step := o.Log.Step("controller image: go build " + o.Package + " for " + arch)
 		if err := goBuild(o.Package, bin, o.Version, arch, goarm); err != nil {
 			return ImageResult{}, fmt.Errorf("controller image: %w", err)
 		}
+		step.Done(fileSize(bin))
 		spec.Binaries = append(spec.Binaries, controllerimage.Binary{Arch: arch, Path: bin})
-		o.Log.Printf("controller image: %s binary built", arch)
 	}
+	step := o.Log.Step("controller image: write and verify")
 	idx, imgs, err := controllerimage.Build(spec)
 	if err != nil {
 		return ImageResult{}, err
@@ -259,12 +258,11 @@ func ControllerImage(ctx context.Context, o ControllerOptions) (ImageResult, err
 		}
 		res.Docker = append(res.Docker, p)
 	}
-	o.Log.Printf("controller image %s: wrote and verified %s and %d docker-archives", ref, res.Archive, len(res.Docker))
+	step.Done(fmt.Sprintf("%s: %s and %d docker-archives", ref, res.Archive, len(res.Docker)))
 	if o.Push != "" {
-		if res.Pushed, err = push(ctx, o.Push, back, o.RemoteOptions); err != nil {
+		if res.Pushed, err = push(ctx, o.Push, back, o.RemoteOptions, o.Log); err != nil {
 			return ImageResult{}, fmt.Errorf("controller image: %w", err)
 		}
-		o.Log.Printf("controller image: pushed %s", res.Pushed)
 	}
 	return res, nil
 }
@@ -523,16 +521,35 @@ func untar(archive, dir string) error {
 	}
 }
 
-func push(ctx context.Context, ref string, idx v1.ImageIndex, opts []remote.Option) (string, error) {
-	d, err := upgradeimage.Push(ctx, ref, idx, opts...)
-	if err != nil {
-		return "", err
-	}
+// push sends idx to ref and returns ref@digest, reporting the bytes sent
+// and the rate on log (go-containerregistry's progress updates).
+func push(ctx context.Context, ref string, idx v1.ImageIndex, opts []remote.Option, log *progress.Log) (string, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
+		return "", fmt.Errorf("push: reference %q: %w", ref, err)
+	}
+	// remote closes updates when the push ends, either way, once its
+	// options are accepted; buffered so that sending never waits on a line
+	// being written.
+	updates := make(chan v1.Update, 64)
+	t := log.Transfer("push "+ref, 0)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for u := range updates {
+			t.SetTotal(u.Total)
+			t.Set(u.Complete)
+		}
+	}()
+	d, err := upgradeimage.Push(ctx, ref, idx, append(opts[:len(opts):len(opts)], remote.WithProgress(updates))...)
+	if err != nil {
 		return "", err
 	}
-	return r.Context().Digest(d.String()).String(), nil
+	<-drained
+	t.Done()
+	pushed := r.Context().Digest(d.String()).String()
+	log.Printf("pushed %s", pushed)
+	return pushed, nil
 }
 
 // extractFile copies file from a squashfs image to out with unsquashfs.
@@ -554,10 +571,14 @@ func extractFile(squashfs, file, out string) error {
 	return f.Close()
 }
 
+// buildinfoVersion is the variable goBuild stamps the version into; a
+// wrong path is silently ignored by the linker (TestGoBuildStampsVersion).
+const buildinfoVersion = "github.com/kestrel-os/kestrel/internal/buildinfo.Version"
+
 // goBuild builds Go package src for linux/arch as a static binary (CGO
 // off, trimmed paths, stripped, version stamped) into out.
 func goBuild(src, out, version, arch, goarm string) error {
-	ldflags := "-s -w -X github.com/kestrel-os/kestrel/internal/buildinfo.Version=" + version
+	ldflags := "-s -w -X " + buildinfoVersion + "=" + version
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", out, src)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 	if goarm != "" {

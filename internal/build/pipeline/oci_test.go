@@ -14,12 +14,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
@@ -30,6 +33,7 @@ import (
 	"github.com/kestrel-os/kestrel/internal/k3s/manifests"
 	"github.com/kestrel-os/kestrel/internal/release"
 	"github.com/kestrel-os/kestrel/internal/verity"
+	"github.com/kestrel-os/kestrel/internal/progress"
 )
 
 // The upgrade image of a real image build: archive verified, pushed to an
@@ -458,4 +462,74 @@ func checkControllerArchive(t *testing.T, path, ref, version string) []v1.Layer 
 		t.Errorf("upgrade-controller -version: %v %s", err, v)
 	}
 	return layers
+}
+
+// TestPushProgress: a push to an in-process registry reports that it
+// started, the bytes sent at each tenth once the size is known, then bytes,
+// time and rate, and what was pushed.
+func TestPushProgress(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/kestrel/progress:test"
+	idx, err := random.Index(256<<10, 2, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines strings.Builder
+	pushed, err := push(context.Background(), ref, idx, nil, progress.New(&lines))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	what := regexp.QuoteMeta("push " + ref)
+	want := []string{
+		`^` + what + `: started$`,
+		`^` + what + `: \S+ [KM]iB of \S+ [KM]iB \(\d+%\)$`, // at least one running line
+		`^` + what + `: \d\S* [KM]iB in \S+ \(\S+ [KMG]?i?B/s\)$`,
+		`^pushed ` + regexp.QuoteMeta(pushed) + `$`,
+	}
+	linesInOrder(t, lines.String(), want)
+	if !strings.HasSuffix(pushed, "@"+d.String()) {
+		t.Errorf("pushed %s, want the index digest %s", pushed, d)
+	}
+}
+
+// TestGoBuildStampsVersion: a binary goBuild makes reports the version it
+// was built as through internal/buildinfo, not buildinfo's "dev".
+func TestGoBuildStampsVersion(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("goBuild builds for linux")
+	}
+	bin := filepath.Join(t.TempDir(), "printversion")
+	if err := goBuild("./testdata/printversion", bin, "1.2.3-test", runtime.GOARCH, ""); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); got != "1.2.3-test" {
+		t.Errorf("the built binary says version %q, want 1.2.3-test", got)
+	}
+}
+
+// linesInOrder fails unless out has a line matching each regular
+// expression of want, in that order (other lines may come between).
+func linesInOrder(t *testing.T, out string, want []string) {
+	t.Helper()
+	logged := strings.Split(out, "\n")
+	at := 0
+	for _, w := range want {
+		re := regexp.MustCompile(w)
+		for at < len(logged) && !re.MatchString(logged[at]) {
+			at++
+		}
+		if at == len(logged) {
+			t.Errorf("no line matching %s (in this order) in:\n%s", w, out)
+			return
+		}
+	}
 }

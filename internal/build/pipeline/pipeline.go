@@ -44,7 +44,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -62,6 +61,7 @@ import (
 	"github.com/kestrel-os/kestrel/internal/k3s/manifests"
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/verity"
+	"github.com/kestrel-os/kestrel/internal/progress"
 )
 
 // Options are the inputs of a build.
@@ -110,8 +110,9 @@ type Options struct {
 	TrustedKeys []string
 	// Time stamps every file in the images (SOURCE_DATE_EPOCH).
 	Time int64
-	// Log receives progress lines; nil discards them.
-	Log *log.Logger
+	// Log receives progress lines (kestrel-build: on stderr): each step
+	// with its duration, downloads with bytes and rate; nil discards them.
+	Log *progress.Log
 }
 
 // Values of Options.K3s.
@@ -189,7 +190,6 @@ func Image(o Options) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	o.Log.Printf("packages ready (%s)", since(start))
 
 	tree, err := modtree.Scan(filepath.Join(in.kernelRoot, layout.ModulesDir, in.release))
 	if err != nil {
@@ -221,7 +221,6 @@ func Image(o Options) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	o.Log.Printf("kestrel binary ready (%s)", since(start))
 	k3s, err := o.fetchK3s()
 	if err != nil {
 		return nil, err
@@ -236,19 +235,20 @@ func Image(o Options) (*Manifest, error) {
 	if err := rootfs.CopyFile(filepath.Join(in.kernelRoot, "boot", "vmlinuz-"+in.release), kernelOut, 0o644); err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
+	step := o.Log.Step("initramfs")
 	if err := o.writeInitramfs(initrdOut, work, kestrelBin, keys, in, tree, initSel); err != nil {
 		return nil, err
 	}
-	o.Log.Printf("initramfs: %d modules (%s)", len(initSel.Modules), since(start))
+	step.Done(fmt.Sprintf("%d modules, %s", len(initSel.Modules), fileSize(initrdOut)))
 	if err := o.writeRootfs(squashOut, filepath.Join(work, "rootfs"), kestrelBin, keys, k3s, in, tree, rootSel, shipSel); err != nil {
 		return nil, err
 	}
-	o.Log.Printf("rootfs: %d modules, %d loaded at boot (%s)", len(shipSel.Modules), len(rootSel.Modules), since(start))
+	step = o.Log.Step("verity")
 	vp, err := verity.Build(squashOut, rootOut)
 	if err != nil {
 		return nil, err
 	}
-	o.Log.Printf("verity: %d data blocks, tree %d bytes, root hash %s", vp.DataBlocks, verity.TreeSize(vp.DataBlocks), vp.RootHash)
+	step.Done(fmt.Sprintf("%d data blocks, tree %d bytes, root hash %s", vp.DataBlocks, verity.TreeSize(vp.DataBlocks), vp.RootHash))
 
 	entry := bls.Entry{Slot: layout.Slots[0], Version: o.Version, Options: append(o.cmdline(), vp.CmdlineOptions()...)}
 	spec := diskimage.Spec{
@@ -270,10 +270,11 @@ func Image(o Options) (*Manifest, error) {
 		StateDirs: layout.PersistentDirs,
 		Time:      o.Time,
 	}
+	step = o.Log.Step("disk image")
 	if err := diskimage.Build(spec, diskOut); err != nil {
 		return nil, err
 	}
-	o.Log.Printf("disk image written (%s)", since(start))
+	step.Done(fmt.Sprintf("%s, ESP %d MiB, root %d MiB ×2, state %d MiB", filepath.Base(diskOut), spec.ESPMiB, spec.RootMiB, spec.StateMiB))
 	baseline, err := Baseline(o)
 	if err != nil {
 		return nil, err
@@ -324,7 +325,7 @@ func Image(o Options) (*Manifest, error) {
 	if err := os.WriteFile(prefix+".json", append(data, '\n'), 0o644); err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	o.Log.Printf("done: %s (%s)", diskOut, since(start))
+	o.Log.Printf("done: %s (%s)", diskOut, progress.Duration(time.Since(start)))
 	return m, nil
 }
 
@@ -353,18 +354,17 @@ func Baseline(o Options) (string, error) {
 		return "", fmt.Errorf("output dir: %w", err)
 	}
 	out := filepath.Join(o.OutDir, BaselineName(o.Image.Name))
+	step := o.Log.Step("baseline initramfs")
 	if err := a.WriteFile(out, o.Image.Initramfs.Compression); err != nil {
 		return "", err
 	}
+	step.Done(fileSize(out))
 	return out, nil
 }
 
 func (o Options) withDefaults() Options {
 	if o.Version == "" {
 		o.Version = o.Versions.Kestrel
-	}
-	if o.Log == nil {
-		o.Log = log.New(io.Discard, "", 0)
 	}
 	return o
 }
@@ -393,21 +393,22 @@ func fetch(o Options) (inputs, error) {
 		{Name: "systemd-boot-efi", Version: v.Debian.SystemdBootEFI, Arch: img.DebianArch},
 		{Name: "busybox-static", Version: v.Debian.BusyboxStatic, Arch: img.DebianArch},
 	}
-	var roots [3]string
-	for i, p := range pkgs {
-		root, err := deb.FetchUnpack(p, debs)
+	if v.Debian.Tzdata != "" {
+		pkgs = append(pkgs, deb.Package{Name: "tzdata", Version: v.Debian.Tzdata, Arch: "all"})
+	}
+	var roots []string
+	for _, p := range pkgs {
+		step := o.Log.Step("deb " + p.String())
+		root, err := deb.FetchUnpack(p, debs, o.Log)
 		if err != nil {
 			return inputs{}, err
 		}
-		roots[i] = root
+		step.Done("ready in " + root)
+		roots = append(roots, root)
 	}
 	in := inputs{kernelRoot: roots[0], bootRoot: roots[1], busyboxRoot: roots[2], release: v.KernelRelease(img)}
-	if v.Debian.Tzdata != "" {
-		root, err := deb.FetchUnpack(deb.Package{Name: "tzdata", Version: v.Debian.Tzdata, Arch: "all"}, debs)
-		if err != nil {
-			return inputs{}, err
-		}
-		in.tzdataRoot = root
+	if len(roots) > 3 {
+		in.tzdataRoot = roots[3]
 	}
 	listWith := filepath.Join(in.busyboxRoot, "bin/busybox")
 	if img.Arch != runtime.GOARCH && o.HostBusybox != "" {
@@ -427,9 +428,11 @@ func (o Options) binary(src, out string) (string, error) {
 	if st, err := os.Stat(src); err == nil && st.Mode().IsRegular() {
 		return src, nil
 	}
+	step := o.Log.Step("go build " + src + " for " + o.Image.Arch)
 	if err := goBuild(src, out, o.Version, o.Image.Arch, o.Image.GOARM); err != nil {
 		return "", err
 	}
+	step.Done(fileSize(out))
 	return out, nil
 }
 
@@ -446,13 +449,15 @@ func (o Options) fetchK3s() (*k3sfetch.Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	step := o.Log.Step("k3s " + pin.Version)
 	res, err := k3sfetch.Fetch(context.Background(), k3sfetch.Options{
 		Pin: pin, Arch: o.Image.Arch, CacheDir: filepath.Join(o.CacheDir, "k3s"),
-		Logf: o.Log.Printf, AllowStandin: o.K3s == K3sStandin,
+		Log: o.Log, AllowStandin: o.K3s == K3sStandin,
 	})
 	if err != nil {
 		return nil, err
 	}
+	step.Done(string(res.Source))
 	return &res, nil
 }
 
@@ -520,6 +525,7 @@ func (o Options) writeInitramfs(out, work, kestrelBin string, keys map[string][]
 // writeRootfs assembles the rootfs tree in dir and squashes it to out; the
 // modules of ship go in, those of load are listed for stage 2.
 func (o Options) writeRootfs(out, dir, kestrelBin string, keys map[string][]byte, k3s *k3sfetch.Result, in inputs, tree *modtree.Tree, load, ship modtree.Selection) error {
+	step := o.Log.Step("rootfs tree")
 	spec := rootfs.Spec{
 		Kestrel: kestrelBin, Busybox: filepath.Join(in.busyboxRoot, "bin/busybox"), Applets: in.applets,
 		Overlay: o.Overlay, CABundle: o.CABundle,
@@ -560,8 +566,14 @@ func (o Options) writeRootfs(out, dir, kestrelBin string, keys map[string][]byte
 	if err := addTrustedKeys(dir, keys); err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}
+	step.Done(fmt.Sprintf("%d modules, %d loaded at boot", len(ship.Modules), len(load.Modules)))
+	step = o.Log.Step("mksquashfs " + o.Image.Rootfs.Compression)
 	opts := rootfs.SquashOptions{Compression: o.Image.Rootfs.Compression, BCJ: bcjFilter[o.Image.Arch], Time: o.Time}
-	return rootfs.Squash(dir, out, opts, filepath.Join(o.CacheDir, "build", o.Image.Name, "squashfs-cache"))
+	if err := rootfs.Squash(dir, out, opts, filepath.Join(o.CacheDir, "build", o.Image.Name, "squashfs-cache")); err != nil {
+		return err
+	}
+	step.Done(fileSize(out))
+	return nil
 }
 
 // bcjFilter is xz's executable filter per GOARCH (mksquashfs 4.5 has none
@@ -582,6 +594,12 @@ func describe(kind, path string) (Artifact, error) {
 	return Artifact{Kind: kind, Path: filepath.Base(path), Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
-func since(t time.Time) string {
-	return time.Since(t).Round(100 * time.Millisecond).String()
+// fileSize is a progress line's "12 MiB" for path, or "" if it cannot
+// be read.
+func fileSize(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	return progress.Bytes(st.Size())
 }

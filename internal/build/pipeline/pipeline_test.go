@@ -8,11 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +27,7 @@ import (
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/release"
 	"github.com/kestrel-os/kestrel/internal/verity"
+	"github.com/kestrel-os/kestrel/internal/progress"
 )
 
 const baselinePkg = "github.com/kestrel-os/kestrel/cmd/kestrel-baseline-init"
@@ -67,7 +68,7 @@ func testOptions(t *testing.T) Options {
 		Image: img, Versions: v, Version: "0.0.0-test", OutDir: t.TempDir(), CacheDir: cache,
 		Kestrel: baselinePkg, BaselineInit: baselinePkg, Overlay: "../../../overlay",
 		CABundle: "/etc/ssl/certs/ca-certificates.crt", HostBusybox: "/bin/busybox",
-		Time: 1700000000, Log: log.New(io.Discard, "", 0),
+		Time: 1700000000,
 	}
 }
 
@@ -79,12 +80,31 @@ func TestImage(t *testing.T) {
 	if _, err := os.Stat(o.CABundle); err != nil {
 		t.Skipf("no host CA bundle: %v", err)
 	}
+	var lines strings.Builder
+	o.Log = progress.New(&lines)
 	m, err := Image(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	prefix := filepath.Join(o.OutDir, Prefix(o.Version, "amd64"))
 	kernelRelease := o.Versions.KernelRelease(o.Image)
+
+	t.Run("progress", func(t *testing.T) {
+		// One line per step, saying what and how long; in build order.
+		steps := []string{
+			`^deb linux-image-\S+:amd64=\S+: ready in \S+ \(\S+\)$`,
+			`^deb systemd-boot-efi:amd64=\S+: ready in \S+ \(\S+\)$`,
+			`^deb busybox-static:amd64=\S+: ready in \S+ \(\S+\)$`,
+			`^go build ` + regexp.QuoteMeta(baselinePkg) + ` for amd64: \d\S* [KM]iB \(\S+\)$`,
+			`^initramfs: \d+ modules, \S+ [KM]iB \(\S+\)$`,
+			`^rootfs tree: \d+ modules, \d+ loaded at boot \(\S+\)$`,
+			`^mksquashfs zstd: \S+ MiB \(\S+\)$`,
+			`^disk image: \S+\.img, ESP 256 MiB, root 1024 MiB ×2, state 64 MiB \(\S+\)$`,
+			`^baseline initramfs: \S+ [KM]iB \(\S+\)$`,
+			`^done: \S+\.img \(\S+\)$`,
+		}
+		linesInOrder(t, lines.String(), steps)
+	})
 
 	t.Run("manifest", func(t *testing.T) {
 		data, err := os.ReadFile(prefix + ".json")

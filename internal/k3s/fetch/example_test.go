@@ -2,8 +2,11 @@ package fetch_test
 
 import (
 	"context"
-	k3sfetch "github.com/kestrel-os/kestrel/internal/k3s/fetch"
 	"log"
+	"os"
+
+	k3sfetch "github.com/kestrel-os/kestrel/internal/k3s/fetch"
+	"github.com/kestrel-os/kestrel/internal/progress"
 )
 
 // The builder's k3s step, after the rootfs tree is assembled and before it
@@ -18,7 +21,7 @@ func Example() {
 		Pin:      pin,
 		Arch:     "arm64", // the image definition's GOARCH
 		CacheDir: ".cache/k3s",
-		Logf:     log.Printf,
+		Log:      progress.New(os.Stderr), // what was chosen, download progress
 	})
 	if err != nil {
 		log.Fatal(err) // names the URL and K3S_BINARY when offline

@@ -37,6 +37,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kestrel-os/kestrel/internal/progress"
 )
 
 // Environment variables the builder honours for offline builds.
@@ -140,8 +142,9 @@ type Options struct {
 	Client *http.Client
 	// Getenv reads K3S_BINARY and friends; nil means os.Getenv.
 	Getenv func(string) string
-	// Logf reports what was chosen; nil is quiet.
-	Logf func(format string, args ...any)
+	// Log reports what was chosen, and a download's progress (bytes,
+	// rate); nil is quiet.
+	Log *progress.Log
 	// AllowStandin lets K3S_BINARY be the k3s stand-in of test/k3s-standin.
 	// Only the test image builder sets it; a release build refuses the
 	// stand-in.
@@ -188,10 +191,7 @@ func Fetch(ctx context.Context, opt Options) (Result, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	logf := opt.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
+	logf := opt.Log.Printf
 	res := Result{Version: opt.Pin.Version, Arch: opt.Arch}
 	if p := getenv(EnvAirgapImages); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -271,7 +271,7 @@ func Fetch(ctx context.Context, opt Options) (Result, error) {
 		return Result{}, fmt.Errorf("k3s cache: %w", err)
 	}
 	binURL := base + "/" + opt.Pin.Version + "/" + asset
-	sum, err := download(ctx, client, binURL, cached)
+	sum, err := download(ctx, client, binURL, cached, opt.Log)
 	if err != nil {
 		return Result{}, err
 	}
@@ -317,7 +317,7 @@ func offline(url string, err error) error {
 }
 
 func get(ctx context.Context, client *http.Client, url string) ([]byte, error) {
-	body, err := open(ctx, client, url)
+	body, _, err := open(ctx, client, url)
 	if err != nil {
 		return nil, err
 	}
@@ -329,26 +329,28 @@ func get(ctx context.Context, client *http.Client, url string) ([]byte, error) {
 	return data, nil
 }
 
-func open(ctx context.Context, client *http.Client, url string) (io.ReadCloser, error) {
+// open returns the body of url and its length (-1: not given).
+func open(ctx context.Context, client *http.Client, url string) (io.ReadCloser, int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		return nil, fmt.Errorf("HTTP %s", resp.Status)
+		return nil, 0, fmt.Errorf("HTTP %s", resp.Status)
 	}
-	return resp.Body, nil
+	return resp.Body, resp.ContentLength, nil
 }
 
 // download writes url to dst (via a temporary file in the same directory,
-// renamed only when complete) and returns its sha256.
-func download(ctx context.Context, client *http.Client, url, dst string) (string, error) {
-	body, err := open(ctx, client, url)
+// renamed only when complete), reporting progress on log, and returns its
+// sha256.
+func download(ctx context.Context, client *http.Client, url, dst string, log *progress.Log) (string, error) {
+	body, size, err := open(ctx, client, url)
 	if err != nil {
 		return "", offline(url, err)
 	}
@@ -359,10 +361,12 @@ func download(ctx context.Context, client *http.Client, url, dst string) (string
 	}
 	defer os.Remove(tmp.Name())
 	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(tmp, h), body); err != nil {
+	t := log.Transfer("k3s: download "+url, size)
+	if _, err := io.Copy(io.MultiWriter(tmp, h, t), body); err != nil {
 		tmp.Close()
 		return "", fmt.Errorf("download %s: %w", url, err)
 	}
+	t.Done()
 	if err := tmp.Chmod(0o755); err != nil {
 		tmp.Close()
 		return "", fmt.Errorf("k3s cache: %w", err)

@@ -10,9 +10,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/kestrel-os/kestrel/internal/progress"
 )
 
 const testVersion = "v1.33.7+k3s1"
@@ -29,6 +33,7 @@ type releasePage struct {
 	binaries map[string][]byte // asset -> content
 	listed   map[string]string // asset -> listed sha256 override
 	hits     atomic.Int32
+	length   bool // send Content-Length with a binary
 }
 
 func (p *releasePage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -53,6 +58,9 @@ func (p *releasePage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if b, ok := p.binaries[name]; ok {
+		if p.length {
+			w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		}
 		w.Write(b)
 		return
 	}
@@ -351,5 +359,75 @@ func TestFetchRefusesStandin(t *testing.T) {
 	os.WriteFile(bin, []byte("real k3s"), 0o755)
 	if res, err := Fetch(context.Background(), opt); err != nil || res.Standin {
 		t.Fatalf("real binary flagged as stand-in: %+v %v", res, err)
+	}
+}
+
+// TestFetchProgress: a download reports its size, its progress at each
+// tenth when the server gives the length, and bytes and rate at the end;
+// without a length, when it started and the same end line.
+func TestFetchProgress(t *testing.T) {
+	const size = 3 << 20
+	tests := []struct {
+		name    string
+		length  bool
+		first   string // regular expressions
+		running bool   // lines at each tenth in between
+	}{
+		{name: "length known", length: true, first: `: 3\.0 MiB$`, running: true},
+		{name: "length unknown", first: `: started$`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			page := newRelease()
+			page.binaries["k3s"] = make([]byte, size)
+			page.length = tt.length
+			srv := httptest.NewServer(page)
+			defer srv.Close()
+			var out strings.Builder
+			if _, err := Fetch(context.Background(), Options{
+				Pin: Pin{Version: testVersion, URL: srv.URL}, Arch: "amd64", CacheDir: t.TempDir(), Getenv: noEnv,
+				Log: progress.New(&out),
+			}); err != nil {
+				t.Fatal(err)
+			}
+			what := regexp.QuoteMeta("k3s: download " + srv.URL + "/" + testVersion + "/k3s")
+			lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+			var transfer []string
+			for _, l := range lines {
+				if regexp.MustCompile("^" + what).MatchString(l) {
+					transfer = append(transfer, l)
+				}
+			}
+			if len(transfer) < 2 {
+				t.Fatalf("download lines:\n%s", out.String())
+			}
+			if !regexp.MustCompile("^" + what + tt.first).MatchString(transfer[0]) {
+				t.Errorf("first line %q, want it to match %s", transfer[0], tt.first)
+			}
+			last := transfer[len(transfer)-1]
+			if !regexp.MustCompile("^" + what + `: 3\.0 MiB in \S+ \(\d+(\.\d+)? [KMG]?i?B/s\)$`).MatchString(last) {
+				t.Errorf("last line %q, want bytes, time and rate", last)
+			}
+			running := transfer[1 : len(transfer)-1]
+			if tt.running != (len(running) > 0) {
+				t.Errorf("running lines %q, want some: %v", running, tt.running)
+			}
+			prev := 0
+			for _, l := range running {
+				m := regexp.MustCompile(`: \S+ \S+ of 3\.0 MiB \((\d+)%\)$`).FindStringSubmatch(l)
+				if m == nil {
+					t.Errorf("running line %q", l)
+					continue
+				}
+				if pct, _ := strconv.Atoi(m[1]); pct <= prev || pct >= 100 {
+					t.Errorf("running line %q after %d%%", l, prev)
+				} else {
+					prev = pct
+				}
+			}
+			if !strings.Contains(out.String(), "k3s: downloaded ") {
+				t.Errorf("no line saying what was chosen:\n%s", out.String())
+			}
+		})
 	}
 }
