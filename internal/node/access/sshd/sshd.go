@@ -15,7 +15,8 @@
 // it), with or without a PTY ("pty-req", "window-change" honoured).
 //
 // The "sftp" subsystem (sftp, and scp since OpenSSH 9.0) runs the command
-// Config.SFTPServer names, as the user.
+// Config.SFTPServer names, as the user, like any session; on the node that
+// is `kestrel sftp-server`, which calls ServeSFTP (github.com/pkg/sftp).
 //
 // Limits: no port forwarding, agent forwarding, X11 or other subsystems;
 // legacy scp (-O) needs an scp binary on the node; authorized_keys options
@@ -78,7 +79,7 @@ type Config struct {
 	AuthFailureDelay time.Duration
 	// SFTPServer is the argv of the "sftp" subsystem, run as the user with
 	// the session's pipes (e.g. /usr/bin/kestrel sftp-server, which calls
-	// sftpserver.Serve on stdin/stdout). Empty: sftp is refused.
+	// ServeSFTP on stdin/stdout). Empty: sftp is refused.
 	SFTPServer []string
 	// Reaper, inside PID 1, collects the sessions' exit statuses (PID 1
 	// reaps every child, so exec.Cmd.Wait would race with it). Nil: the

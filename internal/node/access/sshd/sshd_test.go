@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kestrel-os/kestrel/internal/node/access/sftpserver"
 	"github.com/kestrel-os/kestrel/internal/node/init/reaper"
 	"github.com/kestrel-os/kestrel/internal/shacrypt"
 )
@@ -23,7 +22,8 @@ import (
 // `kestrel sftp-server` does on the node.
 func TestMain(m *testing.M) {
 	if os.Getenv("KESTREL_SSHD_TEST_SFTP") == "1" {
-		if err := sftpserver.Serve(os.Stdin, os.Stdout); err != nil {
+		if err := ServeSFTP(os.Stdin, os.Stdout); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
 			os.Exit(1)
 		}
 		os.Exit(0)
