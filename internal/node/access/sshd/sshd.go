@@ -4,8 +4,9 @@
 // Users and their credentials come from the account databases under a
 // root directory (internal/osfiles/passwd): public-key login against
 // ~/.ssh/authorized_keys, and password login, only when enabled, against
-// the SHA-crypt hash in /etc/shadow (internal/shacrypt). An account whose hash
-// starts with '!' is locked for every method. Host keys (ed25519 and ECDSA
+// the SHA-crypt hash in /etc/shadow (internal/shacrypt), for passwords of
+// at most MaxPasswordLen bytes. An account whose hash starts with '!' is
+// locked for every method. Host keys (ed25519 and ECDSA
 // P-256) are generated on first start and kept in a directory on the state
 // partition, 0600, so the node's identity survives upgrades and reboots.
 //
@@ -55,6 +56,12 @@ const (
 	loginGraceTime = 2 * time.Minute
 )
 
+// MaxPasswordLen is the longest password the server hashes, in bytes:
+// OpenSSH's MAX_PASSWORD_LEN. SHA-crypt's cost grows with the square of
+// the password's length (a 256 KiB one takes minutes), so a longer
+// password is refused before it reaches the hasher, even if it is right.
+const MaxPasswordLen = 1024
+
 // DefaultPath is the PATH of sessions when Config.Path is empty.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -92,6 +99,7 @@ type Server struct {
 	cfg     Config
 	sshCfg  *ssh.ServerConfig
 	signers []ssh.Signer
+	verify  func(hashed, password string) error // shacrypt.Verify; tests count the calls
 
 	handshakes chan struct{} // bounds connections not yet authenticated
 
@@ -125,6 +133,7 @@ func New(cfg Config) (*Server, error) {
 		listeners:  map[net.Listener]struct{}{},
 		conns:      map[net.Conn]struct{}{},
 		handshakes: make(chan struct{}, maxHandshakes),
+		verify:     shacrypt.Verify,
 	}
 	s.sshCfg = &ssh.ServerConfig{
 		PublicKeyCallback: s.checkPublicKey,
@@ -304,9 +313,16 @@ func (s *Server) checkPublicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.
 }
 
 func (s *Server) checkPassword(meta ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
-	_, sh, err := s.account(meta.User())
+	var err error
+	if len(password) > MaxPasswordLen {
+		err = fmt.Errorf("password of %d bytes is longer than %d: refused without hashing", len(password), MaxPasswordLen)
+	}
+	var sh passwd.Shadow
 	if err == nil {
-		err = shacrypt.Verify(sh.Hash, string(password))
+		_, sh, err = s.account(meta.User())
+	}
+	if err == nil {
+		err = s.verify(sh.Hash, string(password))
 	}
 	if err != nil {
 		s.cfg.Logf("sshd: %s: password for %q refused: %v", meta.RemoteAddr(), meta.User(), err)

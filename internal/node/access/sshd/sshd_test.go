@@ -98,17 +98,25 @@ func setupWith(t *testing.T, passwordAuth bool, rp *reaper.Reaper) *env {
 	pub := keygen(t, e.clientKey)
 	keygen(t, e.otherKey)
 
-	hash, err := shacrypt.HashSHA512("open sesame", nil)
-	if err != nil {
-		t.Fatal(err)
+	var hashes []string
+	for _, pw := range []string{"open sesame", strings.Repeat("L", MaxPasswordLen), strings.Repeat("L", MaxPasswordLen+1)} {
+		hash, err := shacrypt.HashSHA512(pw, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes = append(hashes, hash)
 	}
+	hash := hashes[0]
 	files := map[string]string{
 		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\n" +
 			"admin:x:0:0::/home/admin:/bin/sh\n" +
 			"kestrel:x:65534:65534::/home/kestrel:/bin/sh\n" +
-			"locked:x:0:0::/home/locked:/bin/sh\n",
-		"etc/group":                         "root:x:0:\nnogroup:x:65534:\nwheel:x:10:kestrel\n",
-		"etc/shadow":                        "admin:" + hash + ":::::::\nkestrel:*:::::::\nlocked:!" + hash + ":::::::\n",
+			"locked:x:0:0::/home/locked:/bin/sh\n" +
+			"long1024:x:0:0::/home/admin:/bin/sh\n" +
+			"long1025:x:0:0::/home/admin:/bin/sh\n",
+		"etc/group": "root:x:0:\nnogroup:x:65534:\nwheel:x:10:kestrel\n",
+		"etc/shadow": "admin:" + hash + ":::::::\nkestrel:*:::::::\nlocked:!" + hash + ":::::::\n" +
+			"long1024:" + hashes[1] + ":::::::\nlong1025:" + hashes[2] + ":::::::\n",
 		"home/admin/.ssh/authorized_keys":   pub,
 		"home/kestrel/.ssh/authorized_keys": "# comment\n" + pub,
 		"home/locked/.ssh/authorized_keys":  pub,
