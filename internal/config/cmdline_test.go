@@ -40,6 +40,26 @@ func TestParseCmdline(t *testing.T) {
 	}
 }
 
+// TestCmdlineConfigKeys checks which parameters are config, their
+// columns, and that a bare key is true.
+func TestCmdlineConfigKeys(t *testing.T) {
+	line := `console=ttyS0 kestrel.slot=a kestrel.debug k3os.mode=live k3os.rescue kestrel. other.hostname=x kestrel.hostname=h kestrel.console_shell`
+	d, err := ParseCmdline("cmdline", line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := d.Config()
+	want := Config{Hostname: "h", Kestrel: Section{ConsoleShell: bp(true)}}
+	if !reflect.DeepEqual(*got, want) {
+		t.Errorf("got  %+v\nwant %+v", *got, want)
+	}
+	// Columns count from the parameter's first byte, quote included.
+	_, err = ParseCmdline("cmdline", `quiet "kestrel.hostnme=a b"`)
+	if err == nil || !strings.Contains(err.Error(), "cmdline:1:7: kestrel.hostnme") {
+		t.Errorf("error %v, want one at column 7", err)
+	}
+}
+
 func TestParseCmdlineErrors(t *testing.T) {
 	for _, tc := range []struct{ line, want string }{
 		{`quiet kestrel.hostnme=x`, `cmdline:1:7: kestrel.hostnme: unknown key "hostnme", did you mean "hostname"?`},

@@ -26,12 +26,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kestrel-os/kestrel/internal/kcmdline"
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/node/boot/blockdev"
 	"github.com/kestrel-os/kestrel/internal/node/boot/boottime"
 	"github.com/kestrel-os/kestrel/internal/node/boot/coldplug"
 	"github.com/kestrel-os/kestrel/internal/node/boot/growpart"
-	"github.com/kestrel-os/kestrel/internal/node/boot/kcmdline"
 	"github.com/kestrel-os/kestrel/internal/node/boot/mounts"
 	"github.com/kestrel-os/kestrel/internal/node/boot/randomseed"
 )

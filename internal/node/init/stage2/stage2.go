@@ -36,12 +36,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kestrel-os/kestrel/internal/kcmdline"
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/node/boot/blockdev"
 	"github.com/kestrel-os/kestrel/internal/node/boot/boottime"
 	"github.com/kestrel-os/kestrel/internal/node/boot/coldplug"
 	"github.com/kestrel-os/kestrel/internal/node/boot/esp"
-	"github.com/kestrel-os/kestrel/internal/node/boot/kcmdline"
 	"github.com/kestrel-os/kestrel/internal/node/boot/mounts"
 	"github.com/kestrel-os/kestrel/internal/node/boot/randomseed"
 	"github.com/kestrel-os/kestrel/internal/node/init/cgroup"
