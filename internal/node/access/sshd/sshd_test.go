@@ -121,13 +121,7 @@ func setupWith(t *testing.T, passwordAuth bool, rp *reaper.Reaper) *env {
 		"home/kestrel/.ssh/authorized_keys": "# comment\n" + pub,
 		"home/locked/.ssh/authorized_keys":  pub,
 	}
-	for name, content := range files {
-		p := filepath.Join(e.root, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFiles(t, e.root, files)
 	os.Chown(filepath.Join(e.root, "home/kestrel"), 65534, 65534)
 
 	// The sftp subsystem is this test binary, copied where the
