@@ -13,8 +13,8 @@ import (
 //   - only kestrel.* and k3os.* (legacy) keys are config; everything else
 //     (console=, root=, quiet) is ignored;
 //   - the boot switches stage 1 and stage 2 read (kestrel.slot,
-//     kestrel.debug, and k3OS's mode, fallback_mode, rescue) are not
-//     config;
+//     kestrel.debug, k3OS's mode, fallback_mode, rescue, and the dm-verity
+//     parameters kestrel.verity.* of internal/verity) are not config;
 //   - a bare key means "true" (kestrel.console_shell);
 //   - the rest of the key is a config path; every occurrence is kept in
 //     order, so a repeated list key builds a list, and a repeated scalar
@@ -47,18 +47,19 @@ func ParseCmdline(name, line string) (*Document, error) {
 var cmdlinePrefixes = []string{"kestrel.", "k3os."}
 
 // bootSwitches are kestrel./k3os. keys that stage 1 and stage 2 read
-// from the command line themselves; they are not config.
-var bootSwitches = map[string]bool{
-	"slot": true, "debug": true, "mode": true, "fallback_mode": true, "rescue": true,
-}
+// from the command line themselves; they are not config. A name ending
+// in '.' stands for every key below it.
+var bootSwitches = []string{"slot", "debug", "mode", "fallback_mode", "rescue", "verity."}
 
 // cmdlineConfigPath returns the config path of a command-line key, and
 // whether the key is config at all.
 func cmdlineConfigPath(key string) (string, bool) {
 	for _, pre := range cmdlinePrefixes {
 		if rest, ok := strings.CutPrefix(key, pre); ok && rest != "" {
-			if bootSwitches[rest] {
-				return "", false
+			for _, b := range bootSwitches {
+				if rest == b || strings.HasSuffix(b, ".") && strings.HasPrefix(rest, b) {
+					return "", false
+				}
 			}
 			return rest, true
 		}

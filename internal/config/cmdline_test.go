@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/kestrel-os/kestrel/internal/verity"
 )
 
 func TestParseCmdline(t *testing.T) {
@@ -44,6 +46,9 @@ func TestParseCmdline(t *testing.T) {
 // columns, and that a bare key is true.
 func TestCmdlineConfigKeys(t *testing.T) {
 	line := `console=ttyS0 kestrel.slot=a kestrel.debug k3os.mode=live k3os.rescue kestrel. other.hostname=x kestrel.hostname=h kestrel.console_shell`
+	// The builder's boot entries carry stage 1's verity parameters.
+	v := verity.Params{RootHash: strings.Repeat("ab", 32), DataBlocks: 10, HashOffset: 40960}
+	line += " " + strings.Join(v.CmdlineOptions(), " ")
 	d, err := ParseCmdline("cmdline", line)
 	if err != nil {
 		t.Fatal(err)
