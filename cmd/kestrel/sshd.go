@@ -13,7 +13,6 @@ import (
 	"syscall"
 
 	"github.com/kestrel-os/kestrel/internal/layout"
-	"github.com/kestrel-os/kestrel/internal/node/access/sftpserver"
 	"github.com/kestrel-os/kestrel/internal/node/access/sshd"
 	"github.com/kestrel-os/kestrel/internal/node/init/stage2"
 	"github.com/kestrel-os/kestrel/internal/node/init/supervisor"
@@ -23,7 +22,7 @@ import (
 func init() {
 	register(command{"sshd", "the SSH server (run by PID 1 under the supervisor)", sshdCmd})
 	register(command{"sftp-server", "SFTP on stdin/stdout (the SSH server's sftp subsystem)", func([]string) int {
-		if err := sftpserver.Serve(os.Stdin, os.Stdout); err != nil {
+		if err := sshd.ServeSFTP(os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintf(os.Stderr, "kestrel sftp-server: %v\n", err)
 			return 1
 		}

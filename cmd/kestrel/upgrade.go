@@ -17,7 +17,7 @@ import (
 
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
-	"github.com/kestrel-os/kestrel/internal/node/boot/kcmdline"
+	"github.com/kestrel-os/kestrel/internal/kcmdline"
 	"github.com/kestrel-os/kestrel/internal/node/init/control"
 	"github.com/kestrel-os/kestrel/internal/node/update"
 	"github.com/kestrel-os/kestrel/internal/release"

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kestrel-os/kestrel/internal/kmodload"
 	"github.com/kestrel-os/kestrel/internal/osfiles/hostname"
 	"github.com/kestrel-os/kestrel/internal/osfiles/writefiles"
 	"github.com/kestrel-os/kestrel/internal/sysctl"
@@ -68,7 +67,7 @@ func runCheck(check, v string) error {
 			return fmt.Errorf("%q is not a valid host name (letters, digits, '-' and '.', labels of at most 63 characters, 64 in all)", v)
 		}
 	case "module":
-		if _, err := kmodload.Parse(v); err != nil {
+		if _, err := ParseModule(v); err != nil {
 			return err
 		}
 	case "sysctl":

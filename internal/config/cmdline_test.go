@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/kestrel-os/kestrel/internal/verity"
 )
 
 func TestParseCmdline(t *testing.T) {
@@ -37,6 +39,29 @@ func TestParseCmdline(t *testing.T) {
 		if !reflect.DeepEqual(*got, tc.want) {
 			t.Errorf("%s\n got  %+v\n want %+v", tc.line, *got, tc.want)
 		}
+	}
+}
+
+// TestCmdlineConfigKeys checks which parameters are config, their
+// columns, and that a bare key is true.
+func TestCmdlineConfigKeys(t *testing.T) {
+	line := `console=ttyS0 kestrel.slot=a kestrel.debug k3os.mode=live k3os.rescue kestrel. other.hostname=x kestrel.hostname=h kestrel.console_shell`
+	// The builder's boot entries carry stage 1's verity parameters.
+	v := verity.Params{RootHash: strings.Repeat("ab", 32), DataBlocks: 10, HashOffset: 40960}
+	line += " " + strings.Join(v.CmdlineOptions(), " ")
+	d, err := ParseCmdline("cmdline", line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := d.Config()
+	want := Config{Hostname: "h", Kestrel: Section{ConsoleShell: bp(true)}}
+	if !reflect.DeepEqual(*got, want) {
+		t.Errorf("got  %+v\nwant %+v", *got, want)
+	}
+	// Columns count from the parameter's first byte, quote included.
+	_, err = ParseCmdline("cmdline", `quiet "kestrel.hostnme=a b"`)
+	if err == nil || !strings.Contains(err.Error(), "cmdline:1:7: kestrel.hostnme") {
+		t.Errorf("error %v, want one at column 7", err)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/kestrel-os/kestrel/internal/config/cmdline"
 	"github.com/kestrel-os/kestrel/internal/layout"
 )
 
@@ -89,16 +88,4 @@ func LoadLocal(loc Locations) *Sources {
 		s.AddDir(loc.StateConfigDir)
 	}
 	return s
-}
-
-// ParseCmdline reads the config keys of a kernel command line (grammar in
-// package cmdline) as one source called name, typed by the schema (see
-// FromFlat). An unknown key or a badly typed value makes the whole source
-// invalid, like any other source; errors give line 1 and the column.
-func ParseCmdline(name, line string) (*Document, error) {
-	var entries []FlatEntry
-	for _, p := range cmdline.ConfigParams(cmdline.Split(line)) {
-		entries = append(entries, FlatEntry{Path: p.Key, Value: p.Value, Col: p.Offset + 1})
-	}
-	return FromFlat(name, entries)
 }

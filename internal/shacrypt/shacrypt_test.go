@@ -3,6 +3,7 @@ package shacrypt
 import (
 	"errors"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -90,5 +91,25 @@ func TestUnsupported(t *testing.T) {
 		if err := Verify(h, "x"); !errors.Is(err, ErrUnsupported) {
 			t.Errorf("Verify(%q) = %v, want ErrUnsupported", h, err)
 		}
+	}
+}
+
+// BenchmarkVerifyLength shows how the cost grows with the password's
+// length: 1024 bytes is the SSH server's cap (OpenSSH's), 4095 the most
+// busybox login reads from the console.
+func BenchmarkVerifyLength(b *testing.B) {
+	for _, n := range []int{16, 1024, 4095} {
+		pw := strings.Repeat("p", n)
+		hash, err := HashSHA512(pw, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			for b.Loop() {
+				if err := Verify(hash, pw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -4,8 +4,9 @@
 // Users and their credentials come from the account databases under a
 // root directory (internal/osfiles/passwd): public-key login against
 // ~/.ssh/authorized_keys, and password login, only when enabled, against
-// the SHA-crypt hash in /etc/shadow (internal/shacrypt). An account whose hash
-// starts with '!' is locked for every method. Host keys (ed25519 and ECDSA
+// the SHA-crypt hash in /etc/shadow (internal/shacrypt), for passwords of
+// at most MaxPasswordLen bytes. An account whose hash starts with '!' is
+// locked for every method. Host keys (ed25519 and ECDSA
 // P-256) are generated on first start and kept in a directory on the state
 // partition, 0600, so the node's identity survives upgrades and reboots.
 //
@@ -15,7 +16,8 @@
 // it), with or without a PTY ("pty-req", "window-change" honoured).
 //
 // The "sftp" subsystem (sftp, and scp since OpenSSH 9.0) runs the command
-// Config.SFTPServer names, as the user.
+// Config.SFTPServer names, as the user, like any session; on the node that
+// is `kestrel sftp-server`, which calls ServeSFTP (github.com/pkg/sftp).
 //
 // Limits: no port forwarding, agent forwarding, X11 or other subsystems;
 // legacy scp (-O) needs an scp binary on the node; authorized_keys options
@@ -54,6 +56,12 @@ const (
 	loginGraceTime = 2 * time.Minute
 )
 
+// MaxPasswordLen is the longest password the server hashes, in bytes:
+// OpenSSH's MAX_PASSWORD_LEN. SHA-crypt's cost grows with the square of
+// the password's length (a 256 KiB one takes minutes), so a longer
+// password is refused before it reaches the hasher, even if it is right.
+const MaxPasswordLen = 1024
+
 // DefaultPath is the PATH of sessions when Config.Path is empty.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -78,7 +86,7 @@ type Config struct {
 	AuthFailureDelay time.Duration
 	// SFTPServer is the argv of the "sftp" subsystem, run as the user with
 	// the session's pipes (e.g. /usr/bin/kestrel sftp-server, which calls
-	// sftpserver.Serve on stdin/stdout). Empty: sftp is refused.
+	// ServeSFTP on stdin/stdout). Empty: sftp is refused.
 	SFTPServer []string
 	// Reaper, inside PID 1, collects the sessions' exit statuses (PID 1
 	// reaps every child, so exec.Cmd.Wait would race with it). Nil: the
@@ -91,6 +99,7 @@ type Server struct {
 	cfg     Config
 	sshCfg  *ssh.ServerConfig
 	signers []ssh.Signer
+	verify  func(hashed, password string) error // shacrypt.Verify; tests count the calls
 
 	handshakes chan struct{} // bounds connections not yet authenticated
 
@@ -124,6 +133,7 @@ func New(cfg Config) (*Server, error) {
 		listeners:  map[net.Listener]struct{}{},
 		conns:      map[net.Conn]struct{}{},
 		handshakes: make(chan struct{}, maxHandshakes),
+		verify:     shacrypt.Verify,
 	}
 	s.sshCfg = &ssh.ServerConfig{
 		PublicKeyCallback: s.checkPublicKey,
@@ -303,9 +313,16 @@ func (s *Server) checkPublicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.
 }
 
 func (s *Server) checkPassword(meta ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
-	_, sh, err := s.account(meta.User())
+	var err error
+	if len(password) > MaxPasswordLen {
+		err = fmt.Errorf("password of %d bytes is longer than %d: refused without hashing", len(password), MaxPasswordLen)
+	}
+	var sh passwd.Shadow
 	if err == nil {
-		err = shacrypt.Verify(sh.Hash, string(password))
+		_, sh, err = s.account(meta.User())
+	}
+	if err == nil {
+		err = s.verify(sh.Hash, string(password))
 	}
 	if err != nil {
 		s.cfg.Logf("sshd: %s: password for %q refused: %v", meta.RemoteAddr(), meta.User(), err)

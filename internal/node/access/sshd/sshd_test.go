@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kestrel-os/kestrel/internal/node/access/sftpserver"
 	"github.com/kestrel-os/kestrel/internal/node/init/reaper"
 	"github.com/kestrel-os/kestrel/internal/shacrypt"
 )
@@ -23,7 +22,8 @@ import (
 // `kestrel sftp-server` does on the node.
 func TestMain(m *testing.M) {
 	if os.Getenv("KESTREL_SSHD_TEST_SFTP") == "1" {
-		if err := sftpserver.Serve(os.Stdin, os.Stdout); err != nil {
+		if err := ServeSFTP(os.Stdin, os.Stdout); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
 			os.Exit(1)
 		}
 		os.Exit(0)
@@ -98,28 +98,30 @@ func setupWith(t *testing.T, passwordAuth bool, rp *reaper.Reaper) *env {
 	pub := keygen(t, e.clientKey)
 	keygen(t, e.otherKey)
 
-	hash, err := shacrypt.HashSHA512("open sesame", nil)
-	if err != nil {
-		t.Fatal(err)
+	var hashes []string
+	for _, pw := range []string{"open sesame", strings.Repeat("L", MaxPasswordLen), strings.Repeat("L", MaxPasswordLen+1)} {
+		hash, err := shacrypt.HashSHA512(pw, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes = append(hashes, hash)
 	}
+	hash := hashes[0]
 	files := map[string]string{
 		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\n" +
 			"admin:x:0:0::/home/admin:/bin/sh\n" +
 			"kestrel:x:65534:65534::/home/kestrel:/bin/sh\n" +
-			"locked:x:0:0::/home/locked:/bin/sh\n",
-		"etc/group":                         "root:x:0:\nnogroup:x:65534:\nwheel:x:10:kestrel\n",
-		"etc/shadow":                        "admin:" + hash + ":::::::\nkestrel:*:::::::\nlocked:!" + hash + ":::::::\n",
+			"locked:x:0:0::/home/locked:/bin/sh\n" +
+			"long1024:x:0:0::/home/admin:/bin/sh\n" +
+			"long1025:x:0:0::/home/admin:/bin/sh\n",
+		"etc/group": "root:x:0:\nnogroup:x:65534:\nwheel:x:10:kestrel\n",
+		"etc/shadow": "admin:" + hash + ":::::::\nkestrel:*:::::::\nlocked:!" + hash + ":::::::\n" +
+			"long1024:" + hashes[1] + ":::::::\nlong1025:" + hashes[2] + ":::::::\n",
 		"home/admin/.ssh/authorized_keys":   pub,
 		"home/kestrel/.ssh/authorized_keys": "# comment\n" + pub,
 		"home/locked/.ssh/authorized_keys":  pub,
 	}
-	for name, content := range files {
-		p := filepath.Join(e.root, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFiles(t, e.root, files)
 	os.Chown(filepath.Join(e.root, "home/kestrel"), 65534, 65534)
 
 	// The sftp subsystem is this test binary, copied where the

@@ -13,13 +13,14 @@
 // that fails to load is reported and the rest are still loaded: one
 // missing NIC driver must not stop a node from booting.
 //
-// Limits: no module parameters (internal/kmodload does the config's), no
-// modprobe.d options, blacklists or softdeps; the list is the policy, and
-// modalias matching only orders it.
+// Limits: no module parameters (internal/node/provision/modprobe loads the
+// config's modules: entries, with theirs), no modprobe.d options,
+// blacklists or softdeps; the list is the policy, and modalias matching
+// only orders it.
 //
-// It does not load internal/kmodload's config entries: taking parameters,
+// It does not load the config's entries itself: taking parameters,
 // failing on ENODEV and dry-running by file path would widen the Loader
-// for what kmodload needs, a parser in front of the same kmodule.Prober.
+// for what modprobe needs, a parser in front of the same kmodule.Prober.
 package coldplug
 
 import (

@@ -11,12 +11,13 @@
 package mounts
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"syscall"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // Mount is one mount(2) call.
@@ -137,61 +138,36 @@ func ReadMountinfo(path string) ([]Info, error) {
 		return nil, fmt.Errorf("mount table: %w", err)
 	}
 	defer f.Close()
-	return ParseMountinfo(f)
+	infos, err := ParseMountinfo(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return infos, nil
 }
 
 // ParseMountinfo parses mountinfo text (proc(5)); entries keep the
-// kernel's order, which is mount order.
+// kernel's order, which is mount order. The grammar is
+// github.com/moby/sys/mountinfo's parser, which splits on single spaces
+// (so an empty source, "- tmpfs  rw", stays empty) and undoes the
+// kernel's octal escapes (\040 for a space) in paths, type and source.
+// Limit: that parser's lines are at most 64 KiB (bufio.Scanner's default).
 func ParseMountinfo(r io.Reader) ([]Info, error) {
-	var out []Info
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		sep := -1
-		for i, s := range f {
-			if s == "-" {
-				sep = i
-				break
-			}
-		}
-		if len(f) < 6 || sep < 6 || len(f) < sep+3 {
-			return out, fmt.Errorf("mountinfo: malformed line %q", sc.Text())
-		}
-		var in Info
-		fmt.Sscan(f[0], &in.ID)
-		fmt.Sscan(f[1], &in.Parent)
-		in.Root, in.Target, in.Options = unescape(f[3]), unescape(f[4]), f[5]
-		if sep > 6 {
-			in.Optional = f[6:sep]
-		}
-		in.FSType, in.Source = f[sep+1], unescape(f[sep+2])
-		if len(f) > sep+3 {
-			in.Super = f[sep+3]
-		}
-		out = append(out, in)
+	ms, err := mountinfo.GetMountsFromReader(r, nil)
+	if err != nil {
+		return nil, fmt.Errorf("mountinfo: %w", err)
 	}
-	return out, sc.Err()
-}
-
-// unescape undoes the kernel's octal escapes (\040 for space, ...).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%3o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
+	out := make([]Info, len(ms))
+	for i, m := range ms {
+		out[i] = Info{
+			ID: m.ID, Parent: m.Parent,
+			Root: m.Root, Target: m.Mountpoint, Options: m.Options,
+			FSType: m.FSType, Source: m.Source, Super: m.VFSOptions,
 		}
-		b.WriteByte(s[i])
+		if m.Optional != "" {
+			out[i].Optional = strings.Split(m.Optional, " ")
+		}
 	}
-	return b.String()
+	return out, nil
 }
 
 // Find returns the last (topmost) mount at target.

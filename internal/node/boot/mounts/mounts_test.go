@@ -2,7 +2,9 @@ package mounts
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,9 +45,54 @@ func TestParseMountinfo(t *testing.T) {
 	}
 }
 
-func TestUnescape(t *testing.T) {
-	if got := unescape(`/mnt/a\040b`); got != "/mnt/a b" {
-		t.Errorf("got %q", got)
+// TestParseMountinfoFields checks single lines field by field, including
+// what a split on runs of spaces got wrong: an empty source.
+func TestParseMountinfoFields(t *testing.T) {
+	tests := []struct {
+		name string
+		line string
+		want Info
+	}{
+		{"plain", `24 22 254:4 / /state rw,relatime shared:3 - ext4 /dev/vda4 rw`,
+			Info{ID: 24, Parent: 22, Root: "/", Target: "/state", Options: "rw,relatime", Optional: []string{"shared:3"}, FSType: "ext4", Source: "/dev/vda4", Super: "rw"}},
+		{"empty source", `30 22 0:40 / /run rw,nosuid - tmpfs  rw,mode=755`,
+			Info{ID: 30, Parent: 22, Root: "/", Target: "/run", Options: "rw,nosuid", FSType: "tmpfs", Source: "", Super: "rw,mode=755"}},
+		{"empty source, no optional fields, empty super options", `31 22 0:41 / /x rw - tmpfs  `,
+			Info{ID: 31, Parent: 22, Root: "/", Target: "/x", Options: "rw", FSType: "tmpfs"}},
+		{"octal escapes", `26 22 0:30 /a\134b /mnt/with\040space\011tab rw - fuse.sshfs me@host:/my\040docs rw`,
+			Info{ID: 26, Parent: 22, Root: `/a\b`, Target: "/mnt/with space\ttab", Options: "rw", FSType: "fuse.sshfs", Source: "me@host:/my docs", Super: "rw"}},
+		{"escape at the end of a field", `27 22 0:31 / /mnt/trailing\040 rw - tmpfs tmpfs rw`,
+			Info{ID: 27, Parent: 22, Root: "/", Target: "/mnt/trailing ", Options: "rw", FSType: "tmpfs", Source: "tmpfs", Super: "rw"}},
+		{"several optional fields", `28 22 0:32 / /m rw shared:5 master:1 propagate_from:2 - tmpfs tmpfs rw`,
+			Info{ID: 28, Parent: 22, Root: "/", Target: "/m", Options: "rw", Optional: []string{"shared:5", "master:1", "propagate_from:2"}, FSType: "tmpfs", Source: "tmpfs", Super: "rw"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseMountinfo(strings.NewReader(tt.line + "\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 || !reflect.DeepEqual(got[0], tt.want) {
+				t.Errorf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseMountinfoErrors(t *testing.T) {
+	for _, line := range []string{
+		"garbage line",
+		"22 1 0:21 / / ro,relatime shared:1 squashfs /dev/vda2 ro", // no separator
+		"22 1 021 / / ro - squashfs /dev/vda2 ro",                  // no major:minor
+	} {
+		if _, err := ParseMountinfo(strings.NewReader(line + "\n")); err == nil || !strings.Contains(err.Error(), "mountinfo") {
+			t.Errorf("%q: err %v, want a mountinfo error", line, err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "mountinfo")
+	os.WriteFile(path, []byte("garbage line\n"), 0o644)
+	if _, err := ReadMountinfo(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("ReadMountinfo of a bad file: %v, want an error naming %s", err, path)
 	}
 }
 

@@ -36,12 +36,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kestrel-os/kestrel/internal/kcmdline"
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/node/boot/blockdev"
 	"github.com/kestrel-os/kestrel/internal/node/boot/boottime"
 	"github.com/kestrel-os/kestrel/internal/node/boot/coldplug"
 	"github.com/kestrel-os/kestrel/internal/node/boot/esp"
-	"github.com/kestrel-os/kestrel/internal/node/boot/kcmdline"
 	"github.com/kestrel-os/kestrel/internal/node/boot/mounts"
 	"github.com/kestrel-os/kestrel/internal/node/boot/randomseed"
 	"github.com/kestrel-os/kestrel/internal/node/init/cgroup"
@@ -382,6 +382,17 @@ func Run(env Env) error {
 		// busybox login: asks for a user and checks the password
 		// against /etc/shadow (SHA-crypt), then runs the user's shell as
 		// the user. Accounts without a password cannot log in here.
+		//
+		// The SSH server refuses passwords over 1024 bytes unhashed
+		// (sshd.MaxPasswordLen); this path cannot be capped from Go, as
+		// busybox reads and hashes the password itself. What bounds it:
+		// busybox's bb_ask_noecho stops reading at 4095 bytes (MAX_LINE
+		// 0xfff, busybox >= 1.26; the image has Debian's 1.35), and the
+		// tty in canonical mode keeps at most 4095 bytes of a line
+		// anyway. SHA-512 crypt of 4095 bytes takes ~90 ms here, against
+		// ~19 ms for 1024 (BenchmarkVerifyLength in internal/shacrypt):
+		// 5 times OpenSSH's bound, not the minutes of 256 KiB, and only
+		// for whoever holds the console.
 		consoleSpec.Path, consoleSpec.Args = env.Login, nil
 	}
 	if err := sup.Start(consoleSpec); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	urand "github.com/u-root/uio/rand"
 	"github.com/vishvananda/netlink"
 )
 
@@ -44,12 +45,9 @@ type Config struct {
 // and applies the leases. Leases stay renewed until ctx ends. It returns
 // the leases it got and the errors of the interfaces that got none.
 func Up(ctx context.Context, cfg Config) ([]Lease, error) {
-	// The DHCP library draws transaction IDs through u-root's rand, which
-	// polls getrandom(GRND_NONBLOCK) in a busy loop until the kernel's
-	// CRNG is ready - up to two minutes of a spinning CPU on a VM without
-	// a hardware RNG, early in boot. A DHCP transaction ID needs no
-	// cryptographic strength: this variable makes it read /dev/urandom.
-	os.Setenv("UROOT_NOHWRNG", "1")
+	if err := useURandom(); err != nil {
+		return nil, err
+	}
 	ifs := cfg.Interfaces
 	if ifs == nil {
 		var err error
@@ -82,6 +80,38 @@ func Up(ctx context.Context, cfg Config) ([]Lease, error) {
 	}
 	wg.Wait()
 	return leases, errors.Join(errs...)
+}
+
+// noHWRNG is u-root rand's switch to /dev/urandom.
+const noHWRNG = "UROOT_NOHWRNG"
+
+// useURandom makes u-root's rand, which the DHCP library draws its
+// transaction IDs from, read /dev/urandom. Left alone it polls
+// getrandom(GRND_NONBLOCK) in a busy loop until the kernel's CRNG is
+// ready: up to two minutes of a spinning CPU on a VM without a hardware
+// RNG, early in boot. A DHCP transaction ID needs no cryptographic
+// strength.
+//
+// u-root offers no option but the UROOT_NOHWRNG environment variable,
+// which its rand reads once, at its first read, and keeps for the life of
+// the process. So the variable is set around that first read only and
+// removed again: PID 1's environment, which a process started without an
+// explicit one inherits, is left as it was (the variable stays only if
+// the kernel command line set it). Limit: a process PID 1 starts with an
+// inherited environment during that one read would carry it; the
+// supervisor gives every service an explicit environment. The DHCP
+// library is u-root rand's only user in the kestrel binary, so this read
+// is its first.
+func useURandom() error {
+	if _, set := os.LookupEnv(noHWRNG); !set {
+		os.Setenv(noHWRNG, "1")
+		defer os.Unsetenv(noHWRNG)
+	}
+	var b [1]byte
+	if _, err := urand.Read(b[:]); err != nil {
+		return fmt.Errorf("random source for DHCP: %w", err)
+	}
+	return nil
 }
 
 func configure(ctx context.Context, name string, cfg Config) (Lease, error) {

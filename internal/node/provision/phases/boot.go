@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 
 	"github.com/kestrel-os/kestrel/internal/config"
-	"github.com/kestrel-os/kestrel/internal/kmodload"
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/node/access/users"
 	"github.com/kestrel-os/kestrel/internal/node/init/stage2"
@@ -15,6 +14,7 @@ import (
 	"github.com/kestrel-os/kestrel/internal/node/net/netup"
 	"github.com/kestrel-os/kestrel/internal/node/provision/datasource"
 	"github.com/kestrel-os/kestrel/internal/node/provision/lastgood"
+	"github.com/kestrel-os/kestrel/internal/node/provision/modprobe"
 	"github.com/kestrel-os/kestrel/internal/node/provision/runcmd"
 	"github.com/kestrel-os/kestrel/internal/osfiles/atomicfile"
 	"github.com/kestrel-os/kestrel/internal/osfiles/hostname"
@@ -115,7 +115,7 @@ func (r *Runner) applyBoot(ctx context.Context, sys *stage2.System, c *config.Co
 	}
 	if only != nil { // initramfs keys changed late: apply them now too
 		if len(c.Kestrel.Modules) > 0 && want("kestrel.modules") {
-			step("kestrel.modules", sys.Warn, func() error { return kmodload.Load(kmodload.Options{Root: r.o.Root}, c.Kestrel.Modules) })
+			step("kestrel.modules", sys.Warn, func() error { return modprobe.Load(modprobe.Options{Root: r.o.Root}, c.Kestrel.Modules) })
 		}
 		if len(c.Kestrel.Sysctl) > 0 && want("kestrel.sysctl") {
 			step("kestrel.sysctl", sys.Warn, func() error { return sysctl.Apply(r.path("/proc/sys"), c.Kestrel.Sysctl) })
@@ -178,7 +178,7 @@ func (r *Runner) Network(ctx context.Context, sys *stage2.System) (stage2.DHCPSe
 	}
 	// bonding and 8021q load after the node is ready otherwise.
 	if mods := netconf.Modules(nc); len(mods) > 0 {
-		if err := kmodload.Load(kmodload.Options{Root: r.o.Root}, mods); err != nil {
+		if err := modprobe.Load(modprobe.Options{Root: r.o.Root}, mods); err != nil {
 			errs = append(errs, err)
 		}
 	}

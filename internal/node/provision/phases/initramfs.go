@@ -8,11 +8,11 @@ import (
 	"strings"
 
 	"github.com/kestrel-os/kestrel/internal/config"
-	"github.com/kestrel-os/kestrel/internal/kmodload"
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/node/boot/stage1"
 	"github.com/kestrel-os/kestrel/internal/node/provision/datasource"
 	"github.com/kestrel-os/kestrel/internal/node/provision/lastgood"
+	"github.com/kestrel-os/kestrel/internal/node/provision/modprobe"
 	"github.com/kestrel-os/kestrel/internal/node/provision/runcmd"
 	"github.com/kestrel-os/kestrel/internal/sysctl"
 )
@@ -82,7 +82,7 @@ type InitramfsTarget struct {
 // that order (a sysctl may need a module), each reported on its own.
 func ApplyInitramfs(ctx context.Context, c *config.Config, t InitramfsTarget, warn func(string, ...any)) {
 	if len(c.Kestrel.Modules) > 0 {
-		step("kestrel.modules", warn, func() error { return kmodload.Load(kmodload.Options{Root: t.Root}, c.Kestrel.Modules) })
+		step("kestrel.modules", warn, func() error { return modprobe.Load(modprobe.Options{Root: t.Root}, c.Kestrel.Modules) })
 	}
 	if len(c.Kestrel.Sysctl) > 0 {
 		step("kestrel.sysctl", warn, func() error { return sysctl.Apply(t.ProcSys, c.Kestrel.Sysctl) })

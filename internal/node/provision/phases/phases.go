@@ -1,6 +1,6 @@
 // Package phases puts the merged config into effect on the node, each key
 // in the boot phase config.Keys gives it, through the appliers' own input
-// types (writefiles, users, sysctl, kmodload, timezone, netconf, ntp,
+// types (writefiles, users, sysctl, modprobe, timezone, netconf, ntp,
 // sshkeys, runcmd):
 //
 //   - initramfs (Initramfs, a stage 1 hook, once the new root, the state
@@ -137,7 +137,7 @@ func (r *Runner) path(p string) string { return filepath.Join(r.o.Root, p) }
 // silently ignored.
 var Appliers = map[string]string{
 	"init_cmd":                "phases.Initramfs (runcmd, chrooted into the new root)",
-	"kestrel.modules":         "phases.Initramfs (kmodload)",
+	"kestrel.modules":         "phases.Initramfs (modprobe)",
 	"kestrel.sysctl":          "phases.Initramfs (sysctl)",
 	"hostname":                "Runner.Boot",
 	"ssh_authorized_keys":     "Runner.Boot (literal keys, users), Runner.NetworkUp (github:, gitlab:, URLs; sshkeys)",

@@ -1,4 +1,4 @@
-package kmodload
+package modprobe
 
 import (
 	"os"
@@ -7,33 +7,6 @@ import (
 	"strings"
 	"testing"
 )
-
-func TestParse(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    Module
-		wantErr string
-	}{
-		{"br_netfilter", Module{Name: "br_netfilter"}, ""},
-		{"  nf_conntrack   hashsize=65536  expect_hashsize=10 ", Module{"nf_conntrack", "hashsize=65536 expect_hashsize=10"}, ""},
-		{"wireguard flag", Module{"wireguard", "flag"}, ""},
-		{"", Module{}, "empty"},
-		{"../evil", Module{}, "must not contain"},
-		{"mod =x", Module{}, `parameter "=x"`},
-	}
-	for _, tt := range tests {
-		got, err := Parse(tt.in)
-		if tt.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("Parse(%q) error %v, want %q", tt.in, err, tt.wantErr)
-			}
-			continue
-		}
-		if err != nil || got != tt.want {
-			t.Errorf("Parse(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
-		}
-	}
-}
 
 // fakeModules builds a /lib/modules/<release> tree with modules.dep.
 func fakeModules(t *testing.T) string {
