@@ -56,7 +56,7 @@ type State string
 const (
 	Empty  State = "empty"  // no boot entry: nothing bootable (or being written)
 	Good   State = "good"   // booted and declared good
-	Trying State = "trying" // offered for trial, tries left
+	Trying State = "trying" // offered for trial, tries left (0: booted on its last try)
 	Bad    State = "bad"    // tries exhausted: the loader skips it
 )
 
@@ -72,6 +72,7 @@ type Slot struct {
 	SortKey   string   `json:"-"`
 	Options   []string `json:"-"` // kernel command line without kestrel.slot
 	file      string   // entry file name under the entries directory
+	exhausted bool     // +0: the loader skips it
 }
 
 // Chain is a boot chain with A/B slots.
@@ -131,12 +132,17 @@ func (c BLS) Slots() ([]Slot, error) {
 			s = Slot{Name: name, State: Empty}
 		}
 		s.Booted = name == c.Booted
+		if s.Booted && s.State == Bad {
+			// The loader booted it on its last try (it renamed +1-n to
+			// +0-n+1 first): on trial still, not given up.
+			s.State = Trying
+		}
 		out = append(out, s)
 	}
 	// The loader's choice: not exhausted first, then sort key.
 	first := -1
 	for i, s := range out {
-		if s.State == Empty || s.State == Bad {
+		if s.State == Empty || s.exhausted {
 			continue
 		}
 		if first < 0 || s.SortKey < out[first].SortKey {
@@ -166,7 +172,7 @@ func (c BLS) read(name string, m []string) (Slot, error) {
 		s.TriesDone, _ = strconv.Atoi(m[3])
 		s.State = Trying
 		if s.TriesLeft == 0 {
-			s.State = Bad
+			s.State, s.exhausted = Bad, true
 		}
 	}
 	data, err := os.ReadFile(filepath.Join(c.dir(), name))

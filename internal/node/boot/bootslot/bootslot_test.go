@@ -71,9 +71,10 @@ func TestSlots(t *testing.T) {
 		{"b on trial", map[string]string{"kestrel-a.conf": "1.0", "kestrel-b+3.conf": "2.0"}, "a:good@1.0* b:trying@2.0(3)"},
 		{"b tried twice", map[string]string{"kestrel-a.conf": "1.0", "kestrel-b+1-2.conf": "2.0"}, "a:good@1.0* b:trying@2.0(1)"},
 		{"b exhausted", map[string]string{"kestrel-a.conf": "1.0", "kestrel-b+0-3.conf": "2.0"}, "a:good@1.0* b:bad@2.0"},
-		{"both bad", map[string]string{"kestrel-a+0-1.conf": "1.0", "kestrel-b+0-3.conf": "2.0"}, "a:bad@1.0 b:bad@2.0"},
+		{"both bad", map[string]string{"kestrel-a+0-1.conf": "1.0", "kestrel-b+0-3.conf": "2.0"}, "a:trying@1.0(0) b:bad@2.0"},
 		{"crash left two entries for b", map[string]string{"kestrel-a.conf": "1.0", "kestrel-b+0-3.conf": "2.0", "kestrel-b.conf": "2.0"}, "a:good@1.0* b:good@2.0"},
 		{"foreign files ignored", map[string]string{"kestrel-a.conf": "1.0", "kestrel-z.conf": "9", "other.conf": "1"}, "a:good@1.0* b:empty"},
+		{"a booted on its last try", map[string]string{"kestrel-a+0-3.conf": "2.0", "kestrel-b.conf": "1.0"}, "a:trying@2.0(0) b:good@1.0*"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := summary(t, BLS{ESP: esp(t, tc.entries), Booted: "a"}); got != tc.want {
@@ -100,7 +101,7 @@ func TestUpgradeCycle(t *testing.T) {
 		{"booted b: mark good", func() error { c.Booted = "b"; return c.MarkGood("b") }, "a:good@1.0 b:good@2.0*"},
 		{"rollback to a", func() error { return c.Prefer("a") }, "a:good@1.0* b:good@2.0"},
 		{"back to b", func() error { return c.Prefer("b") }, "a:good@1.0 b:good@2.0*"},
-		{"demote b", func() error { return c.Demote("b") }, "a:good@1.0* b:bad@2.0"},
+		{"demote b", func() error { c.Booted = "a"; return c.Demote("b") }, "a:good@1.0* b:bad@2.0"},
 	}
 	for _, s := range steps {
 		if err := s.do(); err != nil {

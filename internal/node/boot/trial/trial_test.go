@@ -24,6 +24,8 @@ func TestTrial(t *testing.T) {
 	}{
 		{"trial passes", map[string]string{"kestrel-a.conf": "1.0", "kestrel-b+2-1.conf": "2.0"}, true, bootslot.Good, false, ""},
 		{"trial fails: reboot", map[string]string{"kestrel-a.conf": "1.0", "kestrel-b+2-1.conf": "2.0"}, false, bootslot.Trying, true, ""},
+		{"last try fails: reboot", map[string]string{"kestrel-a.conf": "1.0", "kestrel-b+0-3.conf": "2.0"}, false, bootslot.Trying, true, ""},
+		{"last try passes", map[string]string{"kestrel-a.conf": "1.0", "kestrel-b+0-3.conf": "2.0"}, true, bootslot.Good, false, ""},
 		{"good slot, k3s unhealthy: stays up", map[string]string{"kestrel-a.conf": "1.0", "kestrel-b.conf": "2.0"}, false, bootslot.Good, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
