@@ -557,7 +557,7 @@ func extractFile(squashfs, file, out string) error {
 // goBuild builds Go package src for linux/arch as a static binary (CGO
 // off, trimmed paths, stripped, version stamped) into out.
 func goBuild(src, out, version, arch, goarm string) error {
-	ldflags := "-s -w -X github.com/kestrel-os/kestrel/pkg/buildinfo.Version=" + version
+	ldflags := "-s -w -X github.com/kestrel-os/kestrel/internal/buildinfo.Version=" + version
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", out, src)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 	if goarm != "" {
