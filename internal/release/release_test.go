@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/kestrel-os/kestrel/internal/verity"
@@ -183,6 +184,30 @@ func TestOpenBundleGood(t *testing.T) {
 		}
 		if ls := list(t, stage); len(ls) != 0 {
 			t.Errorf("Close left %v", ls)
+		}
+	})
+
+	t.Run("named pipe", func(t *testing.T) {
+		fifo := filepath.Join(t.TempDir(), "fifo")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+			if err == nil {
+				f.Write(b)
+				f.Close()
+			}
+		}()
+		stage := t.TempDir()
+		r, err := OpenBundle(ctx, fifo, keys, stage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		checkRelease(t, fx, r)
+		if ls := list(t, stage); len(ls) != 1+len(PartNames) {
+			t.Errorf("a pipe was not staged: %v", ls)
 		}
 	})
 
