@@ -40,8 +40,9 @@ const (
 
 // imageOpts selects a test image variant.
 type imageOpts struct {
-	Name string // output directory under out/
-	K3s  string // -k3s of the builder: none, standin
+	Name    string // output directory under out/
+	K3s     string // -k3s of the builder: none, standin
+	Version string // release version (default testVersion)
 }
 
 var (
@@ -91,14 +92,18 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 			// builder takes it deliberately.
 			env = append(env, "K3S_BINARY="+bin, "K3S_BINARY_SHA256="+hex.EncodeToString(sum[:]))
 		}
-		cmd := exec.Command("make", "-C", root, "image", "VERSION="+testVersion, "OUT="+out, "K3S="+o.K3s)
+		version := o.Version
+		if version == "" {
+			version = testVersion
+		}
+		cmd := exec.Command("make", append(makeImageArgs(t, version, out), "K3S="+o.K3s)...)
 		cmd.Env = env
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			b.err = fmt.Errorf("make image K3S=%s: %w", o.K3s, err)
 			return
 		}
-		b.img, b.err = readManifest(out, testVersion, "amd64")
+		b.img, b.err = readManifest(out, version, "amd64")
 	})
 	if b.err != nil {
 		t.Fatal(b.err)
