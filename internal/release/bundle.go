@@ -67,7 +67,8 @@ func copyPart(w io.Writer, p Part, path string) error {
 }
 
 // OpenBundle verifies the bundle at src: a file path, "-" for stdin, or
-// an http(s) URL. The signature is checked before any part is read, then
+// an http(s) URL (ctx bounds the request; reading stdin cannot be
+// interrupted). The signature is checked before any part is read, then
 // every part's size and sha256. A file is read in place (once here, again
 // by Open); a stream is never stored whole: each part is staged as its own
 // file under stageDir while it is hashed, and any failure (bad signature,
@@ -95,6 +96,15 @@ func OpenBundle(ctx context.Context, src string, keys []ed25519.PublicKey, stage
 		}
 		return openStream(name, bufio.NewReaderSize(resp.Body, 1<<20), resp.ContentLength, keys, stageDir)
 	default:
+		if st, err := os.Stat(src); err == nil && !st.Mode().IsRegular() {
+			// A named pipe or a device (/dev/stdin): read once, as a stream.
+			f, err := os.Open(src)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			defer f.Close()
+			return openStream(name, bufio.NewReaderSize(f, 1<<20), -1, keys, stageDir)
+		}
 		return openFile(name, src, keys)
 	}
 }

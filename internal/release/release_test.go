@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/kestrel-os/kestrel/internal/verity"
@@ -35,6 +36,13 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
+	return newFixtureSized(t, 7_001, 5_000, 30_000)
+}
+
+// newFixtureSized is a fixture with parts of the given sizes (the rootfs
+// is the verity image of squashSize random bytes).
+func newFixtureSized(t testing.TB, kernelSize, initrdSize, squashSize int) *fixture {
+	t.Helper()
 	fx := &fixture{dir: t.TempDir(), files: map[string]string{}, data: map[string][]byte{}}
 	privPath, pubPath, err := GenerateKeys(filepath.Join(fx.dir, "keys"))
 	if err != nil {
@@ -46,15 +54,14 @@ func newFixture(t testing.TB) *fixture {
 	if fx.pub, err = LoadPublicKey(pubPath); err != nil {
 		t.Fatal(err)
 	}
-	squash := make([]byte, 30_000)
-	rand.Read(squash)
+	squash := random(squashSize)
 	var rootfs bytes.Buffer
 	vp, err := verity.Write(&rootfs, bytes.NewReader(squash), []byte("salt"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	fx.m = &Manifest{Format: Format, Version: "1.2.3", Arch: "amd64", Board: "pc", Verity: vp}
-	for name, b := range map[string][]byte{PartKernel: random(7_001), PartInitrd: random(5_000), PartRootfs: rootfs.Bytes()} {
+	for name, b := range map[string][]byte{PartKernel: random(kernelSize), PartInitrd: random(initrdSize), PartRootfs: rootfs.Bytes()} {
 		fx.data[name] = b
 		fx.files[name] = filepath.Join(fx.dir, name)
 		writeFile(t, fx.files[name], b)
@@ -183,6 +190,30 @@ func TestOpenBundleGood(t *testing.T) {
 		}
 		if ls := list(t, stage); len(ls) != 0 {
 			t.Errorf("Close left %v", ls)
+		}
+	})
+
+	t.Run("named pipe", func(t *testing.T) {
+		fifo := filepath.Join(t.TempDir(), "fifo")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+			if err == nil {
+				f.Write(b)
+				f.Close()
+			}
+		}()
+		stage := t.TempDir()
+		r, err := OpenBundle(ctx, fifo, keys, stage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		checkRelease(t, fx, r)
+		if ls := list(t, stage); len(ls) != 1+len(PartNames) {
+			t.Errorf("a pipe was not staged: %v", ls)
 		}
 	})
 
@@ -444,7 +475,8 @@ func FuzzVerifyManifest(f *testing.F) {
 }
 
 func FuzzReadBundle(f *testing.F) {
-	fx := newFixture(f)
+	// Small parts: the fuzzer mutates and minimizes whole inputs.
+	fx := newFixtureSized(f, 100, 100, 5000)
 	good := fx.bundle(f)
 	f.Add(good)
 	f.Add(good[:len(good)/2])

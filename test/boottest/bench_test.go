@@ -26,9 +26,8 @@ const (
 // the warm build time (a second `make image` with every input cached).
 func BenchmarkImage(b *testing.B) {
 	img := buildImage(b)
-	root := repoRoot()
 	start := time.Now()
-	cmd := exec.Command("make", "-C", root, "image", "VERSION=0.0.0-test", "OUT="+img.Dir)
+	cmd := exec.Command("make", makeImageArgs(b, "0.0.0-test", img.Dir)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("warm build: %v\n%s", err, out)
 	}

@@ -1,6 +1,7 @@
 package boottest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/release"
 	"github.com/kestrel-os/kestrel/test/vm"
 )
 
@@ -72,6 +74,20 @@ func TestBootSlice(t *testing.T) {
 			t.Fatal(err)
 		}
 		return strings.TrimSpace(out)
+	}
+
+	// The entry carries the root's verity parameters, and the image trusts
+	// the tests' release key (baked into the rootfs's /etc).
+	verityParams, _ := img.Manifest["verity"].(map[string]any)
+	if cmdline := run("cat /proc/cmdline"); verityParams == nil || !strings.Contains(cmdline, "kestrel.verity.roothash="+fmt.Sprint(verityParams["root_hash"])) {
+		t.Errorf("kernel command line lacks the manifest's verity root hash %v: %s", verityParams, cmdline)
+	}
+	pub, err := release.LoadPublicKey(testKeys(t).Public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := run("ls " + layout.ReleaseKeysDir); keys != release.KeyID(pub)+".pub" {
+		t.Errorf("%s holds %q, want the tests' key %s.pub", layout.ReleaseKeysDir, keys, release.KeyID(pub))
 	}
 
 	mounts := parseMounts(run("cat /proc/mounts"))

@@ -73,7 +73,7 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 	b.once.Do(func() {
 		root := repoRoot()
 		out := filepath.Join(root, "out", o.Name)
-		env := append(os.Environ(), testKeyEnv(t)...)
+		env := os.Environ()
 		if o.Version == "" {
 			o.Version = testVersion
 		}
@@ -99,11 +99,11 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 		if o.K3s == "" {
 			o.K3s = "none"
 		}
-		targets := []string{"image"}
+		args := append(makeImageArgs(t, o.Version, out), "K3S="+o.K3s)
 		if o.Bundle {
-			targets = append(targets, "bundle")
+			args = append(args, "bundle")
 		}
-		cmd := exec.Command("make", append([]string{"-C", root}, append(targets, "VERSION="+o.Version, "OUT="+out, "K3S="+o.K3s)...)...)
+		cmd := exec.Command("make", args...)
 		cmd.Env = env
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/kestrel-os/kestrel/internal/release"
 )
 
 // repoRoot is two levels up from this package.
@@ -25,13 +27,53 @@ func repoRoot() string {
 
 // Image is what the builder wrote for one arch, read from its JSON manifest.
 type Image struct {
-	Dir      string
-	Disk     string
-	Kernel   string
-	Initrd   string
-	Rootfs   string
-	Baseline string // minimal-init initramfs for the boot-time baseline
-	Manifest map[string]any
+	Dir       string
+	Disk      string
+	Kernel    string
+	Initrd    string
+	Rootfs    string // the squashfs alone
+	Partition string // the root partition image: squashfs + dm-verity tree
+	Release   string // the signed release manifest (internal/release)
+	Baseline  string // minimal-init initramfs for the boot-time baseline
+	Manifest  map[string]any
+}
+
+// Keys is the release key pair of the tests: every test image trusts the
+// public key and is signed with the private one, so that a test can sign a
+// second release (an upgrade) that the booted image accepts.
+type Keys struct {
+	Private, Public string // key files (internal/release formats)
+}
+
+var (
+	keysOnce sync.Once
+	keys     Keys
+	keysErr  error
+)
+
+// testKeys returns the tests' key pair, generated once into out/test-keys
+// and reused by later runs (images already built there trust it).
+func testKeys(t testing.TB) Keys {
+	t.Helper()
+	keysOnce.Do(func() {
+		dir := filepath.Join(repoRoot(), "out", "test-keys")
+		keys = Keys{Private: filepath.Join(dir, release.PrivateKeyFile), Public: filepath.Join(dir, release.PublicKeyFile)}
+		if _, err := os.Stat(keys.Private); err == nil {
+			return
+		}
+		_, _, keysErr = release.GenerateKeys(dir)
+	})
+	if keysErr != nil {
+		t.Fatal(keysErr)
+	}
+	return keys
+}
+
+// makeImageArgs are the `make image` arguments of a test image of version
+// in out: signed with the tests' key and trusting it.
+func makeImageArgs(t testing.TB, version, out string) []string {
+	k := testKeys(t)
+	return []string{"-C", repoRoot(), "image", "VERSION=" + version, "OUT=" + out, "SIGN_KEY=" + k.Private, "TRUSTED_KEYS=" + k.Public}
 }
 
 var (
@@ -72,8 +114,7 @@ func buildImage(t testing.TB) *Image {
 	buildOnce.Do(func() {
 		root := repoRoot()
 		out := filepath.Join(root, "out", "test")
-		cmd := exec.Command("make", "-C", root, "image", "VERSION=0.0.0-test", "OUT="+out)
-		cmd.Env = append(os.Environ(), testKeyEnv(t)...)
+		cmd := exec.Command("make", makeImageArgs(t, "0.0.0-test", out)...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			buildErr = fmt.Errorf("make image: %w", err)
@@ -101,6 +142,8 @@ func readManifest(dir, version, arch string) (*Image, error) {
 	img.Kernel = filepath.Join(dir, fmt.Sprintf("kestrel-%s-%s.vmlinuz", version, arch))
 	img.Initrd = filepath.Join(dir, fmt.Sprintf("kestrel-%s-%s.initrd", version, arch))
 	img.Rootfs = filepath.Join(dir, fmt.Sprintf("kestrel-%s-%s.squashfs", version, arch))
+	img.Partition = filepath.Join(dir, fmt.Sprintf("kestrel-%s-%s.rootfs", version, arch))
+	img.Release = filepath.Join(dir, fmt.Sprintf("kestrel-%s-%s.release.json", version, arch))
 	img.Baseline = filepath.Join(dir, fmt.Sprintf("baseline-%s.initrd", arch))
 	return img, nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/kestrel-os/kestrel/internal/release"
@@ -52,7 +51,7 @@ func splitBundle(t testing.TB, bundle, dir string) []string {
 	off += 4
 	env := data[off : off+n]
 	off += n
-	pub, err := release.LoadPublicKey(testKeys(t).Pub)
+	pub, err := release.LoadPublicKey(testKeys(t).Public)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,35 +72,4 @@ func splitBundle(t testing.TB, bundle, dir string) []string {
 		files = append(files, p.Name)
 	}
 	return files
-}
-
-// keyPair is the test signing key and its public half.
-type keyPair struct{ Key, Pub string }
-
-var (
-	keysOnce sync.Once
-	keys     keyPair
-	keysErr  error
-)
-
-// testKeys generates the test release key pair once per test binary under
-// out/test-keys; every test image trusts it and every test release is
-// signed with it.
-func testKeys(t testing.TB) keyPair {
-	t.Helper()
-	keysOnce.Do(func() {
-		dir := filepath.Join(repoRoot(), "out", "test-keys")
-		os.RemoveAll(dir)
-		keys.Key, keys.Pub, keysErr = release.GenerateKeys(dir)
-	})
-	if keysErr != nil {
-		t.Fatal(keysErr)
-	}
-	return keys
-}
-
-// testKeyEnv is the make variables that sign with and trust the test key.
-func testKeyEnv(t testing.TB) []string {
-	k := testKeys(t)
-	return []string{"SIGN_KEY=" + k.Key, "TRUSTED_KEYS=" + k.Pub}
 }

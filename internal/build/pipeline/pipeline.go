@@ -39,8 +39,6 @@ package pipeline
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -60,6 +58,7 @@ import (
 	k3sfetch "github.com/kestrel-os/kestrel/internal/k3s/fetch"
 	"github.com/kestrel-os/kestrel/internal/k3s/manifests"
 	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/release"
 	"github.com/kestrel-os/kestrel/internal/verity"
 	"github.com/kestrel-os/kestrel/internal/progress"
 )
@@ -124,7 +123,7 @@ const (
 
 // Artifact is one output file in the manifest.
 type Artifact struct {
-	Kind   string `json:"kind"` // disk, kernel, initrd, rootfs (partition image), squashfs, baseline-initrd
+	Kind   string `json:"kind"` // disk, kernel, initrd, rootfs (partition image), squashfs, baseline-initrd, release (signed manifest)
 	Path   string `json:"path"` // relative to the manifest
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
@@ -581,17 +580,11 @@ func (o Options) writeRootfs(out, dir, kestrelBin string, keys map[string][]byte
 var bcjFilter = map[string]string{"amd64": "x86", "arm": "arm"}
 
 func describe(kind, path string) (Artifact, error) {
-	f, err := os.Open(path)
+	p, err := release.NewPart(kind, path)
 	if err != nil {
 		return Artifact{}, fmt.Errorf("manifest: %w", err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return Artifact{}, fmt.Errorf("manifest: hash %s: %w", path, err)
-	}
-	return Artifact{Kind: kind, Path: filepath.Base(path), Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return Artifact{Kind: kind, Path: filepath.Base(path), Size: p.Size, SHA256: p.SHA256}, nil
 }
 
 // fileSize is a progress line's "12 MiB" for path, or "" if it cannot
