@@ -36,9 +36,10 @@ func verityCmd(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	dev := "/dev/mapper/" + dmverity.RootName
-	if _, err := os.Stat(dev); err != nil {
-		dev = rootDMNode()
+	dev, err := dmverity.NodeByName("/sys", "/dev", dmverity.RootName)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kestrel verity check: %v\n", err)
+		return 1
 	}
 	start := time.Now()
 	n, err := dmverity.Check(ctx, dev)
@@ -50,17 +51,4 @@ func verityCmd(args []string) int {
 	}
 	fmt.Println("every block verified")
 	return 0
-}
-
-// rootDMNode finds /dev/dm-N whose device-mapper name is RootName: there
-// is no udev to make /dev/mapper links.
-func rootDMNode() string {
-	ents, _ := os.ReadDir("/sys/block")
-	for _, e := range ents {
-		b, err := os.ReadFile("/sys/block/" + e.Name() + "/dm/name")
-		if err == nil && string(b) == dmverity.RootName+"\n" {
-			return "/dev/" + e.Name()
-		}
-	}
-	return "/dev/dm-0"
 }
