@@ -82,6 +82,10 @@ func firstBad(f *os.File, path string, block []byte, off int64, chunkErr error) 
 			if errors.Is(err, io.EOF) {
 				break
 			}
+			var pe *os.PathError
+			if errors.As(err, &pe) { // the path is in CorruptError already
+				err = pe.Err
+			}
 			return &CorruptError{Path: path, Block: off / verity.BlockSize, Err: err}
 		}
 	}
