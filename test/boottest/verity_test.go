@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -151,17 +150,17 @@ type vdisk struct {
 	params verity.Params
 }
 
-// verityDisk copies the image to dst and arranges it as an upgrade leaves
-// it: root-a carries the squashfs and its hash tree (made here with
-// veritysetup when the builder did not already) and its entry the
-// kestrel.verity.* keys; root-b a copy of root-a, /kestrel/b the same
-// kernel and initramfs, and kestrel-b.conf an entry for it with a lower
-// version, so the loader tries a first. extraA is added to a's options.
+// verityDisk copies the image to dst, whose root-a carries the squashfs
+// and its hash tree and whose a entry the kestrel.verity.* keys (as the
+// builder writes them), and arranges it as an upgrade leaves it: root-b a
+// copy of root-a, /kestrel/b the same kernel and initramfs, and
+// kestrel-b.conf an entry for it with a lower version, so the loader
+// tries a first. extraA is added to a's options.
 func verityDisk(t *testing.T, img *Image, dst, extraA string) vdisk {
 	t.Helper()
-	for _, tool := range []string{"veritysetup", "mtype", "mcopy", "mmd"} {
+	for _, tool := range []string{"mtype", "mcopy", "mmd"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (scripts/deps.sh: cryptsetup-bin, mtools)", tool)
+			t.Skipf("%s not installed (scripts/deps.sh: mtools)", tool)
 		}
 	}
 	if err := copyDisk(img.Disk, dst); err != nil {
@@ -187,18 +186,10 @@ func verityDisk(t *testing.T, img *Image, dst, extraA string) vdisk {
 	entry := runHost(t, "mtype", "-i", esp, "::"+entryA)
 
 	p, ok, err := verity.FromCmdline(optionGetter(entry))
-	if err != nil {
-		t.Fatalf("%s: %v", entryA, err)
+	if err != nil || !ok {
+		t.Fatalf("%s: verity parameters %v, %v; want the builder's kestrel.verity.* keys:\n%s", entryA, ok, err, entry)
 	}
-	if !ok {
-		p = formatVerity(t, img.Rootfs, filepath.Join(filepath.Dir(dst), "root-a.verity"))
-		writeAt(t, dst, filepath.Join(filepath.Dir(dst), "root-a.verity"), off[layout.PartRootA][0], off[layout.PartRootA][1])
-		entry = addOptions(entry, strings.Join(p.CmdlineOptions(), " "))
-	}
-
-	// Slot b: the hash tree's last block is within DataBlocks/127 + a few
-	// blocks past HashOffset (128 sha256 hashes per 4096-byte block).
-	used := int64(p.HashOffset) + (int64(p.DataBlocks)/127+8)*verity.BlockSize
+	used := int64(p.HashOffset + verity.TreeSize(p.DataBlocks))
 	copyRange(t, dst, off[layout.PartRootA][0], off[layout.PartRootB][0], min(used, off[layout.PartRootB][1]))
 	tmp := t.TempDir()
 	runHost(t, "mmd", "-i", esp, "::"+layout.ESPSlotDir+"/b")
@@ -213,34 +204,6 @@ func verityDisk(t *testing.T, img *Image, dst, extraA string) vdisk {
 	writeESP(t, esp, tmp, entryA, entry)
 	writeESP(t, esp, tmp, espPath(bls.Entry{Slot: "b"}.FileName()), entryB)
 	return vdisk{path: dst, rootA: off[layout.PartRootA][0], params: p}
-}
-
-// formatVerity pads the squashfs to whole blocks and appends its hash tree
-// with veritysetup, as the builder lays out a root partition.
-func formatVerity(t *testing.T, squashfs, out string) verity.Params {
-	t.Helper()
-	b, err := os.ReadFile(squashfs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := len(b) % verity.BlockSize; r != 0 {
-		b = append(b, make([]byte, verity.BlockSize-r)...)
-	}
-	if err := os.WriteFile(out, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := verity.Params{Salt: "6b657374726574", DataBlocks: uint64(len(b) / verity.BlockSize), HashOffset: uint64(len(b))}
-	res := runHost(t, "veritysetup", "format", "--no-superblock", "--salt", p.Salt, "--data-blocks", strconv.FormatUint(p.DataBlocks, 10),
-		"--hash-offset", strconv.FormatUint(p.HashOffset, 10), out, out)
-	for _, l := range strings.Split(res, "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "Root hash" {
-			p.RootHash = strings.TrimSpace(v)
-		}
-	}
-	if err := p.Validate(); err != nil {
-		t.Fatalf("veritysetup: %v\n%s", err, res)
-	}
-	return p
 }
 
 func optionGetter(entry string) func(string) (string, bool) {
@@ -273,26 +236,6 @@ func writeESP(t *testing.T, esp, tmp, name, content string) {
 		t.Fatal(err)
 	}
 	runHost(t, "mcopy", "-o", "-i", esp, local, "::"+name)
-}
-
-// writeAt writes the file src into dst at off, refusing to pass limit bytes.
-func writeAt(t *testing.T, dst, src string, off, limit int64) {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if int64(len(b)) > limit {
-		t.Fatalf("%s (%d bytes) does not fit the %d-byte partition", src, len(b), limit)
-	}
-	f, err := os.OpenFile(dst, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func copyRange(t *testing.T, disk string, from, to, n int64) {
