@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +40,14 @@ func TestVerityRoot(t *testing.T) {
 		t.Fatalf("kestrel verity check: %q, %v", out, err)
 	}
 	t.Logf("full check of the %d-byte root in the VM: %s", vd.params.DataBlocks*verity.BlockSize, strings.TrimSpace(out))
+	// The other slot's root, with the parameters of its entry, through a
+	// mapping that is removed afterwards.
+	out, err = m.MustRun("kestrel verity check-slot b", 5*time.Minute)
+	if err != nil || !strings.Contains(out, "every block verified") {
+		t.Fatalf("kestrel verity check-slot b: %q, %v", out, err)
+	}
+	t.Logf("check of slot b: %s", strings.TrimSpace(out))
+	assertOnlyRootMapped(t, m)
 
 	// Corruption where boot never reads: write over a data block in the
 	// middle of the partition under the live mapping (dm-verity reads
@@ -118,6 +127,14 @@ func TestVerityTamperFallsBack(t *testing.T) {
 		t.Errorf("/proc/cmdline %q: not slot b", out)
 	}
 	assertVerifiedRoot(t, m2)
+	out, rc, err := m2.Run("kestrel verity check-slot a 2>&1", 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "data block 0 (bytes 0-4095) fails verification: input/output error"; rc != 1 || !strings.Contains(out, want) {
+		t.Errorf("check of the tampered slot a: exit %d, %q; want 1 and %q", rc, out, want)
+	}
+	assertOnlyRootMapped(t, m2)
 	if out, _ := m2.MustRun("ls "+layout.ESPMount+layout.ESPEntriesDir, cmdTimeout); !strings.Contains(out, "kestrel-a+0-1.conf") || !strings.Contains(out, "kestrel-b.conf") {
 		t.Errorf("entries on the ESP: %q; want kestrel-a+0-1.conf and kestrel-b.conf", out)
 	}
@@ -140,6 +157,14 @@ func assertVerifiedRoot(t *testing.T, m *vm.VM) {
 	}
 	if st, err := m.MustRun("kestrel verity status", cmdTimeout); err != nil || !strings.Contains(st, dmverity.RootName+": verity V") {
 		t.Errorf("kestrel verity status: %q, %v; want verity V", st, err)
+	}
+}
+
+// assertOnlyRootMapped checks that a slot check removed its mapping.
+func assertOnlyRootMapped(t *testing.T, m *vm.VM) {
+	t.Helper()
+	if out := strings.Fields(mustRun(t, m, "ls /sys/block")); slices.ContainsFunc(out, func(d string) bool { return strings.HasPrefix(d, "dm-") && d != "dm-0" }) {
+		t.Errorf("block devices after the slot check: %v; want dm-0 only", out)
 	}
 }
 

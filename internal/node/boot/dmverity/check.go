@@ -92,3 +92,18 @@ func firstBad(f *os.File, path string, block []byte, off int64, chunkErr error) 
 	// Every block read alone: the chunk's error was not the data's.
 	return fmt.Errorf("verity check: %s at byte %d: %w", path, off, chunkErr)
 }
+
+// CheckDevice verifies a root that is not mounted, such as the other
+// slot's: it maps data through dm-verity under name with p, reads it all
+// (Check) and removes the mapping again, whatever the outcome.
+func CheckDevice(ctx context.Context, control, devDir, name string, p verity.Params, data string) (int64, error) {
+	d, err := Open(control, devDir, name, p, data)
+	if err != nil {
+		return 0, err
+	}
+	n, err := Check(ctx, d.Path)
+	if rerr := Remove(control, name); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	return n, err
+}
