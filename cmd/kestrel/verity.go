@@ -5,62 +5,121 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/node/boot/blockdev"
 	"github.com/kestrel-os/kestrel/internal/node/boot/dmverity"
+	"github.com/kestrel-os/kestrel/internal/node/boot/kcmdline"
+	"github.com/kestrel-os/kestrel/internal/node/boot/stage1"
+	"github.com/kestrel-os/kestrel/internal/verity"
 )
 
 func init() {
-	register(command{"verity", "status: the verified root's dm-verity status; check: read the whole root and verify every block", verityCmd})
+	register(command{"verity", "status | check | check-slot SLOT: the root's dm-verity status; read a whole root and verify every block", verityCmd})
 }
 
-// verityCmd reports on the root device stage 1 opened through dm-verity.
-// "check" is what stage 2 runs in the background; here it also prints the
-// throughput, for the operator and the boot test.
+// verityCmd reports on the root stage 1 opened through dm-verity, and
+// verifies whole roots: "check" the running one (what stage 2 runs in the
+// background), "check-slot" the other slot's, with the parameters of its
+// boot entry. Checks print their throughput, for the operator and the
+// boot tests.
 func verityCmd(args []string) int {
-	if len(args) != 1 || (args[0] != "status" && args[0] != "check") {
-		fmt.Fprintln(os.Stderr, "usage: kestrel verity status|check")
+	usage := func() int {
+		fmt.Fprintln(os.Stderr, "usage: kestrel verity status | check | check-slot SLOT")
 		return 2
 	}
-	st, err := dmverity.TableStatus(dmverity.Control, dmverity.RootName)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "kestrel verity: %v (is the root verified? see /proc/cmdline)\n", err)
-		return 1
-	}
-	fmt.Printf("%s: %s %s\n", dmverity.RootName, st.Target, st.Info)
-	if args[0] == "status" {
-		if st.Corrupt() {
-			return 1
-		}
-		return 0
+	if len(args) == 0 {
+		return usage()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	dev := "/dev/mapper/" + dmverity.RootName
-	if _, err := os.Stat(dev); err != nil {
-		dev = rootDMNode()
+	switch {
+	case args[0] == "status" && len(args) == 1, args[0] == "check" && len(args) == 1:
+		st, err := dmverity.TableStatus(dmverity.Control, dmverity.RootName)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "kestrel verity: %v (is the root verified? see /proc/cmdline)\n", err)
+			return 1
+		}
+		fmt.Printf("%s: %s %s\n", dmverity.RootName, st.Target, st.Info)
+		if args[0] == "status" {
+			if st.Corrupt() {
+				return 1
+			}
+			return 0
+		}
+		dev, err := dmverity.NodeByName("/sys", "/dev", dmverity.RootName)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "kestrel verity check: %v\n", err)
+			return 1
+		}
+		return timedCheck(func() (int64, error) { return dmverity.Check(ctx, dev) })
+	case args[0] == "check-slot" && len(args) == 2:
+		slot := args[1]
+		p, part, err := slotVerity(slot)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "kestrel verity check-slot: %v\n", err)
+			return 1
+		}
+		fmt.Printf("slot %s: %s, root hash %s\n", slot, part, p.RootHash)
+		return timedCheck(func() (int64, error) {
+			return dmverity.CheckDevice(ctx, dmverity.Control, "/dev", "kestrel-check-"+slot, p, part)
+		})
 	}
+	return usage()
+}
+
+func timedCheck(check func() (int64, error)) int {
 	start := time.Now()
-	n, err := dmverity.Check(ctx, dev)
+	n, err := check()
 	d := time.Since(start)
 	fmt.Printf("read %d bytes in %.2fs (%.1f MB/s)\n", n, d.Seconds(), float64(n)/1e6/d.Seconds())
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "kestrel verity check: %v\n", err)
+		fmt.Fprintf(os.Stderr, "kestrel verity: %v\n", err)
 		return 1
 	}
 	fmt.Println("every block verified")
 	return 0
 }
 
-// rootDMNode finds /dev/dm-N whose device-mapper name is RootName: there
-// is no udev to make /dev/mapper links.
-func rootDMNode() string {
-	ents, _ := os.ReadDir("/sys/block")
-	for _, e := range ents {
-		b, err := os.ReadFile("/sys/block/" + e.Name() + "/dm/name")
-		if err == nil && string(b) == dmverity.RootName+"\n" {
-			return "/dev/" + e.Name()
+// slotVerity reads slot's verity parameters from its boot entry on the
+// ESP and finds its root partition.
+func slotVerity(slot string) (verity.Params, string, error) {
+	if !slices.Contains(layout.Slots, slot) {
+		return verity.Params{}, "", fmt.Errorf("%q is not a slot (want one of %s)", slot, strings.Join(layout.Slots, ", "))
+	}
+	name, err := stage1.EntryFile(layout.ESPMount, slot)
+	if err != nil {
+		return verity.Params{}, "", err
+	}
+	file := filepath.Join(layout.ESPMount, name)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return verity.Params{}, "", err
+	}
+	var options string
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "options "); ok {
+			options = rest
 		}
 	}
-	return "/dev/dm-0"
+	p, ok, err := verity.FromCmdline(kcmdline.Parse(options).Get)
+	if err != nil {
+		return verity.Params{}, "", fmt.Errorf("%s: %w", file, err)
+	}
+	if !ok {
+		return verity.Params{}, "", fmt.Errorf("%s: no %s: slot %s is not verified", file, verity.CmdlineRootHash, slot)
+	}
+	devs, err := blockdev.List("/sys")
+	if err != nil {
+		return verity.Params{}, "", err
+	}
+	d, err := blockdev.ByPartName(devs, layout.RootPartition(slot))
+	if err != nil {
+		return verity.Params{}, "", err
+	}
+	return p, d.Path("/dev"), nil
 }

@@ -96,6 +96,9 @@ func TestBootSlice(t *testing.T) {
 		t.Errorf("/ is %+v, want a read-only squashfs", root)
 	}
 	if dev := filepath.Base(root.source); dev != "" {
+		if strings.HasPrefix(dev, "dm-") { // the verity device: its one slave is the partition
+			dev = run("ls /sys/class/block/" + dev + "/slaves")
+		}
 		if got := run("grep PARTNAME /sys/class/block/" + dev + "/uevent"); got != "PARTNAME="+layout.PartRootA {
 			t.Errorf("/ comes from %s with %q, want PARTNAME=%s", dev, got, layout.PartRootA)
 		}

@@ -8,7 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +40,41 @@ func TestVerityRoot(t *testing.T) {
 		t.Fatalf("kestrel verity check: %q, %v", out, err)
 	}
 	t.Logf("full check of the %d-byte root in the VM: %s", vd.params.DataBlocks*verity.BlockSize, strings.TrimSpace(out))
+	// The other slot's root, with the parameters of its entry, through a
+	// mapping that is removed afterwards.
+	out, err = m.MustRun("kestrel verity check-slot b", 5*time.Minute)
+	if err != nil || !strings.Contains(out, "every block verified") {
+		t.Fatalf("kestrel verity check-slot b: %q, %v", out, err)
+	}
+	t.Logf("check of slot b: %s", strings.TrimSpace(out))
+	assertOnlyRootMapped(t, m)
+
+	// Corruption where boot never reads: write over a data block in the
+	// middle of the partition under the live mapping (dm-verity reads
+	// data blocks from the disk on every read, caching only hashes). The
+	// full check must name that block, and the status turn to "C".
+	bad := vd.params.DataBlocks / 2
+	part := strings.TrimSpace(mustRun(t, m, "ls /sys/class/block/dm-0/slaves"))
+	mustRun(t, m, fmt.Sprintf("echo -n KESTREL-TAMPER | dd of=/dev/%s bs=1 seek=%d conv=notrunc,fsync 2>/dev/null", part, bad*verity.BlockSize+123))
+	out, rc, err := m.Run("kestrel verity check 2>&1", 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("data block %d (bytes %d-%d) fails verification: input/output error", bad, bad*verity.BlockSize, (bad+1)*verity.BlockSize-1); rc != 1 || !strings.Contains(out, want) {
+		t.Errorf("check after tampering: exit %d, %q; want 1 and %q", rc, out, want)
+	}
+	if st, rc, _ := m.Run("kestrel verity status", cmdTimeout); rc != 1 || !strings.Contains(st, dmverity.RootName+": verity C") {
+		t.Errorf("status after tampering: exit %d, %q; want 1 and verity C", rc, st)
+	}
+}
+
+func mustRun(t *testing.T, m *vm.VM, cmd string) string {
+	t.Helper()
+	out, err := m.MustRun(cmd, cmdTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // TestVerityTamperFallsBack flips one byte of root A's squashfs in data
@@ -92,6 +127,14 @@ func TestVerityTamperFallsBack(t *testing.T) {
 		t.Errorf("/proc/cmdline %q: not slot b", out)
 	}
 	assertVerifiedRoot(t, m2)
+	out, rc, err := m2.Run("kestrel verity check-slot a 2>&1", 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "data block 0 (bytes 0-4095) fails verification: input/output error"; rc != 1 || !strings.Contains(out, want) {
+		t.Errorf("check of the tampered slot a: exit %d, %q; want 1 and %q", rc, out, want)
+	}
+	assertOnlyRootMapped(t, m2)
 	if out, _ := m2.MustRun("ls "+layout.ESPMount+layout.ESPEntriesDir, cmdTimeout); !strings.Contains(out, "kestrel-a+0-1.conf") || !strings.Contains(out, "kestrel-b.conf") {
 		t.Errorf("entries on the ESP: %q; want kestrel-a+0-1.conf and kestrel-b.conf", out)
 	}
@@ -117,6 +160,14 @@ func assertVerifiedRoot(t *testing.T, m *vm.VM) {
 	}
 }
 
+// assertOnlyRootMapped checks that a slot check removed its mapping.
+func assertOnlyRootMapped(t *testing.T, m *vm.VM) {
+	t.Helper()
+	if out := strings.Fields(mustRun(t, m, "ls /sys/block")); slices.ContainsFunc(out, func(d string) bool { return strings.HasPrefix(d, "dm-") && d != "dm-0" }) {
+		t.Errorf("block devices after the slot check: %v; want dm-0 only", out)
+	}
+}
+
 // vdisk is a test disk with verity roots in both slots.
 type vdisk struct {
 	path   string
@@ -124,17 +175,17 @@ type vdisk struct {
 	params verity.Params
 }
 
-// verityDisk copies the image to dst and arranges it as an upgrade leaves
-// it: root-a carries the squashfs and its hash tree (made here with
-// veritysetup when the builder did not already) and its entry the
-// kestrel.verity.* keys; root-b a copy of root-a, /kestrel/b the same
-// kernel and initramfs, and kestrel-b.conf an entry for it with a lower
-// version, so the loader tries a first. extraA is added to a's options.
+// verityDisk copies the image to dst, whose root-a carries the squashfs
+// and its hash tree and whose a entry the kestrel.verity.* keys (as the
+// builder writes them), and arranges it as an upgrade leaves it: root-b a
+// copy of root-a, /kestrel/b the same kernel and initramfs, and
+// kestrel-b.conf an entry for it with a lower version, so the loader
+// tries a first. extraA is added to a's options.
 func verityDisk(t *testing.T, img *Image, dst, extraA string) vdisk {
 	t.Helper()
-	for _, tool := range []string{"veritysetup", "mtype", "mcopy", "mmd"} {
+	for _, tool := range []string{"mtype", "mcopy", "mmd"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (scripts/deps.sh: cryptsetup-bin, mtools)", tool)
+			t.Skipf("%s not installed (scripts/deps.sh: mtools)", tool)
 		}
 	}
 	if err := copyDisk(img.Disk, dst); err != nil {
@@ -160,18 +211,10 @@ func verityDisk(t *testing.T, img *Image, dst, extraA string) vdisk {
 	entry := runHost(t, "mtype", "-i", esp, "::"+entryA)
 
 	p, ok, err := verity.FromCmdline(optionGetter(entry))
-	if err != nil {
-		t.Fatalf("%s: %v", entryA, err)
+	if err != nil || !ok {
+		t.Fatalf("%s: verity parameters %v, %v; want the builder's kestrel.verity.* keys:\n%s", entryA, ok, err, entry)
 	}
-	if !ok {
-		p = formatVerity(t, img.Rootfs, filepath.Join(filepath.Dir(dst), "root-a.verity"))
-		writeAt(t, dst, filepath.Join(filepath.Dir(dst), "root-a.verity"), off[layout.PartRootA][0], off[layout.PartRootA][1])
-		entry = addOptions(entry, strings.Join(p.CmdlineOptions(), " "))
-	}
-
-	// Slot b: the hash tree's last block is within DataBlocks/127 + a few
-	// blocks past HashOffset (128 sha256 hashes per 4096-byte block).
-	used := int64(p.HashOffset) + (int64(p.DataBlocks)/127+8)*verity.BlockSize
+	used := int64(p.HashOffset + verity.TreeSize(p.DataBlocks))
 	copyRange(t, dst, off[layout.PartRootA][0], off[layout.PartRootB][0], min(used, off[layout.PartRootB][1]))
 	tmp := t.TempDir()
 	runHost(t, "mmd", "-i", esp, "::"+layout.ESPSlotDir+"/b")
@@ -186,34 +229,6 @@ func verityDisk(t *testing.T, img *Image, dst, extraA string) vdisk {
 	writeESP(t, esp, tmp, entryA, entry)
 	writeESP(t, esp, tmp, espPath(bls.Entry{Slot: "b"}.FileName()), entryB)
 	return vdisk{path: dst, rootA: off[layout.PartRootA][0], params: p}
-}
-
-// formatVerity pads the squashfs to whole blocks and appends its hash tree
-// with veritysetup, as the builder lays out a root partition.
-func formatVerity(t *testing.T, squashfs, out string) verity.Params {
-	t.Helper()
-	b, err := os.ReadFile(squashfs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := len(b) % verity.BlockSize; r != 0 {
-		b = append(b, make([]byte, verity.BlockSize-r)...)
-	}
-	if err := os.WriteFile(out, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := verity.Params{Salt: "6b657374726574", DataBlocks: uint64(len(b) / verity.BlockSize), HashOffset: uint64(len(b))}
-	res := runHost(t, "veritysetup", "format", "--no-superblock", "--salt", p.Salt, "--data-blocks", strconv.FormatUint(p.DataBlocks, 10),
-		"--hash-offset", strconv.FormatUint(p.HashOffset, 10), out, out)
-	for _, l := range strings.Split(res, "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "Root hash" {
-			p.RootHash = strings.TrimSpace(v)
-		}
-	}
-	if err := p.Validate(); err != nil {
-		t.Fatalf("veritysetup: %v\n%s", err, res)
-	}
-	return p
 }
 
 func optionGetter(entry string) func(string) (string, bool) {
@@ -246,26 +261,6 @@ func writeESP(t *testing.T, esp, tmp, name, content string) {
 		t.Fatal(err)
 	}
 	runHost(t, "mcopy", "-o", "-i", esp, local, "::"+name)
-}
-
-// writeAt writes the file src into dst at off, refusing to pass limit bytes.
-func writeAt(t *testing.T, dst, src string, off, limit int64) {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if int64(len(b)) > limit {
-		t.Fatalf("%s (%d bytes) does not fit the %d-byte partition", src, len(b), limit)
-	}
-	f, err := os.OpenFile(dst, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func copyRange(t *testing.T, disk string, from, to, n int64) {

@@ -82,9 +82,28 @@ func firstBad(f *os.File, path string, block []byte, off int64, chunkErr error) 
 			if errors.Is(err, io.EOF) {
 				break
 			}
+			var pe *os.PathError
+			if errors.As(err, &pe) { // the path is in CorruptError already
+				err = pe.Err
+			}
 			return &CorruptError{Path: path, Block: off / verity.BlockSize, Err: err}
 		}
 	}
 	// Every block read alone: the chunk's error was not the data's.
 	return fmt.Errorf("verity check: %s at byte %d: %w", path, off, chunkErr)
+}
+
+// CheckDevice verifies a root that is not mounted, such as the other
+// slot's: it maps data through dm-verity under name with p, reads it all
+// (Check) and removes the mapping again, whatever the outcome.
+func CheckDevice(ctx context.Context, control, devDir, name string, p verity.Params, data string) (int64, error) {
+	d, err := Open(control, devDir, name, p, data)
+	if err != nil {
+		return 0, err
+	}
+	n, err := Check(ctx, d.Path)
+	if rerr := Remove(control, name); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	return n, err
 }

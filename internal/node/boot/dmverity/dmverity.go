@@ -97,6 +97,23 @@ func Open(control, devDir, name string, p verity.Params, data string) (*Device, 
 	return d, nil
 }
 
+// NodeByName returns the block device node (devDir/dm-N) of the
+// device-mapper device called name, found through sysRoot/block/*/dm/name:
+// without udev there are no /dev/mapper/<name> links.
+func NodeByName(sysRoot, devDir, name string) (string, error) {
+	ents, err := os.ReadDir(filepath.Join(sysRoot, "block"))
+	if err != nil {
+		return "", fmt.Errorf("dm device %s: %w", name, err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(sysRoot, "block", e.Name(), "dm", "name"))
+		if err == nil && strings.TrimSpace(string(b)) == name {
+			return filepath.Join(devDir, e.Name()), nil
+		}
+	}
+	return "", fmt.Errorf("dm device %s: not in %s", name, filepath.Join(sysRoot, "block"))
+}
+
 // node returns devDir/dm-<minor>, creating the block device node when
 // devtmpfs has not.
 func node(devDir string, dev uint64) (string, error) {

@@ -178,3 +178,21 @@ func run(t *testing.T, name string, args ...string) string {
 	}
 	return string(out)
 }
+
+func TestNodeByName(t *testing.T) {
+	sys := t.TempDir()
+	for dev, name := range map[string]string{"dm-0": "other", "dm-3": RootName, "vda": ""} {
+		dir := filepath.Join(sys, "block", dev)
+		os.MkdirAll(dir, 0o755)
+		if name != "" {
+			os.MkdirAll(filepath.Join(dir, "dm"), 0o755)
+			os.WriteFile(filepath.Join(dir, "dm", "name"), []byte(name+"\n"), 0o644)
+		}
+	}
+	if got, err := NodeByName(sys, "/dev", RootName); err != nil || got != "/dev/dm-3" {
+		t.Errorf("NodeByName = %q, %v; want /dev/dm-3", got, err)
+	}
+	if _, err := NodeByName(sys, "/dev", "missing"); err == nil || !strings.Contains(err.Error(), "dm device missing") {
+		t.Errorf("missing device: err %v", err)
+	}
+}

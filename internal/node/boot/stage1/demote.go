@@ -23,35 +23,44 @@ import (
 // One function on purpose: it belongs with the other entry renames
 // (marking a slot good, arming a new one) in the bootslot package.
 func DemoteEntry(esp, slot string) (from, to string, err error) {
+	from, err = EntryFile(esp, slot)
+	if err != nil {
+		return "", "", err
+	}
+	left, done, _ := parseEntryName(filepath.Base(from), slot)
+	if left == 0 && done > 0 {
+		return from, from, nil
+	}
+	to = filepath.Join(layout.ESPEntriesDir, fmt.Sprintf("%s%s+0-%d.conf", layout.ESPEntryNamePrefix, slot, max(done, 1)))
+	if err := os.Rename(filepath.Join(esp, from), filepath.Join(esp, to)); err != nil {
+		return from, "", fmt.Errorf("demote boot entry: %w", err)
+	}
+	dir := filepath.Join(esp, layout.ESPEntriesDir)
+	d, err := os.Open(dir)
+	if err == nil {
+		err = d.Sync()
+		d.Close()
+	}
+	if err != nil {
+		return from, to, fmt.Errorf("demote boot entry: sync %s: %w", dir, err)
+	}
+	return from, to, nil
+}
+
+// EntryFile returns the name, relative to esp, of slot's boot entry,
+// whatever its counter says.
+func EntryFile(esp, slot string) (string, error) {
 	dir := filepath.Join(esp, layout.ESPEntriesDir)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return "", "", fmt.Errorf("boot entries: %w", err)
+		return "", fmt.Errorf("boot entries: %w", err)
 	}
 	for _, e := range ents {
-		left, done, ok := parseEntryName(e.Name(), slot)
-		if !ok {
-			continue
+		if _, _, ok := parseEntryName(e.Name(), slot); ok {
+			return filepath.Join(layout.ESPEntriesDir, e.Name()), nil
 		}
-		from = filepath.Join(layout.ESPEntriesDir, e.Name())
-		if left == 0 && done > 0 {
-			return from, from, nil
-		}
-		to = filepath.Join(layout.ESPEntriesDir, fmt.Sprintf("%s%s+0-%d.conf", layout.ESPEntryNamePrefix, slot, max(done, 1)))
-		if err := os.Rename(filepath.Join(esp, from), filepath.Join(esp, to)); err != nil {
-			return from, "", fmt.Errorf("demote boot entry: %w", err)
-		}
-		d, err := os.Open(dir)
-		if err == nil {
-			err = d.Sync()
-			d.Close()
-		}
-		if err != nil {
-			return from, to, fmt.Errorf("demote boot entry: sync %s: %w", dir, err)
-		}
-		return from, to, nil
 	}
-	return "", "", fmt.Errorf("boot entries: no entry for slot %s in %s", slot, dir)
+	return "", fmt.Errorf("boot entries: no entry for slot %s in %s", slot, dir)
 }
 
 // parseEntryName reads a Kestrel entry file name for slot:
