@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 
 func bp(b bool) *bool { return &b }
 
-func timeout(s string) *intstr.IntOrString { v := intstr.FromString(s); return &v }
+func drainTimeout(s string) *intstr.IntOrString { v := intstr.FromString(s); return &v }
 
 // Every field of the Plan's DrainSpec lands on the Helper field SUC's
 // kubectl flag sets.
@@ -79,7 +79,7 @@ func TestHelperMapsEveryField(t *testing.T) {
 	}{
 		{"nil spec", nil, def},
 		{"empty spec", &plan.DrainSpec{}, def},
-		{"timeout string", &plan.DrainSpec{Timeout: timeout("90s")}, with(func(m *mapped) { m.Timeout = 90 * time.Second })},
+		{"timeout string", &plan.DrainSpec{Timeout: drainTimeout("90s")}, with(func(m *mapped) { m.Timeout = 90 * time.Second })},
 		{"timeout integer is nanoseconds", &plan.DrainSpec{Timeout: func() *intstr.IntOrString { v := intstr.FromInt32(1e9); return &v }()},
 			with(func(m *mapped) { m.Timeout = time.Second })},
 		{"gracePeriod", &plan.DrainSpec{GracePeriod: &grace}, with(func(m *mapped) { m.GracePeriodSeconds = 30 })},
@@ -120,7 +120,7 @@ func TestHelperRejects(t *testing.T) {
 		spec   *plan.DrainSpec
 		errHas string
 	}{
-		{"bad timeout", &plan.DrainSpec{Timeout: timeout("soon")}, "spec.drain.timeout"},
+		{"bad timeout", &plan.DrainSpec{Timeout: drainTimeout("soon")}, "spec.drain.timeout"},
 		{"bad selector operator", &plan.DrainSpec{PodSelector: &metav1.LabelSelector{
 			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Near"}}}}, "spec.drain.podSelector"},
 	}
@@ -360,7 +360,7 @@ func TestSkipWaitForDeleteTimeout(t *testing.T) {
 	t.Run("without it the stuck pod blocks until the timeout", func(t *testing.T) {
 		f := newFixture(t)
 		f.pod("stuck", owner("ReplicaSet"), finalizer)
-		err := Drain(f.ctx, f.cs, f.node, &plan.DrainSpec{Timeout: timeout("3s")}, f.opts())
+		err := Drain(f.ctx, f.cs, f.node, &plan.DrainSpec{Timeout: drainTimeout("3s")}, f.opts())
 		if err == nil || !strings.Contains(err.Error(), `"stuck"`) {
 			t.Fatalf("Drain err = %v, want the stuck pod named", err)
 		}
@@ -369,7 +369,7 @@ func TestSkipWaitForDeleteTimeout(t *testing.T) {
 		f := newFixture(t)
 		f.pod("stuck", owner("ReplicaSet"), finalizer)
 		f.pod("web", owner("ReplicaSet"))
-		err := Drain(f.ctx, f.cs, f.node, &plan.DrainSpec{Timeout: timeout("2m"), SkipWaitForDeleteTimeout: 1}, f.opts())
+		err := Drain(f.ctx, f.cs, f.node, &plan.DrainSpec{Timeout: drainTimeout("2m"), SkipWaitForDeleteTimeout: 1}, f.opts())
 		if err != nil {
 			t.Fatalf("Drain: %v", err)
 		}
@@ -401,7 +401,7 @@ func TestTerminatingNamespace(t *testing.T) {
 		_, err := f.cs.CoreV1().ConfigMaps(f.ns).Create(f.ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-"}}, metav1.CreateOptions{})
 		return apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause)
 	})
-	done := f.drainAsync(&plan.DrainSpec{Timeout: timeout("2m")})
+	done := f.drainAsync(&plan.DrainSpec{Timeout: drainTimeout("2m")})
 	f.waitFor("an eviction refused for the terminating namespace", func() bool {
 		return f.log.has(fmt.Sprintf(`from terminating namespace \"%s\"`, f.ns))
 	})
@@ -449,7 +449,7 @@ func TestWaitsForTerminatingPod(t *testing.T) {
 	}
 	t.Run("returns once it is gone", func(t *testing.T) {
 		f := start(t)
-		done := f.drainAsync(&plan.DrainSpec{Timeout: timeout("2m")})
+		done := f.drainAsync(&plan.DrainSpec{Timeout: drainTimeout("2m")})
 		f.waitFor("the drain to take the terminating pod", func() bool {
 			return f.log.has(fmt.Sprintf("pod=%s/old evict=true terminating=true", f.ns))
 		})
@@ -468,7 +468,7 @@ func TestWaitsForTerminatingPod(t *testing.T) {
 	})
 	t.Run("fails at the timeout while it stays", func(t *testing.T) {
 		f := start(t)
-		err := Drain(f.ctx, f.cs, f.node, &plan.DrainSpec{Timeout: timeout("3s")}, f.opts())
+		err := Drain(f.ctx, f.cs, f.node, &plan.DrainSpec{Timeout: drainTimeout("3s")}, f.opts())
 		if err == nil || !strings.Contains(err.Error(), `"old"`) {
 			t.Fatalf("Drain err = %v, want pod old named", err)
 		}
@@ -501,7 +501,7 @@ func TestPDBBlockedPodDoesNotHoldOthers(t *testing.T) {
 	if _, err := f.cs.PolicyV1().PodDisruptionBudgets(f.ns).UpdateStatus(f.ctx, pdb, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	err = Drain(f.ctx, f.cs, f.node, &plan.DrainSpec{Timeout: timeout("4s")}, f.opts())
+	err = Drain(f.ctx, f.cs, f.node, &plan.DrainSpec{Timeout: drainTimeout("4s")}, f.opts())
 	if err == nil || !strings.Contains(err.Error(), `"a-db"`) || !strings.Contains(err.Error(), "global timeout reached") {
 		t.Fatalf("Drain err = %v, want a timeout naming a-db", err)
 	}
