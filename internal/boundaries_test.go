@@ -95,3 +95,39 @@ func thirdParty(path string) bool {
 func ownTree(pkg string) bool {
 	return within(pkg, "internal/node") || within(pkg, "internal/build") || within(pkg, "internal/upgrade")
 }
+
+// k8s.io/kubectl (for its drain library) brings text/template, which stops
+// the linker from pruning unused methods, and kustomize: it roughly doubles
+// a binary. Only the drain package imports it, and only the controller's
+// tree links it.
+func TestKubectlOnlyInDrain(t *testing.T) {
+	const kubectl, drain = "k8s.io/kubectl", "internal/upgrade/drain"
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}|{{join .Imports " "}}|{{join .Deps " "}}`, module+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	seen := false
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "|")
+		pkg := strings.TrimPrefix(f[0], module)
+		for _, d := range strings.Fields(f[1]) {
+			switch {
+			case within(d, kubectl) && pkg == drain:
+				seen = true
+			case within(d, kubectl):
+				t.Errorf("%s imports %s; only %s may", pkg, d, drain)
+			}
+		}
+		if !within(pkg, "internal/upgrade") && !within(pkg, "cmd/upgrade-controller") {
+			for _, d := range strings.Fields(f[2]) {
+				if within(d, kubectl) {
+					t.Errorf("%s links %s", pkg, d)
+					break
+				}
+			}
+		}
+	}
+	if !seen {
+		t.Errorf("go list shows no import of %s by %s: this check sees nothing", kubectl, drain)
+	}
+}

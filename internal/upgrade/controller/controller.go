@@ -115,6 +115,9 @@ type Config struct {
 	Log *slog.Logger
 	// Workers processing Plans in parallel (each Plan is serial).
 	Workers int
+	// DrainRetryDelay is how long a drain waits before retrying an
+	// eviction a PodDisruptionBudget refused; 0: kubectl's 5 s.
+	DrainRetryDelay time.Duration
 }
 
 func (c *Config) defaults() {

@@ -2,11 +2,9 @@ package controller
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
-	"github.com/kestrel-os/kestrel/internal/upgrade/drain"
 	"github.com/kestrel-os/kestrel/internal/upgrade/job"
 	"github.com/kestrel-os/kestrel/internal/upgrade/plan"
 	appsv1 "k8s.io/api/apps/v1"
@@ -23,9 +21,6 @@ import (
 // budget allows it, the pods are evicted, the Job runs and the node ends
 // uncordoned. DaemonSet pods and the upgrade's own pods are left alone.
 func TestDrainRespectsPDB(t *testing.T) {
-	old := drain.RetryInterval
-	drain.RetryInterval = 200 * time.Millisecond
-	t.Cleanup(func() { drain.RetryInterval = old })
 	c := newCluster(t)
 	nodes := c.nodes(1, "v1", nil)
 	node := nodes[0]
@@ -48,9 +43,20 @@ func TestDrainRespectsPDB(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// kubectl's drain looks the DaemonSet up: an orphaned DaemonSet pod
+	// would be deleted under force.
+	dsLabels := map[string]string{"app": "ds"}
+	if _, err := c.kube.AppsV1().DaemonSets(c.ns).Create(c.ctx, &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "owner"},
+		Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: dsLabels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: dsLabels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	mkPod("web-1", "ReplicaSet", map[string]string{"app": "web"})
 	mkPod("web-2", "ReplicaSet", map[string]string{"app": "web"})
-	mkPod("ds", "DaemonSet", map[string]string{"app": "ds"})
+	mkPod("ds", "DaemonSet", dsLabels)
 	minAvail := intstr.FromInt32(2)
 	pdb, err := c.kube.PolicyV1().PodDisruptionBudgets(c.ns).Create(c.ctx, &policyv1.PodDisruptionBudget{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
@@ -75,7 +81,7 @@ func TestDrainRespectsPDB(t *testing.T) {
 		}
 	}
 	setPDB(0)
-	c.controller(nil)
+	c.controller(func(cfg *Config) { cfg.DrainRetryDelay = 200 * time.Millisecond })
 	c.sim("drain", "v2", jobOnly, 0)
 	p := c.createPlan(&plan.Plan{ObjectMeta: metav1.ObjectMeta{Name: "drain"}, Spec: plan.PlanSpec{
 		Concurrency: 1, NodeSelector: c.selector(), Version: "v2", Upgrade: &plan.ContainerSpec{Image: "img"},
@@ -108,7 +114,6 @@ func TestDrainRespectsPDB(t *testing.T) {
 	if c.node(node).Spec.Unschedulable {
 		t.Error("node left cordoned after the upgrade")
 	}
-	_ = appsv1.SchemeGroupVersion
 }
 
 func waitTrue(t *testing.T, c *cluster, timeout time.Duration, what string, f func() bool) {
@@ -117,5 +122,3 @@ func waitTrue(t *testing.T, c *cluster, timeout time.Duration, what string, f fu
 		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }
-
-var _ = fmt.Sprint

@@ -35,31 +35,13 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if _, err := testenv.BinDir(); err != nil {
-		envErr = err
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "upgradectl-testenv-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	env, err = testenv.Start(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start test apiserver:", err)
-		os.Exit(1)
-	}
-	if err := InstallCRD(context.Background(), env.Config); err != nil {
-		env.Stop()
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	env.Stop()
-	if code == 0 {
-		os.RemoveAll(dir)
-	}
-	os.Exit(code)
+	os.Exit(testenv.RunShared(m, func(e *testenv.Env, err error) error {
+		env, envErr = e, err
+		if e == nil {
+			return nil
+		}
+		return InstallCRD(context.Background(), e.Config)
+	}))
 }
 
 // cluster is one test's slice of the shared apiserver: its own namespace

@@ -588,7 +588,8 @@ func (c *Controller) drained(ctx context.Context, key string, p *plan.Plan, j *b
 	spec := p.Spec.Drain.DeepCopyDrain()
 	runCtx := c.runCtx
 	go func() {
-		err := drain.Drain(runCtx, c.kube, node, spec)
+		err := drain.Drain(runCtx, c.kube, node, spec, drain.Options{
+			Log: c.cfg.Log.With("plan", key), RetryDelay: c.cfg.DrainRetryDelay})
 		c.mu.Lock()
 		ds.running = false
 		if err == nil {

@@ -4,9 +4,10 @@
 // security context), and reads a Job's outcome.
 //
 // The one deliberate difference from SUC: no kubectl init container for
-// cordon or drain. Kestrel's controller cordons and drains through the API
-// (eviction, honouring PodDisruptionBudgets) while the Job is held at
-// parallelism 0, and only then lets it run. Env-var overrides of SUC's
+// cordon or drain. Kestrel's controller cordons and drains in-process,
+// with the library `kubectl drain` is built on (package
+// internal/upgrade/drain), while the Job is held at parallelism 0, and only
+// then lets it run. Env-var overrides of SUC's
 // defaults (SYSTEM_UPGRADE_JOB_*) are taken as Options, not read from the
 // process environment here.
 package job

@@ -131,8 +131,10 @@ type VolumeSpec struct {
 	Destination string `json:"destination"`
 }
 
-// DrainSpec carries kubectl-drain style parameters. Kestrel's controller
-// drains through the eviction API itself; the fields keep their meaning.
+// DrainSpec carries `kubectl drain`'s parameters. Kestrel's controller
+// drains in-process with kubectl's own drain library; package
+// internal/upgrade/drain maps each field onto it as SUC maps it onto
+// kubectl's flags.
 type DrainSpec struct {
 	Timeout                  *intstr.IntOrString   `json:"timeout,omitempty"`
 	GracePeriod              *int32                `json:"gracePeriod,omitempty"`

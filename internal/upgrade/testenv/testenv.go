@@ -130,6 +130,43 @@ func Start(dir string) (*Env, error) {
 	return e, nil
 }
 
+// RunShared is a test package's TestMain body for one Env shared by all
+// its tests: it starts the Env in a temporary directory and hands it to
+// use before the tests run (nil and the reason when the binaries are
+// missing, so tests can skip), runs them, stops the Env and returns the
+// exit code. The directory is kept, with the apiserver's and etcd's logs,
+// when a test failed.
+func RunShared(m *testing.M, use func(*Env, error) error) int {
+	if _, err := BinDir(); err != nil {
+		if err := use(nil, err); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "kestrel-testenv-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	e, err := Start(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start test apiserver:", err)
+		return 1
+	}
+	if err := use(e, nil); err != nil {
+		e.Stop()
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code := m.Run()
+	e.Stop()
+	if code == 0 {
+		os.RemoveAll(dir)
+	}
+	return code
+}
+
 // StartT starts an Env for a test or benchmark, skipping it with a message
 // naming the build script when the binaries are missing, and stopping the
 // Env when the test ends.
