@@ -15,9 +15,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kestrel-os/kestrel/internal/kcmdline"
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
-	"github.com/kestrel-os/kestrel/internal/kcmdline"
 	"github.com/kestrel-os/kestrel/internal/node/init/control"
 	"github.com/kestrel-os/kestrel/internal/node/update"
 	"github.com/kestrel-os/kestrel/internal/release"

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kestrel-os/kestrel/internal/kcmdline"
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/node/boot/blockdev"
 	"github.com/kestrel-os/kestrel/internal/node/boot/dmverity"
-	"github.com/kestrel-os/kestrel/internal/kcmdline"
 	"github.com/kestrel-os/kestrel/internal/node/boot/stage1"
 	"github.com/kestrel-os/kestrel/internal/verity"
 )

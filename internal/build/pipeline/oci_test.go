@@ -31,9 +31,9 @@ import (
 	"github.com/kestrel-os/kestrel/internal/build/upgradeimage"
 	"github.com/kestrel-os/kestrel/internal/config"
 	"github.com/kestrel-os/kestrel/internal/k3s/manifests"
+	"github.com/kestrel-os/kestrel/internal/progress"
 	"github.com/kestrel-os/kestrel/internal/release"
 	"github.com/kestrel-os/kestrel/internal/verity"
-	"github.com/kestrel-os/kestrel/internal/progress"
 )
 
 // The upgrade image of a real image build: archive verified, pushed to an

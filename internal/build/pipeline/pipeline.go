@@ -57,9 +57,9 @@ import (
 	k3sfetch "github.com/kestrel-os/kestrel/internal/k3s/fetch"
 	"github.com/kestrel-os/kestrel/internal/k3s/manifests"
 	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/progress"
 	"github.com/kestrel-os/kestrel/internal/release"
 	"github.com/kestrel-os/kestrel/internal/verity"
-	"github.com/kestrel-os/kestrel/internal/progress"
 )
 
 // Options are the inputs of a build.

@@ -25,9 +25,9 @@ import (
 	"github.com/kestrel-os/kestrel/internal/bls"
 	"github.com/kestrel-os/kestrel/internal/build/imagedef"
 	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/progress"
 	"github.com/kestrel-os/kestrel/internal/release"
 	"github.com/kestrel-os/kestrel/internal/verity"
-	"github.com/kestrel-os/kestrel/internal/progress"
 )
 
 const baselinePkg = "github.com/kestrel-os/kestrel/cmd/kestrel-baseline-init"

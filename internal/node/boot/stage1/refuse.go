@@ -6,10 +6,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kestrel-os/kestrel/internal/kcmdline"
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/node/boot/blockdev"
 	"github.com/kestrel-os/kestrel/internal/node/boot/esp"
-	"github.com/kestrel-os/kestrel/internal/kcmdline"
 )
 
 // DefaultRescueTimeout is how long the rescue shell stays open after a
