@@ -239,7 +239,9 @@ func writeRoot(ctx context.Context, rel Release, rootfs release.Part, devPath st
 		return err
 	}
 	defer f.Close()
-	buf := make([]byte, 4<<20)
+	// 1 MiB writes: large enough for the disk, small enough that progress
+	// (and a power cut) can fall anywhere in a small root image.
+	buf := make([]byte, 1<<20)
 	var done int64
 	p.begin(rootfs.Size)
 	for {
