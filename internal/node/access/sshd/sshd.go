@@ -131,12 +131,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:        cfg,
-		signers:    signers,
-		listeners:  map[net.Listener]struct{}{},
-		conns:      map[net.Conn]struct{}{},
-		startups:   newStartups(),
-		verify:     shacrypt.Verify,
+		cfg:       cfg,
+		signers:   signers,
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[net.Conn]struct{}{},
+		startups:  newStartups(),
+		verify:    shacrypt.Verify,
 	}
 	// Unknown and locked users get their password hashed too, against
 	// this, so that the answer's timing does not tell which names exist.
