@@ -45,6 +45,7 @@ func WriteIn(dir *os.Root, name string, data []byte, perm os.FileMode, uid, gid 
 			return fmt.Errorf("chown %s to %d:%d: %w", where, uid, gid, err)
 		}
 	}
+	// Chmod after chown: chown clears the setuid and setgid bits.
 	if err := tmp.Chmod(perm); err != nil {
 		return fmt.Errorf("chmod %s to %v: %w", where, perm, err)
 	}
