@@ -209,11 +209,11 @@ func TestIdleConnectionsDoNotLockOut(t *testing.T) {
 // limit, with the random draw fixed.
 func TestStartupsDrop(t *testing.T) {
 	for _, tc := range []struct {
-		name        string
-		others      int // handshakes in progress from other sources
-		mine        int // from this source
-		draw        int
-		wantAdmited bool
+		name         string
+		others       int // handshakes in progress from other sources
+		mine         int // from this source
+		draw         int
+		wantAdmitted bool
 	}{
 		{"below begin", 9, 0, 0, true},
 		{"at begin, draw above 30", 10, 0, 30, true},
@@ -242,11 +242,45 @@ func TestStartupsDrop(t *testing.T) {
 				t.Fatal(err)
 			}
 			err := st.startHandshake("192.0.2.1")
-			if (err == nil) != tc.wantAdmited {
-				t.Errorf("admitted %v (%v), want %v", err == nil, err, tc.wantAdmited)
+			if (err == nil) != tc.wantAdmitted {
+				t.Errorf("admitted %v (%v), want %v", err == nil, err, tc.wantAdmitted)
 			}
 			if st.idle != 0 {
 				t.Errorf("idle count %d after the first bytes", st.idle)
+			}
+		})
+	}
+}
+
+// TestIdleDrop is the early drop of connections that have not sent a
+// byte, overall and per source, with the random draw fixed.
+func TestIdleDrop(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		others, mine int // idle connections from other sources, from this one
+		draw         int
+		wantAdmitted bool
+	}{
+		{"below idleBegin", idleBegin - 1, 0, 0, true},
+		{"halfway, low draw", (idleBegin + maxIdle) / 2, 0, 49, false},
+		{"halfway, high draw", (idleBegin + maxIdle) / 2, 0, 50, true},
+		{"full", maxIdle, 0, 99, false},
+		{"per-source limit", 0, maxIdlePerSource, 99, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newStartups()
+			st.percent = func() int { return 99 }
+			for i := range tc.others {
+				st.idle++
+				st.idleBy[fmt.Sprintf("10.1.%d.%d", i/200, i%200)]++
+			}
+			for range tc.mine {
+				st.idle++
+				st.idleBy["192.0.2.1"]++
+			}
+			st.percent = func() int { return tc.draw }
+			if err := st.enterIdle("192.0.2.1"); (err == nil) != tc.wantAdmitted {
+				t.Errorf("admitted %v (%v), want %v", err == nil, err, tc.wantAdmitted)
 			}
 		})
 	}

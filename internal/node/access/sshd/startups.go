@@ -14,8 +14,11 @@ const (
 	// versionTimeout bounds the wait for the client's first bytes (its
 	// version line). Until they arrive a connection holds no handshake
 	// slot, so idle connections only cost a goroutine and a descriptor,
-	// bounded by maxIdle and maxIdlePerSource.
+	// bounded by maxIdlePerSource and, overall, by a random early drop
+	// from idleBegin (probability rising linearly to 1 at maxIdle), so
+	// that a flood from many sources still lets some logins through.
 	versionTimeout   = 5 * time.Second
+	idleBegin        = 64
 	maxIdle          = 256
 	maxIdlePerSource = 32
 
@@ -68,8 +71,8 @@ func source(a net.Addr) string {
 func (s *startups) enterIdle(src string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.idle >= maxIdle {
-		return fmt.Errorf("%d connections waiting for a version line", s.idle)
+	if s.idle >= idleBegin && (s.idle >= maxIdle || s.percent() < 100*(s.idle-idleBegin)/(maxIdle-idleBegin)) {
+		return fmt.Errorf("%d connections waiting for a version line: dropped early", s.idle)
 	}
 	if s.idleBy[src] >= maxIdlePerSource {
 		return fmt.Errorf("%d connections from %s waiting for a version line", s.idleBy[src], src)
