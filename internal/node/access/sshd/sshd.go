@@ -5,14 +5,23 @@
 // root directory (internal/osfiles/passwd): public-key login against
 // ~/.ssh/authorized_keys, and password login, only when enabled, against
 // the SHA-crypt hash in /etc/shadow (internal/shacrypt), for passwords of
-// at most MaxPasswordLen bytes. An account whose hash starts with '!' is
-// locked for every method, and so is every uid-0 account unless
-// Config.PermitRootLogin. authorized_keys is read as OpenSSH's StrictModes
-// would allow: a regular file of at most 1 MiB,
-// it and its parents up to the home owned by the user or root and not
-// group or world writable, opened without following links or blocking. Host keys (ed25519 and ECDSA
-// P-256) are generated on first start and kept in a directory on the state
-// partition, 0600, so the node's identity survives upgrades and reboots.
+// at most MaxPasswordLen bytes; unknown and password-less accounts get a
+// dummy hash checked, so timing does not tell which names exist. An
+// account whose hash starts with '!' is locked for every method, and so is
+// every uid-0 account unless Config.PermitRootLogin ("*" in /etc/shadow
+// only means "no password"). authorized_keys is read as OpenSSH's
+// StrictModes would allow: a regular file of at most 1 MiB, it and its
+// parents up to the home owned by the user or root and not group or world
+// writable, opened without following links or blocking.
+//
+// Connections that have not logged in are bounded (startups.go): one that
+// sends nothing holds no handshake slot and is dropped after 5 s; at most
+// 8 handshakes per source; OpenSSH's MaxStartups 10:30:100 random early
+// drop overall; 30 s from accept to login.
+//
+// Host keys (ed25519 and ECDSA P-256) are generated on first start and
+// kept in a directory on the state partition, 0600, so the node's
+// identity survives upgrades and reboots.
 //
 // Sessions run the user's shell with the user's uid, gid, supplementary
 // groups and HOME: "shell" requests start a login shell, "exec" requests run
