@@ -136,12 +136,12 @@ func WriteAuthorizedKeys(root, name string, keys []string) error {
 	}
 	home, err := openHome(root, u)
 	if err != nil {
-		return fmt.Errorf("users %s: %w", name, errors.Join(append(errs, err)...))
+		return errors.Join(append(errs, fmt.Errorf("users %s: %w", name, err))...)
 	}
 	defer home.Close()
 	sshDir, err := openOwnedDir(home, ".ssh", 0o700, u.UID, u.GID)
 	if err != nil {
-		return fmt.Errorf("users %s: %w", name, errors.Join(append(errs, err)...))
+		return errors.Join(append(errs, fmt.Errorf("users %s: %w", name, err))...)
 	}
 	defer sshDir.Close()
 	if err := atomicfile.WriteIn(sshDir, "authorized_keys", []byte(b.String()), 0o600, u.UID, u.GID); err != nil {
