@@ -29,7 +29,7 @@ func newPhases() *phases.Runner {
 	return phases.New(phases.Options{
 		Root: "/", ESP: layout.ESPMount, Cmdline: "/proc/cmdline", Cache: datasource.DefaultCache,
 		Random: rand.Reader, Net: datasource.Env{Client: client, FileRoot: "/"},
-		Keys: &sshkeys.Resolver{Client: client}, Clock: ntp.SystemClock{},
+		Keys: &sshkeys.Resolver{Client: client, CachePath: sshkeys.DefaultCache}, Clock: ntp.SystemClock{},
 		Mount: unix.Mount, Sethostname: unix.Sethostname,
 	})
 }

@@ -40,6 +40,7 @@ func sshdCmd(args []string) int {
 	root := fs.String("root", "/", "root holding etc/passwd, etc/shadow and the homes")
 	keys := fs.String("host-keys", sshHostKeys, "host key directory (created 0700, keys 0600)")
 	pw := fs.Bool("password-auth", false, "accept password logins (only when a password is configured)")
+	rootLogin := fs.Bool("permit-root-login", false, "let uid-0 accounts log in (root is refused by default)")
 	envFile := fs.String("environment", phases.EnvironmentPath, "sessions get this file's variables")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -50,7 +51,7 @@ func sshdCmd(args []string) int {
 		env = phases.ParseEnvironment(b)
 	}
 	srv, err := sshd.New(sshd.Config{
-		Root: *root, HostKeyDir: *keys, PasswordAuth: *pw, Env: env, Logf: logger.Printf,
+		Root: *root, HostKeyDir: *keys, PasswordAuth: *pw, PermitRootLogin: *rootLogin, Env: env, Logf: logger.Printf,
 		SFTPServer: []string{layout.KestrelBin, "sftp-server"},
 	})
 	if err != nil {

@@ -49,7 +49,7 @@ type Key struct {
 // table the phase runner, the JSON schema and the docs use; a test checks
 // it covers every field of Config.
 var Keys = []Key{
-	{"ssh_authorized_keys", PhaseBoot, "public keys of the default user kestrel: literal keys (boot phase), github:USER, gitlab:USER or an https URL (fetched at network-up)"},
+	{"ssh_authorized_keys", PhaseBoot, "public keys of the default user kestrel: literal keys (boot phase), github:USER, gitlab:USER or an https URL, optionally pinned with #sha256=HEX (fetched at network-up)"},
 	{"write_files", PhaseBoot, "files written atomically at boot"},
 	{"write_files[].path", PhaseNone, "absolute path of the file (required)"},
 	{"write_files[].content", PhaseNone, "file content, encoded as `encoding` says"},
@@ -86,7 +86,8 @@ var Keys = []Key{
 	{"kestrel.install.power_off", PhaseNone, "power off instead of rebooting when done"},
 	{"kestrel.install.tty", PhaseNone, "console tty of the installed system"},
 	{"kestrel.install.debug", PhaseNone, "verbose installer"},
-	{"kestrel.config_url", PhaseNetworkUp, "one more config source fetched at network-up (http, https or file URL), merged last"},
+	{"kestrel.config_url", PhaseNetworkUp, "one more config source fetched at network-up (https or file URL; http only with allow_insecure_http), merged last; an optional #sha256=HEX pins its content"},
+	{"kestrel.allow_insecure_http", PhaseNetworkUp, "also fetch config_url and ssh_authorized_keys URLs over plain http: anyone on the network path can then change this node's config and keys (warned at every boot; lab networks only)"},
 	{"kestrel.network", PhaseBoot, "static network configuration, applied with netlink"},
 	{"kestrel.network.interfaces", PhaseNone, "interfaces by name; unlisted interfaces use DHCP"},
 	{"kestrel.network.interfaces.*.dhcp", PhaseNone, "DHCPv4 on or off (default: on unless addresses are given)"},

@@ -67,6 +67,10 @@ type Section struct {
 	Mounts       []Mount    `yaml:"mounts,omitempty"`
 	K3s          K3s        `yaml:"k3s,omitempty"`
 	ConsoleShell *bool      `yaml:"console_shell,omitempty"`
+
+	// AllowInsecureHTTP lets config_url and ssh_authorized_keys URLs use
+	// plain http (warned at every boot).
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http,omitempty"`
 }
 
 // Wifi is one Wi-Fi network.

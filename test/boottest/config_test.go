@@ -191,6 +191,8 @@ kestrel:
   timezone: Europe/Paris
   dns_nameservers: [192.0.2.53]
   ntp_servers: ["%s:%d"]
+  # The test's servers are plain http on the host: the opt-in, warned.
+  allow_insecure_http: true
   config_url: http://%s:%d/extra.yaml
   users:
     - name: ops

@@ -27,53 +27,12 @@ func Write(path string, data []byte, perm os.FileMode, uid, gid int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create directory %s: %w", dir, err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create temporary file for %s: %w", path, err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	if uid != NoChown || gid != NoChown {
-		if err := tmp.Chown(uid, gid); err != nil {
-			return fmt.Errorf("chown %s to %d:%d: %w", path, uid, gid, err)
-		}
-	}
-	// Chmod after chown: chown clears the setuid and setgid bits.
-	if err := tmp.Chmod(perm); err != nil {
-		return fmt.Errorf("chmod %s to %v: %w", path, perm, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmp.Name(), path, err)
-	}
-	done = true
-	return syncDir(dir)
-}
-
-// syncDir makes the rename durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	r, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("open directory %s: %w", dir, err)
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	return nil
+	defer r.Close()
+	return WriteIn(r, filepath.Base(path), data, perm, uid, gid)
 }
 
 // UnixMode converts the permission bits of a Unix mode (as written in octal,

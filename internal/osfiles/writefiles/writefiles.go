@@ -11,8 +11,14 @@
 // Limits: encodings are those of k3OS/cloud-init (none, b64/base64,
 // gz/gzip, and the four gz+b64 spellings); cloud-init's "append" and
 // "defer" keys are not supported; created parent directories are 0755 and
-// root-owned; symlinks inside root are followed, so root must be trusted
-// (stage 2 passes "/").
+// root-owned; root itself must be trusted (stage 2 passes "/").
+//
+// Symlinks are followed only where root alone could have made them: the
+// path is walked down while each directory (below root) is owned by root
+// and not group or world writable, up to the first one that is not (or
+// the last existing one). From that directory on (a home directory, /tmp) the write goes
+// through an os.Root opened on that directory, so a user's symlink cannot
+// send the file, its owner or its mode outside the user's own tree.
 package writefiles
 
 import (
@@ -26,6 +32,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/kestrel-os/kestrel/internal/osfiles/atomicfile"
 	"github.com/kestrel-os/kestrel/internal/osfiles/passwd"
@@ -60,11 +67,81 @@ func Write(root string, files []File) error {
 		return errors.Join(errs...)
 	}
 	for _, p := range prepared {
-		if err := atomicfile.Write(p.target, p.data, p.mode, p.uid, p.gid); err != nil {
+		if err := writeUnder(root, p); err != nil {
 			errs = append(errs, fmt.Errorf("write_files %s: %w", p.path, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// writeUnder writes p through an os.Root on the deepest trusted directory
+// above it (see the package comment).
+func writeUnder(root string, p prepared) error {
+	dir, rest, err := trustedDir(root, filepath.Dir(p.target))
+	if err != nil {
+		return err
+	}
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return atomicfile.WriteIn(r, filepath.Join(rest, filepath.Base(p.target)), p.data, p.mode, p.uid, p.gid)
+}
+
+// trustedDir splits dir (under root) into the directory to open as an
+// os.Root, the first one a non-root user can change (its parents only
+// root can) or the last existing one, and the rest of the path relative
+// to it. A symlink met in a trusted directory is
+// root's: the walk goes on from its target.
+func trustedDir(root, dir string) (string, string, error) {
+	rel, err := filepath.Rel(root, dir)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", "", fmt.Errorf("%s is not under %s", dir, root)
+	}
+	cur, rest := filepath.Clean(root), strings.Split(rel, string(filepath.Separator))
+	if rel == "." {
+		rest = nil
+	}
+	for links := 0; len(rest) > 0; {
+		next := filepath.Join(cur, rest[0])
+		fi, err := os.Lstat(next)
+		if errors.Is(err, os.ErrNotExist) {
+			break // created below cur, inside the os.Root
+		}
+		if err != nil {
+			return "", "", err
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			if links++; links > 40 {
+				return "", "", fmt.Errorf("%s: too many levels of symbolic links", next)
+			}
+			target, err := filepath.EvalSymlinks(next)
+			if err != nil {
+				return "", "", err
+			}
+			// Start again from root along the target, checking each step.
+			if rel, err = filepath.Rel(root, target); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+				return "", "", fmt.Errorf("%s leads to %s, outside %s", next, target, root)
+			}
+			cur, rest = filepath.Clean(root), append(strings.Split(rel, string(filepath.Separator)), rest[1:]...)
+			if rel == "." {
+				rest = rest[1:]
+			}
+			continue
+		}
+		if !fi.IsDir() {
+			return "", "", fmt.Errorf("%s is not a directory", next)
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		cur, rest = next, rest[1:]
+		if !ok || st.Uid != 0 || fi.Mode().Perm()&0o022 != 0 {
+			// Someone else's directory, in a parent only root can
+			// change: the rest goes through an os.Root on it.
+			break
+		}
+	}
+	return cur, filepath.Join(append([]string{"."}, rest...)...), nil
 }
 
 // prepared is a validated entry ready to be written.

@@ -139,3 +139,62 @@ func FuzzDecode(f *testing.F) {
 		Decode(content, enc) // must not panic
 	})
 }
+
+// TestUserSymlinks: write_files into a tree a user owns does not follow the
+// user's symlinks out of it (issue 10 item 1): neither a linked directory
+// nor a linked file redirects the write, the owner or the mode.
+func TestUserSymlinks(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	for _, tc := range []struct {
+		name  string
+		plant func(t *testing.T, root string)
+		path  string
+	}{
+		{"directory link to /root", func(t *testing.T, root string) {
+			os.Symlink(filepath.Join(root, "root"), filepath.Join(root, "home/kestrel/conf"))
+		}, "/home/kestrel/conf/authorized_keys"},
+		{"relative directory link out of the home", func(t *testing.T, root string) {
+			os.Symlink("../../root", filepath.Join(root, "home/kestrel/conf"))
+		}, "/home/kestrel/conf/authorized_keys"},
+		{"file link to root's file", func(t *testing.T, root string) {
+			os.MkdirAll(filepath.Join(root, "home/kestrel/conf"), 0o755)
+			os.Chown(filepath.Join(root, "home/kestrel/conf"), 1000, 1000)
+			os.Symlink(filepath.Join(root, "root/authorized_keys"), filepath.Join(root, "home/kestrel/conf/authorized_keys"))
+		}, "/home/kestrel/conf/authorized_keys"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := testRoot(t)
+			os.MkdirAll(filepath.Join(root, "root"), 0o700)
+			os.WriteFile(filepath.Join(root, "root/authorized_keys"), []byte("root's\n"), 0o600)
+			os.MkdirAll(filepath.Join(root, "home/kestrel"), 0o755)
+			os.Chown(filepath.Join(root, "home/kestrel"), 1000, 1000)
+			tc.plant(t, root)
+			Write(root, []File{{Path: tc.path, Content: "user's\n", Owner: "kestrel", Permissions: "0644"}})
+			if b, _ := os.ReadFile(filepath.Join(root, "root/authorized_keys")); string(b) != "root's\n" {
+				t.Errorf("root's file rewritten through the link: %q", b)
+			}
+			for _, p := range []string{"root", "root/authorized_keys"} {
+				fi, err := os.Stat(filepath.Join(root, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || fi.Mode().Perm()&0o077 != 0 {
+					t.Errorf("%s now uid %d mode %v", p, st.Uid, fi.Mode())
+				}
+			}
+		})
+	}
+	// Root's own links are still followed (e.g. /var/run -> /run).
+	root := testRoot(t)
+	os.MkdirAll(filepath.Join(root, "run"), 0o755)
+	os.MkdirAll(filepath.Join(root, "var"), 0o755)
+	os.Symlink("../run", filepath.Join(root, "var/run"))
+	if err := Write(root, []File{{Path: "/var/run/x.conf", Content: "x\n"}}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "run/x.conf")); err != nil || string(b) != "x\n" {
+		t.Errorf("through root's link: %q %v", b, err)
+	}
+}

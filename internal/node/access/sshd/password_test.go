@@ -29,7 +29,7 @@ func TestPasswordLengthCap(t *testing.T) {
 		"etc/group":  "root:x:0:\n",
 		"etc/shadow": "admin:" + hash + ":::::::\n",
 	})
-	srv, err := New(Config{Root: root, HostKeyDir: filepath.Join(t.TempDir(), "ssh"), PasswordAuth: true, AuthFailureDelay: time.Nanosecond})
+	srv, err := New(Config{Root: root, HostKeyDir: filepath.Join(t.TempDir(), "ssh"), PasswordAuth: true, AuthFailureDelay: time.Nanosecond, PermitRootLogin: true})
 	if err != nil {
 		t.Fatal(err)
 	}

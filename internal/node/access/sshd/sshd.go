@@ -5,10 +5,23 @@
 // root directory (internal/osfiles/passwd): public-key login against
 // ~/.ssh/authorized_keys, and password login, only when enabled, against
 // the SHA-crypt hash in /etc/shadow (internal/shacrypt), for passwords of
-// at most MaxPasswordLen bytes. An account whose hash starts with '!' is
-// locked for every method. Host keys (ed25519 and ECDSA
-// P-256) are generated on first start and kept in a directory on the state
-// partition, 0600, so the node's identity survives upgrades and reboots.
+// at most MaxPasswordLen bytes; unknown and password-less accounts get a
+// dummy hash checked, so timing does not tell which names exist. An
+// account whose hash starts with '!' is locked for every method, and so is
+// every uid-0 account unless Config.PermitRootLogin ("*" in /etc/shadow
+// only means "no password"). authorized_keys is read as OpenSSH's
+// StrictModes would allow: a regular file of at most 1 MiB, it and its
+// parents up to the home owned by the user or root and not group or world
+// writable, opened without following links or blocking.
+//
+// Connections that have not logged in are bounded (startups.go): one that
+// sends nothing holds no handshake slot and is dropped after 5 s; at most
+// 8 handshakes per source; OpenSSH's MaxStartups 10:30:100 random early
+// drop overall; 30 s from accept to login.
+//
+// Host keys (ed25519 and ECDSA P-256) are generated on first start and
+// kept in a directory on the state partition, 0600, so the node's
+// identity survives upgrades and reboots.
 //
 // Sessions run the user's shell with the user's uid, gid, supplementary
 // groups and HOME: "shell" requests start a login shell, "exec" requests run
@@ -51,11 +64,6 @@ import (
 	"github.com/kestrel-os/kestrel/internal/shacrypt"
 )
 
-const (
-	maxHandshakes  = 16
-	loginGraceTime = 2 * time.Minute
-)
-
 // MaxPasswordLen is the longest password the server hashes, in bytes:
 // OpenSSH's MAX_PASSWORD_LEN. SHA-crypt's cost grows with the square of
 // the password's length (a 256 KiB one takes minutes), so a longer
@@ -75,6 +83,9 @@ type Config struct {
 	HostKeyDir string
 	// PasswordAuth enables password login. Off by default: keys only.
 	PasswordAuth bool
+	// PermitRootLogin lets uid-0 accounts log in. Off by default, whatever
+	// their /etc/shadow entry says ("*" only means "no password").
+	PermitRootLogin bool
 	// Path is the PATH of sessions; DefaultPath when empty.
 	Path string
 	// Env is added to every session's environment (KEY=value), e.g. the
@@ -101,7 +112,8 @@ type Server struct {
 	signers []ssh.Signer
 	verify  func(hashed, password string) error // shacrypt.Verify; tests count the calls
 
-	handshakes chan struct{} // bounds connections not yet authenticated
+	startups *startups // bounds connections not yet authenticated
+	dummy    string    // a hash verified for unknown users, as for real ones
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -128,12 +140,17 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:        cfg,
-		signers:    signers,
-		listeners:  map[net.Listener]struct{}{},
-		conns:      map[net.Conn]struct{}{},
-		handshakes: make(chan struct{}, maxHandshakes),
-		verify:     shacrypt.Verify,
+		cfg:       cfg,
+		signers:   signers,
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[net.Conn]struct{}{},
+		startups:  newStartups(),
+		verify:    shacrypt.Verify,
+	}
+	// Unknown and locked users get their password hashed too, against
+	// this, so that the answer's timing does not tell which names exist.
+	if s.dummy, err = shacrypt.HashSHA512("kestrel-dummy-password", nil); err != nil {
+		return nil, fmt.Errorf("sshd: %w", err)
 	}
 	s.sshCfg = &ssh.ServerConfig{
 		PublicKeyCallback: s.checkPublicKey,
@@ -222,18 +239,19 @@ func (s *Server) handleConn(c net.Conn) {
 		s.mu.Unlock()
 	}()
 
-	// Unauthenticated connections are bounded in number and time, so a
-	// flood cannot exhaust PID 1 (as OpenSSH's MaxStartups and
-	// LoginGraceTime).
-	select {
-	case s.handshakes <- struct{}{}:
-	default:
-		s.cfg.Logf("sshd: %s: dropped: %d handshakes in progress", c.RemoteAddr(), maxHandshakes)
+	// Unauthenticated connections are bounded in number and time (see
+	// startups.go), so idle or stalled ones cannot lock anybody out nor
+	// exhaust PID 1 (as OpenSSH's MaxStartups and LoginGraceTime).
+	src := source(c.RemoteAddr())
+	if err := s.startups.enterIdle(src); err != nil {
+		s.cfg.Logf("sshd: %s: dropped: %v", c.RemoteAddr(), err)
 		return
 	}
-	c.SetDeadline(time.Now().Add(loginGraceTime))
-	sconn, chans, reqs, err := ssh.NewServerConn(c, s.sshCfg)
-	<-s.handshakes
+	now := time.Now()
+	gc := &gatedConn{Conn: c, st: s.startups, src: src, accepted: now}
+	c.SetDeadline(now.Add(versionTimeout))
+	sconn, chans, reqs, err := ssh.NewServerConn(gc, s.sshCfg)
+	gc.done()
 	if err != nil {
 		s.cfg.Logf("sshd: %s: handshake: %v", c.RemoteAddr(), err)
 		return
@@ -277,6 +295,9 @@ func (s *Server) account(name string) (passwd.User, passwd.Shadow, error) {
 	if strings.HasPrefix(sh.Hash, "!") {
 		return u, sh, fmt.Errorf("account %s is locked", name)
 	}
+	if u.UID == 0 && !s.cfg.PermitRootLogin {
+		return u, sh, fmt.Errorf("account %s has uid 0: root login is off", name)
+	}
 	return u, sh, nil
 }
 
@@ -287,7 +308,7 @@ func (s *Server) checkPublicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.
 		return nil, errors.New("refused")
 	}
 	path := filepath.Join(s.cfg.Root, u.Home, ".ssh", "authorized_keys")
-	data, err := os.ReadFile(path)
+	data, err := readAuthorizedKeys(filepath.Join(s.cfg.Root, u.Home), u.UID)
 	if err != nil {
 		s.cfg.Logf("sshd: %s: public key for %q refused: %v", meta.RemoteAddr(), meta.User(), err)
 		return nil, errors.New("refused")
@@ -320,9 +341,15 @@ func (s *Server) checkPassword(meta ssh.ConnMetadata, password []byte) (*ssh.Per
 	var sh passwd.Shadow
 	if err == nil {
 		_, sh, err = s.account(meta.User())
-	}
-	if err == nil {
-		err = s.verify(sh.Hash, string(password))
+		if err != nil || sh.Hash == "" || sh.Hash == "*" {
+			// The same work as for a real account: no timing oracle.
+			s.verify(s.dummy, string(password))
+			if err == nil {
+				err = fmt.Errorf("account %s has no password", meta.User())
+			}
+		} else {
+			err = s.verify(sh.Hash, string(password))
+		}
 	}
 	if err != nil {
 		s.cfg.Logf("sshd: %s: password for %q refused: %v", meta.RemoteAddr(), meta.User(), err)

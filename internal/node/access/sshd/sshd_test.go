@@ -140,6 +140,7 @@ func setupWith(t *testing.T, passwordAuth bool, rp *reaper.Reaper) *env {
 		Env:  []string{"http_proxy=http://proxy.invalid:3128", "KESTREL_SSHD_TEST_SFTP=1"},
 		Logf: e.log.logf, SFTPServer: []string{sftpBin},
 		AuthFailureDelay: time.Millisecond, Reaper: rp,
+		PermitRootLogin: true, // the test accounts are uid 0 or nobody
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,13 @@
 // no removal of accounts dropped from the config (/etc is regenerated each
 // boot, so they vanish with it, but their home directories stay on /home),
 // ownership of an existing home is fixed on the directory itself only.
+//
+// The home belongs to its user, who may plant symlinks in it: ~/.ssh and
+// authorized_keys are created through an os.Root opened on the home, with
+// fchown/fchmod on open descriptors, so nothing outside the home is ever
+// created, written or chowned (a ~/.ssh that is not a directory is
+// refused, and reported). The home's parent must be root-owned and not
+// group or world writable.
 package users
 
 import (
@@ -27,6 +34,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 
 	"golang.org/x/crypto/ssh"
 
@@ -126,11 +134,17 @@ func WriteAuthorizedKeys(root, name string, keys []string) error {
 		b.WriteString(k)
 		b.WriteByte('\n')
 	}
-	sshDir := filepath.Join(root, u.Home, ".ssh")
-	if err := mkdirOwned(sshDir, 0o700, u.UID, u.GID); err != nil {
-		return fmt.Errorf("users %s: %w", name, err)
+	home, err := openHome(root, u)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("users %s: %w", name, err))...)
 	}
-	if err := atomicfile.Write(filepath.Join(sshDir, "authorized_keys"), []byte(b.String()), 0o600, u.UID, u.GID); err != nil {
+	defer home.Close()
+	sshDir, err := openOwnedDir(home, ".ssh", 0o700, u.UID, u.GID)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("users %s: %w", name, err))...)
+	}
+	defer sshDir.Close()
+	if err := atomicfile.WriteIn(sshDir, "authorized_keys", []byte(b.String()), 0o600, u.UID, u.GID); err != nil {
 		errs = append(errs, fmt.Errorf("users %s: %w", name, err))
 	}
 	return errors.Join(errs...)
@@ -324,23 +338,70 @@ func (d *db) ensureGroup(name string, want int) (int, error) {
 }
 
 func makeHome(root string, u passwd.User) error {
-	return mkdirOwned(filepath.Join(root, u.Home), 0o700, u.UID, u.GID)
+	home, err := openHome(root, u)
+	if err != nil {
+		return err
+	}
+	return home.Close()
 }
 
-// mkdirOwned creates dir (parents 0755 root-owned) or fixes an existing
-// one's mode and owner.
-func mkdirOwned(dir string, mode os.FileMode, uid, gid int) error {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", filepath.Dir(dir), err)
+// openHome creates or fixes u's home directory under root and opens it as
+// an os.Root. The home belongs to the user, who can plant symlinks in it
+// (~/.ssh -> /root): everything below it is created through the returned
+// Root, which never resolves a name outside the home. The home's parent
+// must be root's alone (root-owned, not group or world writable), or the
+// user could swap the home itself for a link.
+func openHome(root string, u passwd.User) (*os.Root, error) {
+	parent := filepath.Join(root, filepath.Dir(u.Home))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", parent, err)
 	}
-	if err := os.Mkdir(dir, mode); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("create %s: %w", dir, err)
+	fi, err := os.Stat(parent)
+	if err != nil {
+		return nil, err
 	}
-	if err := os.Chown(dir, uid, gid); err != nil {
-		return fmt.Errorf("chown %s: %w", dir, err)
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != 0 || fi.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("home %s: parent %s must be owned by root and not group or world writable (mode %v)", u.Home, parent, fi.Mode().Perm())
 	}
-	if err := os.Chmod(dir, mode); err != nil {
-		return fmt.Errorf("chmod %s: %w", dir, err)
+	pr, err := os.OpenRoot(parent)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	defer pr.Close()
+	return openOwnedDir(pr, filepath.Base(u.Home), 0o700, u.UID, u.GID)
+}
+
+// openOwnedDir creates the directory name in parent (or keeps an existing
+// one), refuses a symlink or other non-directory there, and gives it mode
+// and owner through its open descriptor (fchown, fchmod), so a link
+// swapped in meanwhile cannot redirect the chown.
+func openOwnedDir(parent *os.Root, name string, mode os.FileMode, uid, gid int) (*os.Root, error) {
+	where := filepath.Join(parent.Name(), name)
+	if err := parent.Mkdir(name, mode); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("create %s: %w", where, err)
+	}
+	fi, err := parent.Lstat(name)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", where, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s is a %v, not a directory: refused (remove it to restore access)", where, fi.Mode().Type())
+	}
+	dir, err := parent.OpenRoot(name)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", where, err)
+	}
+	f, err := dir.Open(".")
+	if err == nil {
+		err = f.Chown(uid, gid)
+		if err == nil {
+			err = f.Chmod(mode)
+		}
+		f.Close()
+	}
+	if err != nil {
+		dir.Close()
+		return nil, fmt.Errorf("own %s: %w", where, err)
+	}
+	return dir, nil
 }

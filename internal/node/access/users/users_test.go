@@ -190,3 +190,63 @@ func TestWriteAuthorizedKeysReplaces(t *testing.T) {
 		t.Error("unknown user: expected an error")
 	}
 }
+
+// A user who replaces ~/.ssh (or authorized_keys) with a symlink into
+// root's files must not get PID 1 to chown or write there (issue 10 item 1).
+func TestWriteAuthorizedKeysRefusesSymlinks(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		plant func(t *testing.T, home, target string)
+	}{
+		{"ssh dir is a link", func(t *testing.T, home, target string) {
+			os.RemoveAll(filepath.Join(home, ".ssh"))
+			if err := os.Symlink(target, filepath.Join(home, ".ssh")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"authorized_keys is a link", func(t *testing.T, home, target string) {
+			p := filepath.Join(home, ".ssh/authorized_keys")
+			os.Remove(p)
+			if err := os.Symlink(filepath.Join(target, "authorized_keys"), p); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"ssh dir is a relative link out of the home", func(t *testing.T, home, target string) {
+			os.RemoveAll(filepath.Join(home, ".ssh"))
+			if err := os.Symlink("../../root", filepath.Join(home, ".ssh")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := baseRoot(t)
+			if err := Apply(root, []User{{Name: DefaultName, AuthorizedKeys: []string{testKey(t)}}}, nil); err != nil {
+				t.Fatal(err)
+			}
+			rootSSH := filepath.Join(root, "root")
+			os.MkdirAll(rootSSH, 0o700)
+			os.WriteFile(filepath.Join(rootSSH, "authorized_keys"), []byte("root's own\n"), 0o600)
+			home := filepath.Join(root, "home/kestrel")
+			tc.plant(t, home, rootSSH)
+
+			err := WriteAuthorizedKeys(root, DefaultName, []string{testKey(t)})
+			if _, uid, _ := stat(t, rootSSH); uid != 0 {
+				t.Errorf("%s chowned to uid %d through the link", rootSSH, uid)
+			}
+			if b, _ := os.ReadFile(filepath.Join(rootSSH, "authorized_keys")); string(b) != "root's own\n" {
+				t.Errorf("root's authorized_keys rewritten through the link: %q", b)
+			}
+			if mode, uid, _ := stat(t, filepath.Join(rootSSH, "authorized_keys")); uid != 0 || mode != 0o600 {
+				t.Errorf("root's authorized_keys now %v uid %d", mode, uid)
+			}
+			if err == nil {
+				// Only a link replaced by the atomic rename is fine: the
+				// keys must then be in a regular file in the home.
+				fi, lerr := os.Lstat(filepath.Join(home, ".ssh/authorized_keys"))
+				if lerr != nil || !fi.Mode().IsRegular() {
+					t.Errorf("no error, but authorized_keys is %v (%v)", fi, lerr)
+				}
+			}
+		})
+	}
+}

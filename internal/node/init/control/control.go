@@ -8,8 +8,13 @@
 //	<- {"ok":true}            (then PID 1 shuts down)
 //
 // PID 1 registers a Handler per op; other subcommands (config, logs,
-// upgrade) add their own ops the same way. Limits: no streaming, no
-// authentication beyond the socket's file mode, 1 MiB per message.
+// upgrade) add their own ops the same way.
+//
+// Only root may call: besides the socket's mode, each connection's peer
+// is checked with SO_PEERCRED (the mode is set after bind, and a mode
+// alone is one chmod away from open). A request is read up to
+// MaxMessage bytes and no further. Limits: no streaming, one message per
+// connection.
 package control
 
 import (
@@ -18,11 +23,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Request is one call.
@@ -41,10 +49,14 @@ type Response struct {
 // Handler answers one op; its result is marshalled into Data.
 type Handler func(ctx context.Context, req Request) (any, error)
 
+// MaxMessage is the longest request line read, in bytes.
+const MaxMessage = 1 << 20
+
 // Server dispatches requests to handlers.
 type Server struct {
 	mu       sync.Mutex
 	handlers map[string]Handler
+	allowUID int // the only peer uid served: root, except in tests
 }
 
 // NewServer returns a Server without handlers.
@@ -86,15 +98,24 @@ func (s *Server) Serve(ctx context.Context, path string) error {
 
 func (s *Server) serve(ctx context.Context, c net.Conn) {
 	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(c)
-	line, err := r.ReadBytes('\n')
 	resp := Response{}
+	if err := s.checkPeer(c); err != nil {
+		resp.Error = err.Error()
+		b, _ := json.Marshal(resp)
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		c.Write(append(b, '\n'))
+		return
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(io.LimitReader(c, MaxMessage+1))
+	line, err := r.ReadBytes('\n')
 	var req Request
 	if err != nil && len(line) == 0 {
 		return
 	}
-	if err := json.Unmarshal(line, &req); err != nil {
+	if len(line) > MaxMessage {
+		resp.Error = fmt.Sprintf("bad request: larger than %d bytes", MaxMessage)
+	} else if err := json.Unmarshal(line, &req); err != nil {
 		resp.Error = "bad request: " + err.Error()
 	} else {
 		s.mu.Lock()
@@ -117,6 +138,32 @@ func (s *Server) serve(ctx context.Context, c net.Conn) {
 	b, _ := json.Marshal(resp)
 	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	c.Write(append(b, '\n'))
+}
+
+// checkPeer refuses a peer whose uid (SO_PEERCRED) is not s.allowUID.
+func (s *Server) checkPeer(c net.Conn) error {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return errors.New("not a unix socket connection")
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("peer credentials: %w", err)
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return fmt.Errorf("peer credentials: %w", err)
+	}
+	if credErr != nil {
+		return fmt.Errorf("peer credentials: %w", credErr)
+	}
+	if int(cred.Uid) != s.allowUID {
+		return fmt.Errorf("permission denied: uid %d (pid %d) is not root", cred.Uid, cred.Pid)
+	}
+	return nil
 }
 
 // call runs h; a panicking handler becomes an error answer instead of

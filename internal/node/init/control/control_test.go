@@ -1,8 +1,11 @@
 package control
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,5 +51,65 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if err := Call(filepath.Join(t.TempDir(), "none.sock"), Request{Op: "status"}, nil); !errors.Is(err, ErrNoServer) {
 		t.Errorf("no server: %v", err)
+	}
+}
+
+func serveTest(t *testing.T, s *Server) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "control.sock")
+	s.Handle("status", func(context.Context, Request) (any, error) { return "fine", nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ready := make(chan struct{})
+	go func() {
+		for {
+			if _, err := os.Stat(sock); err == nil {
+				close(ready)
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	go s.Serve(ctx, sock)
+	<-ready
+	return sock
+}
+
+// TestPeerCredentials: a caller whose uid is not the allowed one (root on
+// the node; here a uid the test does not run as) is refused, whatever the
+// socket's mode says.
+func TestPeerCredentials(t *testing.T) {
+	s := NewServer()
+	s.allowUID = os.Getuid() + 4242
+	sock := serveTest(t, s)
+	err := Call(sock, Request{Op: "status"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "is not root") {
+		t.Errorf("call from uid %d: %v, want refused", os.Getuid(), err)
+	}
+}
+
+// TestRequestSizeLimit: a request without a newline is read up to
+// MaxMessage and answered with an error, not buffered without bound.
+func TestRequestSizeLimit(t *testing.T) {
+	s := NewServer()
+	s.allowUID = os.Getuid()
+	sock := serveTest(t, s)
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		big := bytes.Repeat([]byte("x"), 64<<10)
+		for range 4 * MaxMessage / len(big) {
+			if _, err := c.Write(big); err != nil {
+				return // the server stopped reading: expected
+			}
+		}
+		c.(*net.UnixConn).CloseWrite()
+	}()
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	if !strings.Contains(line, "larger than") {
+		t.Errorf("answer to a 4 MiB request: %q, want a size error", line)
 	}
 }

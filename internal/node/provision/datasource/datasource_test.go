@@ -234,7 +234,6 @@ func TestFetchURL(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "etc/c.yaml"), []byte("hostname: from-file\n"), 0o644)
 	env := Env{FileRoot: root, Client: tls.Client()}
 	for u, want := range map[string]string{
-		srv.URL + "/c.yaml":        "hostname: from-url\n",
 		tls.URL + "/x":             "hostname: tls\n",
 		"file:///etc/c.yaml":       "hostname: from-file\n",
 		"file:///../../etc/c.yaml": "hostname: from-file\n", // cannot escape FileRoot
@@ -245,9 +244,22 @@ func TestFetchURL(t *testing.T) {
 		}
 	}
 	for u, want := range map[string]string{
-		srv.URL + "/missing":  "404",
+		srv.URL + "/c.yaml":   "plain http",
 		"file:///nope.yaml":   "no such file",
 		"ftp://example/x":     "only http, https and file",
+		"http://127.0.0.1:1/": "plain http",
+	} {
+		if _, err := FetchURL(context.Background(), u, env); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %s", u, err, want)
+		}
+	}
+	// With kestrel.allow_insecure_http.
+	env.AllowHTTP = true
+	if b, err := FetchURL(context.Background(), srv.URL+"/c.yaml", env); err != nil || string(b) != "hostname: from-url\n" {
+		t.Errorf("http with the opt-in: %q %v", b, err)
+	}
+	for u, want := range map[string]string{
+		srv.URL + "/missing":  "404",
 		"http://127.0.0.1:1/": "connection refused",
 	} {
 		if _, err := FetchURL(context.Background(), u, env); err == nil || !strings.Contains(err.Error(), want) {
@@ -274,7 +286,7 @@ func TestFullOrder(t *testing.T) {
 	}))
 	defer cfgSrv.Close()
 	write(loc.ESPConfig, "ssh_authorized_keys: [esp-key]\nkestrel:\n  timezone: UTC\n  sysctl: {a: esp}\n")
-	write(loc.StateConfig, "kestrel:\n  data_sources: [nocloud, aws, scaleway]\n  config_url: "+cfgSrv.URL+"/c.yaml\n")
+	write(loc.StateConfig, "kestrel:\n  data_sources: [nocloud, aws, scaleway]\n  allow_insecure_http: true\n  config_url: "+cfgSrv.URL+"/c.yaml\n")
 	img := buildCIDATA(t, filesystem.TypeFat32, "CIDATA", map[string]string{
 		"user-data": "hostname: from-nocloud\nkestrel: {sysctl: {b: nocloud}}\n",
 		"meta-data": "instance-id: x\n",

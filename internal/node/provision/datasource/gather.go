@@ -2,7 +2,6 @@ package datasource
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -10,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/kestrel-os/kestrel/internal/config"
+	"github.com/kestrel-os/kestrel/internal/node/net/urlfetch"
 )
 
 // Local probes NoCloud and adds what it finds to s (source 6). It returns
@@ -35,6 +35,9 @@ type Env struct {
 	// DefaultPacketMetadataURL).
 	MetadataURL string
 	Client      *http.Client // default http.DefaultClient
+	// AllowHTTP lets config_url be plain http (kestrel.allow_insecure_http,
+	// also taken from the config Network is given).
+	AllowHTTP bool
 	// FileRoot is prefixed to file:// config URLs ("/" on the device; the
 	// root being assembled in stage 1; a temporary directory in tests).
 	FileRoot string
@@ -66,10 +69,14 @@ func Network(ctx context.Context, s *config.Sources, cfg *config.Config, env Env
 	}
 	// config_url as set by everything so far, including what was just
 	// fetched.
-	u := cfg.Kestrel.ConfigURL
-	if r, err := s.Merge(); err == nil && r.Config.Kestrel.ConfigURL != "" {
-		u = r.Config.Kestrel.ConfigURL
+	u, insecure := cfg.Kestrel.ConfigURL, cfg.Kestrel.AllowInsecureHTTP
+	if r, err := s.Merge(); err == nil {
+		insecure = r.Config.Kestrel.AllowInsecureHTTP
+		if r.Config.Kestrel.ConfigURL != "" {
+			u = r.Config.Kestrel.ConfigURL
+		}
 	}
+	env.AllowHTTP = env.AllowHTTP || insecure
 	if u != "" {
 		b, err := FetchURL(ctx, u, env)
 		if err != nil {
@@ -96,8 +103,9 @@ var metadataSources = map[string]func(base string, c *http.Client) Source{
 	"vultr":        func(b string, c *http.Client) Source { return &Vultr{BaseURL: b, Client: c} },
 }
 
-// FetchURL reads an http, https or file URL. File URLs are read under
-// env.FileRoot.
+// FetchURL reads an https or file URL; http only with env.AllowHTTP. An
+// https URL may pin its content with #sha256=HEX (package urlfetch).
+// File URLs are read under env.FileRoot.
 func FetchURL(ctx context.Context, raw string, env Env) ([]byte, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -107,11 +115,7 @@ func FetchURL(ctx context.Context, raw string, env Env) ([]byte, error) {
 	case "http", "https":
 		ctx, cancel := context.WithTimeout(ctx, FetchTimeout)
 		defer cancel()
-		b, err := httpGetter{client: env.Client}.get(ctx, raw)
-		if errors.Is(err, errNotFound) {
-			return nil, fmt.Errorf("%s: 404 not found", raw)
-		}
-		return b, err
+		return urlfetch.Get(ctx, raw, urlfetch.Options{Client: env.Client, AllowHTTP: env.AllowHTTP, MaxBody: maxBody})
 	case "file":
 		p := u.Path
 		if env.FileRoot != "" {

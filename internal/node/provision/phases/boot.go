@@ -96,7 +96,13 @@ func (r *Runner) applyBoot(ctx context.Context, sys *stage2.System, c *config.Co
 		step("hostname", sys.Warn, func() error { return r.setHostname(sys, c.Hostname) })
 	}
 	if want("ssh_authorized_keys", "kestrel.password", "kestrel.users") {
-		step("users", sys.Warn, func() error { return users.Apply(r.o.Root, Users(c, nil), r.o.Random) })
+		// Remote keys as last fetched (sshkeys cache on state): a boot
+		// without network, or a source that is down, keeps access.
+		cached := map[string][]string{}
+		for name, entries := range RemoteKeys(c) {
+			cached[name] = r.o.Keys.Cached(entries)
+		}
+		step("users", sys.Warn, func() error { return users.Apply(r.o.Root, Users(c, cached), r.o.Random) })
 	}
 	if len(c.WriteFiles) > 0 && want("write_files") {
 		step("write_files", sys.Warn, func() error { return writefiles.Write(r.o.Root, Files(c)) })

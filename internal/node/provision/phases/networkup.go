@@ -14,6 +14,7 @@ import (
 	"github.com/kestrel-os/kestrel/internal/node/net/netconf"
 	"github.com/kestrel-os/kestrel/internal/node/net/netup"
 	"github.com/kestrel-os/kestrel/internal/node/net/ntp"
+	"github.com/kestrel-os/kestrel/internal/node/net/urlfetch"
 	"github.com/kestrel-os/kestrel/internal/node/provision/datasource"
 )
 
@@ -100,6 +101,9 @@ func (r *Runner) NetworkUp(ctx context.Context, sys *stage2.System) error {
 		}
 	}
 
+	if cfg.Kestrel.AllowInsecureHTTP {
+		sys.Warn("%s is set: config_url and key URLs may come over plain http, and anyone on the network path can then change this node's config and SSH keys", urlfetch.OptIn)
+	}
 	step("ssh_authorized_keys", sys.Warn, func() error { return r.remoteKeys(ctx, cfg) })
 	if len(cfg.Kestrel.NTPServers) > 0 && r.o.Clock != nil {
 		step("kestrel.ntp_servers", sys.Warn, func() error { return r.syncTime(ctx, sys, cfg.Kestrel.NTPServers) })
@@ -122,7 +126,8 @@ func (r *Runner) NetworkUp(ctx context.Context, sys *stage2.System) error {
 
 // remoteKeys fetches github:, gitlab: and URL key entries and rewrites
 // the authorized_keys of the users that have some. A user whose fetch
-// fails keeps the keys that did resolve (literal ones always do).
+// fails keeps the keys that did resolve (literal ones always do) and,
+// for a failing entry, the keys it gave last time (sshkeys' cache).
 func (r *Runner) remoteKeys(ctx context.Context, c *config.Config) error {
 	remote := RemoteKeys(c)
 	names := make([]string, 0, len(remote))
@@ -130,9 +135,11 @@ func (r *Runner) remoteKeys(ctx context.Context, c *config.Config) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	res := *r.o.Keys
+	res.AllowHTTP = c.Kestrel.AllowInsecureHTTP
 	var errs []error
 	for _, n := range names {
-		keys, err := r.o.Keys.Resolve(ctx, remote[n])
+		keys, err := res.Resolve(ctx, remote[n])
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", n, err))
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/kestrel-os/kestrel/internal/config"
+	"github.com/kestrel-os/kestrel/internal/node/access/sshkeys"
 	"github.com/kestrel-os/kestrel/internal/node/init/stage2"
 	"github.com/kestrel-os/kestrel/internal/node/provision/datasource"
 )
@@ -182,7 +183,7 @@ kestrel:
 func TestNetworkUpPhase(t *testing.T) {
 	root := fakeRoot(t)
 	keyB := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb3vLlX5uQq2JmjS4mS1rU8B1tq2pYtq6qlVZ7o5d0R b@test"
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, keyB) }))
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, keyB) }))
 	defer srv.Close()
 	marker := filepath.Join(t.TempDir(), "run_cmd.out")
 	os.WriteFile(filepath.Join(root, "state", config.StateConfigFile), []byte(`hostname: before
@@ -197,7 +198,7 @@ kestrel:
 
 	cache := filepath.Join(t.TempDir(), "datasources.json")
 	r := New(Options{Root: root, ESP: filepath.Join(root, "boot/efi"), Cmdline: filepath.Join(root, "proc/cmdline"),
-		Cache: cache, Net: datasource.Env{FileRoot: root}})
+		Cache: cache, Net: datasource.Env{FileRoot: root}, Keys: &sshkeys.Resolver{Client: srv.Client()}})
 	var log logBuf
 	sys := &stage2.System{Logf: log.logf}
 	if err := r.NetworkUp(context.Background(), sys); err == nil {
@@ -228,5 +229,59 @@ kestrel:
 	}
 	if strings.Contains(log.String(), "warning") {
 		t.Errorf("warnings:\n%s", log.String())
+	}
+}
+
+// TestRemoteKeysSurviveOutage: keys a URL gave once stay in
+// authorized_keys on the next boot, before the network and after a failed
+// fetch (issue 10, low: a failing remote source must not remove access).
+func TestRemoteKeysSurviveOutage(t *testing.T) {
+	root := fakeRoot(t)
+	keyB := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb3vLlX5uQq2JmjS4mS1rU8B1tq2pYtq6qlVZ7o5d0R b@test"
+	up := true
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, keyB)
+	}))
+	defer srv.Close()
+	os.WriteFile(filepath.Join(root, "state", config.StateConfigFile), []byte(`ssh_authorized_keys: ['`+keyA+`', '`+srv.URL+`/keys']
+`), 0o644)
+	keysFile := filepath.Join(root, "home/kestrel/.ssh/authorized_keys")
+	keyCache := filepath.Join(root, "var/lib/kestrel/ssh-keys.json")
+	boot := func() (*Runner, *stage2.System, *logBuf) {
+		r := New(Options{Root: root, ESP: filepath.Join(root, "boot/efi"), Cmdline: filepath.Join(root, "proc/cmdline"),
+			Net: datasource.Env{FileRoot: root}, Keys: &sshkeys.Resolver{Client: srv.Client(), CachePath: keyCache}})
+		var log logBuf
+		sys := &stage2.System{Logf: log.logf}
+		if err := r.Boot(context.Background(), sys); err != nil {
+			t.Fatal(err)
+		}
+		return r, sys, &log
+	}
+	r, sys, _ := boot()
+	if err := r.NetworkUp(context.Background(), sys); err != nil {
+		t.Fatal(err)
+	}
+	both := keyA + "\n" + keyB + "\n"
+	if got, _ := os.ReadFile(keysFile); string(got) != both {
+		t.Fatalf("first boot: authorized_keys = %q", got)
+	}
+
+	up = false
+	r, sys, log := boot()
+	if got, _ := os.ReadFile(keysFile); string(got) != both {
+		t.Errorf("next boot, before the network: authorized_keys = %q, want the fetched key kept", got)
+	}
+	if err := r.NetworkUp(context.Background(), sys); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(keysFile); string(got) != both {
+		t.Errorf("source down at network-up: authorized_keys = %q, want the fetched key kept", got)
+	}
+	if !strings.Contains(log.String(), "503") {
+		t.Errorf("the failing source is not reported:\n%s", log.String())
 	}
 }

@@ -1,0 +1,72 @@
+package atomicfile
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// WriteIn is Write for a file inside dir, an os.Root: every path
+// component of name is resolved inside dir, so a symlink planted by
+// whoever owns dir cannot redirect the write (or the chown) outside it.
+// This is the variant to use for trees a non-root user can write to (a
+// home directory). Missing parent directories inside dir are created 0755
+// and owned by the creating process.
+func WriteIn(dir *os.Root, name string, data []byte, perm os.FileMode, uid, gid int) error {
+	where := filepath.Join(dir.Name(), name)
+	if sub := filepath.Dir(name); sub != "." {
+		if err := dir.MkdirAll(sub, 0o755); err != nil {
+			return fmt.Errorf("create directory %s: %w", filepath.Dir(where), err)
+		}
+	}
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	tmpName := filepath.Join(filepath.Dir(name), "."+filepath.Base(name)+".tmp-"+hex.EncodeToString(rnd[:]))
+	// O_EXCL: the temporary name is new, never an existing file or link.
+	tmp, err := dir.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create temporary file for %s: %w", where, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			dir.Remove(tmpName)
+		}
+	}()
+	if _, err := tmp.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", where, err)
+	}
+	// fchown and fchmod act on the open file, never on a path.
+	if uid != NoChown || gid != NoChown {
+		if err := tmp.Chown(uid, gid); err != nil {
+			return fmt.Errorf("chown %s to %d:%d: %w", where, uid, gid, err)
+		}
+	}
+	// Chmod after chown: chown clears the setuid and setgid bits.
+	if err := tmp.Chmod(perm); err != nil {
+		return fmt.Errorf("chmod %s to %v: %w", where, perm, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", where, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", where, err)
+	}
+	// rename(2) replaces a symlink at name, it does not follow it.
+	if err := dir.Rename(tmpName, name); err != nil {
+		return fmt.Errorf("rename %s over %s: %w", tmpName, where, err)
+	}
+	done = true
+	d, err := dir.Open(filepath.Dir(name))
+	if err != nil {
+		return fmt.Errorf("open directory %s: %w", filepath.Dir(where), err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync directory %s: %w", filepath.Dir(where), err)
+	}
+	return nil
+}
