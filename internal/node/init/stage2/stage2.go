@@ -511,6 +511,10 @@ func (s *System) status(now time.Duration) status.Status {
 	s.mu.Lock()
 	st.Warnings = slices.Clone(s.warnings)
 	s.mu.Unlock()
+	// Checked on every request, not recorded: it ends when space is freed.
+	if msg, full := diskFull(s.path(layout.StateMount)); full {
+		st.Warnings = append(st.Warnings, msg)
+	}
 	return st
 }
 
