@@ -32,7 +32,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -200,6 +202,12 @@ func (s *System) Warn(format string, args ...any) {
 }
 
 // Run is stage 2. It only returns on an error it cannot continue from.
+//
+// Its own goroutine is the power loop, listening from the first
+// instruction on: the boot (mounts, hooks, console) runs beside it, so a
+// hook that hangs cannot keep `kestrel reboot`, a signal or the power
+// button from working. A second request while the shutdown runs forces
+// it (power.Shutdown.Force).
 func Run(env Env) error {
 	start := env.Clock()
 	logf := func(format string, args ...any) {
@@ -210,7 +218,69 @@ func Run(env Env) error {
 	defer cancel()
 
 	sys := &System{Version: env.Version, Logf: logf, root: env.Root, modulesDone: make(chan struct{})}
-	p := sys.path
+	actions := make(chan power.Action, 1)
+	sys.Power = func(a power.Action) {
+		select {
+		case actions <- a:
+		default: // one is already pending
+		}
+	}
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, power.Signals...)
+	// Ctrl-Alt-Del sends SIGINT to PID 1 instead of an immediate reboot.
+	syscall.Reboot(syscall.LINUX_REBOOT_CMD_CAD_OFF)
+
+	var sup atomic.Pointer[supervisor.Supervisor]
+	booted := make(chan error, 1)
+	go func() {
+		defer func() { // a bug in the boot must not take PID 1 down
+			if r := recover(); r != nil {
+				booted <- fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+			}
+		}()
+		booted <- boot(ctx, env, sys, start, &sup)
+	}()
+
+	var a power.Action
+	for waiting := true; waiting; {
+		select {
+		case err := <-booted:
+			if err != nil {
+				return err
+			}
+			booted = nil // done: only power requests from now on
+		case a = <-actions:
+			waiting = false
+		case s := <-sigc:
+			a = power.FromSignal(s)
+			waiting = false
+		}
+	}
+	logf("%s requested", a)
+	force := make(chan struct{})
+	go func() {
+		select {
+		case <-actions:
+		case <-sigc:
+		}
+		close(force)
+	}()
+	stopAll := func() {
+		if s := sup.Load(); s != nil {
+			s.StopAll()
+		}
+	}
+	sh := power.System(stopAll, logf)
+	sh.Force = force
+	err := sh.Run(a)
+	return fmt.Errorf("%s: %w", a, err)
+}
+
+// boot brings the node up to the console shell; Run's power loop runs
+// beside it. It returns nil once the console is started, an error when
+// the node cannot go on.
+func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *atomic.Pointer[supervisor.Supervisor]) error {
+	logf, p, request := sys.Logf, sys.path, sys.Power
 	cmd, err := kcmdline.Read(p("/proc/cmdline"))
 	if err != nil {
 		sys.Warn("%v", err)
@@ -241,6 +311,9 @@ func Run(env Env) error {
 		}
 	}
 	mark("mounts")
+	if n := power.WatchPowerButton(ctx, p("/dev/input"), func() { request(power.Poweroff) }); n == 0 {
+		logf("no input devices: the power button will not be seen")
+	}
 	cgroupsOK := true
 	if _, err := cgroup.Setup(p("/sys/fs/cgroup"), "init", os.Getpid()); err != nil {
 		sys.Warn("cgroup delegation: %v", err)
@@ -250,10 +323,6 @@ func Run(env Env) error {
 	rp := reaper.New(nil)
 	go rp.Loop(ctx)
 	sys.Reaper = rp
-	sigc := make(chan os.Signal, 4)
-	signal.Notify(sigc, power.Signals...)
-	// Ctrl-Alt-Del sends SIGINT to PID 1 instead of an immediate reboot.
-	syscall.Reboot(syscall.LINUX_REBOOT_CMD_CAD_OFF)
 
 	mark("cgroups")
 	// Drivers for the hardware present now; the rest of the node set
@@ -294,15 +363,7 @@ func Run(env Env) error {
 	}
 	sup := supervisor.New(supervisor.Config{Reaper: rp, LogDir: p("/var/log"), CgroupRoot: cgroupRoot, Now: env.Now, Logf: logf})
 	sys.Supervisor = sup
-
-	actions := make(chan power.Action, 1)
-	request := func(a power.Action) {
-		select {
-		case actions <- a:
-		default: // one is already pending
-		}
-	}
-	sys.Power = request
+	supp.Store(sup)
 	sys.Control = control.NewServer()
 	sys.Control.Handle("status", func(context.Context, control.Request) (any, error) {
 		return sys.status(env.Clock()), nil
@@ -398,19 +459,7 @@ func Run(env Env) error {
 	if err := sup.Start(consoleSpec); err != nil {
 		sys.Warn("console: %v", err)
 	}
-	if n := power.WatchPowerButton(ctx, p("/dev/input"), func() { request(power.Poweroff) }); n == 0 {
-		logf("no input devices: the power button will not be seen")
-	}
-
-	var a power.Action
-	select {
-	case a = <-actions:
-	case s := <-sigc:
-		a = power.FromSignal(s)
-	}
-	logf("%s requested", a)
-	err = power.System(sup.StopAll, logf).Run(a)
-	return fmt.Errorf("%s: %w", a, err)
+	return nil
 }
 
 func runHooks(ctx context.Context, sys *System, hooks []Hook) {
