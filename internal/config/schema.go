@@ -67,6 +67,9 @@ type Section struct {
 	Mounts       []Mount    `yaml:"mounts,omitempty"`
 	K3s          K3s        `yaml:"k3s,omitempty"`
 	ConsoleShell *bool      `yaml:"console_shell,omitempty"`
+	// CommandTimeout bounds each boot_cmd, run_cmd and init_cmd command
+	// (a Go duration); "" is the default, runcmd.DefaultTimeout.
+	CommandTimeout string `yaml:"command_timeout,omitempty" check:"duration"`
 }
 
 // Wifi is one Wi-Fi network.
