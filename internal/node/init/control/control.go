@@ -86,6 +86,7 @@ func (s *Server) Serve(ctx context.Context, path string) error {
 
 func (s *Server) serve(ctx context.Context, c net.Conn) {
 	defer c.Close()
+	defer func() { recover() }() // a handler's panic ends its connection, not PID 1
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	r := bufio.NewReader(c)
 	line, err := r.ReadBytes('\n')

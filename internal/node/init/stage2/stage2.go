@@ -30,9 +30,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -321,7 +321,7 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 	}
 
 	rp := reaper.New(nil)
-	go rp.Loop(ctx)
+	sys.Go("reaper", func() { rp.Loop(ctx) })
 	sys.Reaper = rp
 
 	mark("cgroups")
@@ -374,11 +374,11 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 			return nil, nil
 		})
 	}
-	go func() {
+	sys.Go("control socket", func() {
 		if err := sys.Control.Serve(ctx, p(layout.ControlSocket)); err != nil {
 			sys.Warn("%v", err)
 		}
-	}()
+	})
 
 	mark("hostname, lo")
 	runHooks(ctx, sys, env.Hooks.Boot)
@@ -412,7 +412,7 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 	fmt.Fprintf(env.Console, "\n%s\n%s\n", st.Summary(), st.ReadyLine())
 	runHooks(ctx, sys, env.Hooks.Ready)
 
-	go func() {
+	sys.Go("late modules", func() {
 		defer close(sys.modulesDone)
 		if _, err := mounts.Apply(LateMounts(env.Root), env.Mount); err != nil {
 			sys.Warn("%v", err)
@@ -427,15 +427,15 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 		if debug {
 			logf("all modules loaded %6.3fs", env.Clock().Seconds())
 		}
-	}()
+	})
 
 	// Leave a random seed for the next boot (waits for the CRNG on a
 	// first boot, which had none).
-	go func() {
+	sys.Go("random seed", func() {
 		if err := randomseed.Save(p(layout.RandomSeed), randomseed.Linux{}); err != nil {
 			sys.Warn("%v", err)
 		}
-	}()
+	})
 
 	tty := console.Device(p("/sys"), p("/dev"), p("/dev/console"))
 	consoleSpec := supervisor.Spec{Name: "console", Path: env.Shell, Args: []string{"-l"}, TTY: tty, Env: console.Env("linux")}
@@ -468,6 +468,20 @@ func runHooks(ctx context.Context, sys *System, hooks []Hook) {
 			sys.Warn("%s: %v", h.Name, err)
 		}
 	}
+}
+
+// Go runs f in a goroutine of PID 1 that a panic does not take down
+// with it: the panic becomes a warning naming the goroutine, as a hook's
+// becomes its error. Hooks that start goroutines use it too.
+func (s *System) Go(name string, f func()) {
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.Warn("%s: panic: %v", name, r)
+			}
+		}()
+		f()
+	}()
 }
 
 // runHook runs one hook; a panic in it is its error, not the end of PID 1.
