@@ -217,6 +217,7 @@ func Run(env Env) error {
 		Mkdir:  func(p string, m uint32) error { return os.MkdirAll(p, os.FileMode(m)) },
 		Copy:   CopyTree,
 		Resize: growpart.ResizeExt4,
+		Check:  func(dev string) (bool, error) { return CheckExt4(env.Root, dev) },
 		Seed: func(p string) error {
 			_, err := randomseed.Load(p, env.Entropy)
 			return err

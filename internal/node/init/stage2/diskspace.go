@@ -10,7 +10,7 @@ import (
 // few blocks are not enough to rotate a log or write a lease.
 const fullBelow = 64 << 10
 
-// diskFull reports the filesystem at path as full: a sentence for
+// diskFull reports the filesystem at path as full, or read-only: a sentence for
 // `kestrel status` and true, or "" and false when it has room (or cannot
 // be examined: that is not the condition this reports). Free space is what
 // an unprivileged writer gets (f_bavail), as services' logs and k3s's
@@ -19,6 +19,10 @@ func diskFull(path string) (string, bool) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(path, &st); err != nil || st.Blocks == 0 {
 		return "", false
+	}
+	if st.Flags&unix.ST_RDONLY != 0 {
+		// Stage 1 mounts it errors=remount-ro: the kernel found an error.
+		return fmt.Sprintf("state partition %s is read-only (a filesystem error? see dmesg): nothing persists until it is repaired", path), true
 	}
 	free := st.Bavail * uint64(st.Bsize)
 	if free >= fullBelow && (st.Files == 0 || st.Ffree > 0) {
