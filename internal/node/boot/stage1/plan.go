@@ -135,7 +135,7 @@ type Ops struct {
 	// is a warning: the state is mounted anyway (errors=remount-ro), so
 	// the node stays reachable to repair it.
 	Check func(dev string) (found bool, err error)
-	Logf   func(format string, args ...any)
+	Logf  func(format string, args ...any)
 }
 
 // Execute runs steps in order and stops at the first failure, except a
