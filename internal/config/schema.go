@@ -71,6 +71,10 @@ type Section struct {
 	// AllowInsecureHTTP lets config_url and ssh_authorized_keys URLs use
 	// plain http (warned at every boot).
 	AllowInsecureHTTP bool `yaml:"allow_insecure_http,omitempty"`
+
+	// CommandTimeout bounds each boot_cmd, run_cmd and init_cmd command
+	// (a Go duration); "" is the default, runcmd.DefaultTimeout.
+	CommandTimeout string `yaml:"command_timeout,omitempty" check:"duration"`
 }
 
 // Wifi is one Wi-Fi network.

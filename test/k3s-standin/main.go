@@ -30,6 +30,8 @@
 //	hang               answers nothing, ignores SIGTERM/SIGINT (needs KILL)
 //
 // K3S_STANDIN_REQUIRE_CHECKS=1 makes it unhealthy while any check fails.
+// K3S_STANDIN_LOG_EVERY=N prints a line every N seconds, as a real k3s
+// logs all the time (a full-disk test needs a service that keeps writing).
 // For host tests, K3S_STANDIN_ROOT, K3S_STANDIN_PROC and K3S_STANDIN_SYS
 // move the trees it reads and writes, and K3S_STANDIN_SERVER_ADDR and
 // K3S_STANDIN_AGENT_ADDR the health listeners (":0" picks a free port; the
@@ -268,8 +270,17 @@ func run(ctx context.Context, argv, environ []string, getenv func(string) string
 	// listener, no signal handler) deadlocked.
 	alive := time.NewTicker(time.Hour)
 	defer alive.Stop()
-	for {
+	var chatter <-chan time.Time
+	if n, err := strconv.ParseFloat(getenv("K3S_STANDIN_LOG_EVERY"), 64); err == nil && n > 0 {
+		t := time.NewTicker(time.Duration(n * float64(time.Second)))
+		defer t.Stop()
+		chatter = t.C
+	}
+	for lines := 1; ; {
 		select {
+		case <-chatter:
+			fmt.Fprintf(stdout, "%s: still running, log line %d\n", Name, lines)
+			lines++
 		case <-ctx.Done():
 			appendEvent(at(EventsFile), "stop", role)
 			say("stopped")

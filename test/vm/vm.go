@@ -58,6 +58,9 @@ type Config struct {
 	// guest), each on its own restricted user-mode network (no host
 	// bridge, no way out): for static address, VLAN and bond tests.
 	ExtraNICs int
+	// Watchdog adds an i6300esb watchdog that resets the machine (so,
+	// with -no-reboot, ends qemu) when it fires.
+	Watchdog bool
 	// Memory in MiB; 0 means 768.
 	Memory int
 	// Dir holds the overlay disk, firmware variables and console log.
@@ -170,6 +173,9 @@ func qemuArgs(cfg Config) ([]string, error) {
 		if cfg.Arch == ARM64 {
 			args = append(args, "-boot", "menu=on,splash-time=0")
 		}
+	}
+	if cfg.Watchdog {
+		args = append(args, "-device", "i6300esb", "-action", "watchdog=reset")
 	}
 	for _, d := range cfg.ExtraDrives {
 		args = append(args, "-drive", "if=virtio,format=raw,readonly=on,file="+d)

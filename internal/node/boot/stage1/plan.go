@@ -18,6 +18,7 @@ const (
 	OpCopy             // copy the tree From into To
 	OpResize           // grow the ext4 on Device mounted at Path to fill Device
 	OpSeed             // credit the random seed at Path to the kernel
+	OpCheck            // e2fsck -p the ext4 on Device before it is mounted
 )
 
 // Step is one thing stage 1 does to assemble the new root.
@@ -43,6 +44,8 @@ func (s Step) String() string {
 		return fmt.Sprintf("grow ext4 on %s at %s", s.Device, s.Path)
 	case OpSeed:
 		return "load random seed " + s.Path
+	case OpCheck:
+		return "check ext4 on " + s.Device
 	}
 	return fmt.Sprintf("op %d", int(s.Op))
 }
@@ -73,7 +76,12 @@ func Plan(in PlanInput) []Step {
 	state := nr(in.StateMount)
 	steps := []Step{
 		{Op: OpMount, Mount: mounts.Mount{Source: in.RootDev, Target: in.NewRoot, FSType: "squashfs", Flags: syscall.MS_RDONLY}},
-		{Op: OpMount, Mount: mounts.Mount{Source: in.StateDev, Target: state, FSType: "ext4", Flags: syscall.MS_NOATIME}},
+		// The check runs where e2fsck is in the initramfs (Ops.Check says);
+		// either way errors=remount-ro: an error found later stops writes
+		// instead of spreading damage, and stage 2 reports the state
+		// read-only.
+		{Op: OpCheck, Device: in.StateDev},
+		{Op: OpMount, Mount: mounts.Mount{Source: in.StateDev, Target: state, FSType: "ext4", Flags: syscall.MS_NOATIME, Data: "errors=remount-ro"}},
 	}
 	if in.GrowState {
 		steps = append(steps, Step{Op: OpResize, Device: in.StateDev, Path: state})
@@ -122,7 +130,12 @@ type Ops struct {
 	Copy   func(from, to string) error
 	Resize func(dev, mountPoint string) (from, to uint64, err error)
 	Seed   func(path string) error // nil: skip
-	Logf   func(format string, args ...any)
+	// Check runs e2fsck -p on dev; nil, or found false, when the
+	// initramfs has no e2fsck. A check that could not repair everything
+	// is a warning: the state is mounted anyway (errors=remount-ro), so
+	// the node stays reachable to repair it.
+	Check func(dev string) (found bool, err error)
+	Logf  func(format string, args ...any)
 }
 
 // Execute runs steps in order and stops at the first failure, except a
@@ -138,6 +151,18 @@ func Execute(steps []Step, ops Ops) error {
 			err = ops.Mkdir(s.Path, s.Mode)
 		case OpCopy:
 			err = ops.Copy(s.From, s.To)
+		case OpCheck:
+			found := false
+			var cerr error
+			if ops.Check != nil {
+				found, cerr = ops.Check(s.Device)
+			}
+			switch {
+			case !found:
+				ops.Logf("warning: state filesystem %s not checked: no e2fsck in the initramfs (mounted errors=remount-ro)", s.Device)
+			case cerr != nil:
+				ops.Logf("warning: state filesystem %s: %v (mounted errors=remount-ro)", s.Device, cerr)
+			}
 		case OpSeed:
 			if ops.Seed != nil {
 				if serr := ops.Seed(s.Path); serr != nil {

@@ -3,26 +3,19 @@ package stage1
 import (
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"time"
 
-	"github.com/kestrel-os/kestrel/internal/kcmdline"
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/node/boot/blockdev"
 	"github.com/kestrel-os/kestrel/internal/node/boot/esp"
 )
 
-// DefaultRescueTimeout is how long the rescue shell stays open after a
-// refused root before the reboot into the other slot: long enough for an
-// operator at the console to start looking.
-const DefaultRescueTimeout = 60 * time.Second
-
 // RefusedError is a slot's root that stage 1 would not boot: it fails
 // dm-verity verification, or the boot entry's verity parameters are
 // malformed. Stage 1 has demoted the slot's boot entry (Demoted) so that
 // the boot counts as a failed try; the caller gives the rescue shell for
-// RescueTimeout (0: for ever) and then reboots, and the loader picks the
-// other slot.
+// RescueTimeout (console.RescueTimeout, the one setting of every rescue;
+// 0: for ever) and then reboots, and the loader picks the other slot.
 type RefusedError struct {
 	Slot          string
 	Err           error
@@ -70,19 +63,4 @@ func refuseSlot(env Env, devs []blockdev.Device, slot string, wait time.Duration
 		}
 	}
 	return r
-}
-
-// rescueTimeout reads layout.CmdlineRescueTimeout (whole seconds); a bad
-// value is reported and the default used.
-func rescueTimeout(cmd kcmdline.Cmdline, logf func(string, ...any)) time.Duration {
-	v, ok := cmd.Get(layout.CmdlineRescueTimeout)
-	if !ok {
-		return DefaultRescueTimeout
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		logf("warning: kernel command line: %s=%q: want whole seconds, 0 or more; using %v", layout.CmdlineRescueTimeout, v, DefaultRescueTimeout)
-		return DefaultRescueTimeout
-	}
-	return time.Duration(n) * time.Second
 }

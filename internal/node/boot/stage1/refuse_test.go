@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/node/init/console"
 )
 
 func TestDemoteEntry(t *testing.T) {
@@ -73,7 +74,7 @@ func TestRunRefusesVerity(t *testing.T) {
 		timeout       time.Duration
 	}{
 		{"partial keys", "kestrel.slot=a kestrel.verity.roothash=" + hash,
-			[]string{"kestrel.verity.datablocks", "must all be given"}, DefaultRescueTimeout},
+			[]string{"kestrel.verity.datablocks", "must all be given"}, console.DefaultRescueTimeout},
 		{"bad hash", "kestrel.slot=a kestrel.verity.roothash=xyz kestrel.verity.datablocks=5 kestrel.verity.hashoffset=20480 kestrel.rescue_timeout=5",
 			[]string{`"xyz"`, "64 hex digits"}, 5 * time.Second},
 		{"no device-mapper", "kestrel.slot=a kestrel.verity.roothash=" + hash + " kestrel.verity.salt= kestrel.verity.datablocks=5 kestrel.verity.hashoffset=20480 kestrel.rescue_timeout=0",

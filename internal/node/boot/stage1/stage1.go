@@ -41,6 +41,7 @@ import (
 	"github.com/kestrel-os/kestrel/internal/node/boot/growpart"
 	"github.com/kestrel-os/kestrel/internal/node/boot/mounts"
 	"github.com/kestrel-os/kestrel/internal/node/boot/randomseed"
+	"github.com/kestrel-os/kestrel/internal/node/init/console"
 	"github.com/kestrel-os/kestrel/internal/verity"
 )
 
@@ -92,7 +93,7 @@ func Run(env Env) error {
 	if !slices.Contains(layout.Slots, slot) {
 		return fmt.Errorf("kernel command line: %s=%q is not a slot (want one of %s)", layout.CmdlineSlot, slot, strings.Join(layout.Slots, ", "))
 	}
-	rescueWait := rescueTimeout(cmd, logf)
+	rescueWait := console.RescueTimeout(cmd, logf)
 	vp, verified, verityErr := verity.FromCmdline(cmd.Get)
 	fsMods := []string{"squashfs", "crc32c_generic", "crc32c", "ext4"}
 	if verified {
@@ -217,6 +218,7 @@ func Run(env Env) error {
 		Mkdir:  func(p string, m uint32) error { return os.MkdirAll(p, os.FileMode(m)) },
 		Copy:   CopyTree,
 		Resize: growpart.ResizeExt4,
+		Check:  func(dev string) (bool, error) { return CheckExt4(env.Root, dev) },
 		Seed: func(p string) error {
 			_, err := randomseed.Load(p, env.Entropy)
 			return err

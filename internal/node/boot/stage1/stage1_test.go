@@ -26,7 +26,8 @@ func TestPlan(t *testing.T) {
 	})
 	want := []string{
 		"mount /dev/vda2 on /newroot type squashfs (ro)",
-		"mount /dev/vda4 on /newroot/state type ext4 (noatime)",
+		"check ext4 on /dev/vda4",
+		"mount /dev/vda4 on /newroot/state type ext4 (noatime,errors=remount-ro)",
 		"grow ext4 on /dev/vda4 at /newroot/state",
 		"mkdir /newroot/state/var (0755)",
 		"mount /newroot/state/var on /newroot/var (bind)",

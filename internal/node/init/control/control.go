@@ -98,6 +98,7 @@ func (s *Server) Serve(ctx context.Context, path string) error {
 
 func (s *Server) serve(ctx context.Context, c net.Conn) {
 	defer c.Close()
+	defer func() { recover() }() // a handler's panic ends its connection, not PID 1
 	resp := Response{}
 	if err := s.checkPeer(c); err != nil {
 		resp.Error = err.Error()

@@ -33,7 +33,10 @@ func WatchPowerButton(ctx context.Context, devInput string, pressed func()) int 
 		}
 		n++
 		go func() { <-ctx.Done(); f.Close() }()
-		go readEvents(f, pressed)
+		go func() {
+			defer func() { recover() }() // a bad event must not take PID 1 down; the button is lost
+			readEvents(f, pressed)
+		}()
 	}
 	return n
 }

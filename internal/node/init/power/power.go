@@ -6,6 +6,11 @@
 // The order and every side effect are fields of Shutdown, so the sequence
 // and the unmount plan are tested on the host.
 //
+// The clean sequence can hang (a process in uninterruptible sleep on a
+// dead disk or NFS server is never reaped, an unmount blocks): Deadline
+// bounds it, and a second request (Force) cuts it short; either way the
+// filesystems get a bounded sync and reboot(2) runs.
+//
 // Limits: no shutdown hooks per service beyond SIGTERM, no kexec, no
 // suspend; a filesystem that can neither be unmounted nor remounted
 // read-only is reported and left to the kernel's final sync.
@@ -92,10 +97,81 @@ type Shutdown struct {
 	Reboot       func(cmd int) error           // reboot(2)
 	Sleep        func(time.Duration)           // time.Sleep
 	Logf         func(format string, args ...any)
+	// Deadline bounds the clean sequence; when it passes, Run syncs (for
+	// at most SyncWait) and calls Reboot anyway. 0: no deadline.
+	Deadline time.Duration
+	// Force, when it becomes ready (a second power request), does the
+	// same at once.
+	Force <-chan struct{}
+	// SyncWait bounds the sync of a forced shutdown (sync(2) itself can
+	// hang on a dead disk); 0 is DefaultSyncWait.
+	SyncWait time.Duration
+	// After is time.After, injected for tests; nil is time.After.
+	After func(time.Duration) <-chan time.Time
 }
+
+// DefaultDeadline is how long PID 1 lets the clean sequence run: longer
+// than the supervisor's stop timeout plus the settle time, so a forced
+// reboot means something hung.
+const DefaultDeadline = 45 * time.Second
+
+// DefaultSyncWait bounds the sync of a forced shutdown.
+const DefaultSyncWait = 5 * time.Second
 
 // Run performs the sequence. It returns only if reboot(2) fails.
 func (s Shutdown) Run(a Action) error {
+	if s.Deadline <= 0 && s.Force == nil {
+		s.clean(a)
+		return s.Reboot(a.RebootCmd())
+	}
+	after := s.After
+	if after == nil {
+		after = time.After
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() { // a panic here must not keep the node from rebooting
+			if r := recover(); r != nil {
+				s.Logf("%s: panic in the shutdown sequence: %v", a, r)
+			}
+		}()
+		s.clean(a)
+	}()
+	var expired <-chan time.Time
+	if s.Deadline > 0 {
+		expired = after(s.Deadline)
+	}
+	select {
+	case <-done:
+		return s.Reboot(a.RebootCmd())
+	case <-expired:
+		s.Logf("%s: not done after %v: forcing it", a, s.Deadline)
+	case <-s.Force:
+		s.Logf("%s: requested again: forcing it", a)
+	}
+	s.boundedSync(a, after)
+	return s.Reboot(a.RebootCmd())
+}
+
+// boundedSync syncs, waiting at most SyncWait: a forced shutdown happens
+// because something hangs, and sync(2) may hang on the same disk.
+func (s Shutdown) boundedSync(a Action, after func(time.Duration) <-chan time.Time) {
+	wait := s.SyncWait
+	if wait <= 0 {
+		wait = DefaultSyncWait
+	}
+	synced := make(chan struct{})
+	go func() { s.Sync(); close(synced) }()
+	select {
+	case <-synced:
+	case <-after(wait):
+		s.Logf("%s: sync not done after %v, going on without it", a, wait)
+	}
+}
+
+// clean is the clean sequence up to reboot(2).
+func (s Shutdown) clean(a Action) {
 	s.Logf("%s: stopping services", a)
 	s.StopServices()
 	s.KillAll(syscall.SIGTERM)
@@ -110,7 +186,6 @@ func (s Shutdown) Run(a Action) error {
 	}
 	s.Sync()
 	s.Logf("%s: filesystems clean, bye", a)
-	return s.Reboot(a.RebootCmd())
 }
 
 func (s Shutdown) unmountAll() error {

@@ -12,7 +12,8 @@ import (
 )
 
 // System returns a Shutdown wired to the real system calls. stop stops
-// the services; logf reports progress on the console.
+// the services; logf reports progress on the console. Its Deadline is
+// DefaultDeadline; the caller sets Force.
 func System(stop func(), logf func(string, ...any)) Shutdown {
 	return Shutdown{
 		StopServices: stop,
@@ -31,6 +32,8 @@ func System(stop func(), logf func(string, ...any)) Shutdown {
 		Reboot: func(cmd int) error { return unix.Reboot(cmd) },
 		Sleep:  time.Sleep,
 		Logf:   logf,
+		// A hung clean sequence still ends in reboot(2).
+		Deadline: DefaultDeadline,
 	}
 }
 

@@ -130,3 +130,52 @@ func TestFromSignal(t *testing.T) {
 		t.Errorf("Signals = %v", Signals)
 	}
 }
+
+// A shutdown whose clean sequence hangs (a service that never stops, an
+// unmount stuck on a dead disk) still reaches reboot(2): after Deadline,
+// or at once on a second request; sync is bounded too.
+func TestShutdownForced(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		deadline time.Duration
+		force    bool
+		syncHang bool
+	}{
+		{name: "deadline", deadline: time.Millisecond},
+		{name: "second request", force: true},
+		{name: "deadline, sync hangs", deadline: time.Millisecond, syncHang: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hang := make(chan struct{})
+			defer close(hang)
+			force := make(chan struct{})
+			rebooted := make(chan int, 1)
+			s := Shutdown{
+				StopServices: func() { <-hang }, // never returns
+				Sync: func() {
+					if tc.syncHang {
+						<-hang
+					}
+				},
+				KillAll:    func(syscall.Signal) {},
+				Remaining:  func() int { return 0 },
+				ReadMounts: func() ([]mounts.Info, error) { return nil, nil },
+				RemountRO:  func(string) error { return nil },
+				Reboot:     func(cmd int) error { rebooted <- cmd; return errors.New("still here") },
+				Logf:       func(string, ...any) {}, // the hung sequence may log after the test
+				Deadline:   tc.deadline,
+				Force:      force,
+				SyncWait:   time.Millisecond,
+			}
+			if tc.force {
+				close(force)
+			}
+			if err := s.Run(Reboot); err == nil {
+				t.Error("Run returned nil although reboot failed")
+			}
+			if cmd := <-rebooted; cmd != Reboot.RebootCmd() {
+				t.Errorf("reboot(%#x), want %#x", cmd, Reboot.RebootCmd())
+			}
+		})
+	}
+}

@@ -30,9 +30,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -200,6 +202,12 @@ func (s *System) Warn(format string, args ...any) {
 }
 
 // Run is stage 2. It only returns on an error it cannot continue from.
+//
+// Its own goroutine is the power loop, listening from the first
+// instruction on: the boot (mounts, hooks, console) runs beside it, so a
+// hook that hangs cannot keep `kestrel reboot`, a signal or the power
+// button from working. A second request while the shutdown runs forces
+// it (power.Shutdown.Force).
 func Run(env Env) error {
 	start := env.Clock()
 	logf := func(format string, args ...any) {
@@ -210,7 +218,69 @@ func Run(env Env) error {
 	defer cancel()
 
 	sys := &System{Version: env.Version, Logf: logf, root: env.Root, modulesDone: make(chan struct{})}
-	p := sys.path
+	actions := make(chan power.Action, 1)
+	sys.Power = func(a power.Action) {
+		select {
+		case actions <- a:
+		default: // one is already pending
+		}
+	}
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, power.Signals...)
+	// Ctrl-Alt-Del sends SIGINT to PID 1 instead of an immediate reboot.
+	syscall.Reboot(syscall.LINUX_REBOOT_CMD_CAD_OFF)
+
+	var sup atomic.Pointer[supervisor.Supervisor]
+	booted := make(chan error, 1)
+	go func() {
+		defer func() { // a bug in the boot must not take PID 1 down
+			if r := recover(); r != nil {
+				booted <- fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+			}
+		}()
+		booted <- boot(ctx, env, sys, start, &sup)
+	}()
+
+	var a power.Action
+	for waiting := true; waiting; {
+		select {
+		case err := <-booted:
+			if err != nil {
+				return err
+			}
+			booted = nil // done: only power requests from now on
+		case a = <-actions:
+			waiting = false
+		case s := <-sigc:
+			a = power.FromSignal(s)
+			waiting = false
+		}
+	}
+	logf("%s requested", a)
+	force := make(chan struct{})
+	go func() {
+		select {
+		case <-actions:
+		case <-sigc:
+		}
+		close(force)
+	}()
+	stopAll := func() {
+		if s := sup.Load(); s != nil {
+			s.StopAll()
+		}
+	}
+	sh := power.System(stopAll, logf)
+	sh.Force = force
+	err := sh.Run(a)
+	return fmt.Errorf("%s: %w", a, err)
+}
+
+// boot brings the node up to the console shell; Run's power loop runs
+// beside it. It returns nil once the console is started, an error when
+// the node cannot go on.
+func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *atomic.Pointer[supervisor.Supervisor]) error {
+	logf, p, request := sys.Logf, sys.path, sys.Power
 	cmd, err := kcmdline.Read(p("/proc/cmdline"))
 	if err != nil {
 		sys.Warn("%v", err)
@@ -241,6 +311,9 @@ func Run(env Env) error {
 		}
 	}
 	mark("mounts")
+	if n := power.WatchPowerButton(ctx, p("/dev/input"), func() { request(power.Poweroff) }); n == 0 {
+		logf("no input devices: the power button will not be seen")
+	}
 	cgroupsOK := true
 	if _, err := cgroup.Setup(p("/sys/fs/cgroup"), "init", os.Getpid()); err != nil {
 		sys.Warn("cgroup delegation: %v", err)
@@ -248,12 +321,8 @@ func Run(env Env) error {
 	}
 
 	rp := reaper.New(nil)
-	go rp.Loop(ctx)
+	sys.Go("reaper", func() { rp.Loop(ctx) })
 	sys.Reaper = rp
-	sigc := make(chan os.Signal, 4)
-	signal.Notify(sigc, power.Signals...)
-	// Ctrl-Alt-Del sends SIGINT to PID 1 instead of an immediate reboot.
-	syscall.Reboot(syscall.LINUX_REBOOT_CMD_CAD_OFF)
 
 	mark("cgroups")
 	// Drivers for the hardware present now; the rest of the node set
@@ -294,15 +363,7 @@ func Run(env Env) error {
 	}
 	sup := supervisor.New(supervisor.Config{Reaper: rp, LogDir: p("/var/log"), CgroupRoot: cgroupRoot, Now: env.Now, Logf: logf})
 	sys.Supervisor = sup
-
-	actions := make(chan power.Action, 1)
-	request := func(a power.Action) {
-		select {
-		case actions <- a:
-		default: // one is already pending
-		}
-	}
-	sys.Power = request
+	supp.Store(sup)
 	sys.Control = control.NewServer()
 	sys.Control.Handle("status", func(context.Context, control.Request) (any, error) {
 		return sys.status(env.Clock()), nil
@@ -313,11 +374,11 @@ func Run(env Env) error {
 			return nil, nil
 		})
 	}
-	go func() {
+	sys.Go("control socket", func() {
 		if err := sys.Control.Serve(ctx, p(layout.ControlSocket)); err != nil {
 			sys.Warn("%v", err)
 		}
-	}()
+	})
 
 	mark("hostname, lo")
 	runHooks(ctx, sys, env.Hooks.Boot)
@@ -351,7 +412,7 @@ func Run(env Env) error {
 	fmt.Fprintf(env.Console, "\n%s\n%s\n", st.Summary(), st.ReadyLine())
 	runHooks(ctx, sys, env.Hooks.Ready)
 
-	go func() {
+	sys.Go("late modules", func() {
 		defer close(sys.modulesDone)
 		if _, err := mounts.Apply(LateMounts(env.Root), env.Mount); err != nil {
 			sys.Warn("%v", err)
@@ -366,15 +427,15 @@ func Run(env Env) error {
 		if debug {
 			logf("all modules loaded %6.3fs", env.Clock().Seconds())
 		}
-	}()
+	})
 
 	// Leave a random seed for the next boot (waits for the CRNG on a
 	// first boot, which had none).
-	go func() {
+	sys.Go("random seed", func() {
 		if err := randomseed.Save(p(layout.RandomSeed), randomseed.Linux{}); err != nil {
 			sys.Warn("%v", err)
 		}
-	}()
+	})
 
 	tty := console.Device(p("/sys"), p("/dev"), p("/dev/console"))
 	consoleSpec := supervisor.Spec{Name: "console", Path: env.Shell, Args: []string{"-l"}, TTY: tty, Env: console.Env("linux")}
@@ -398,19 +459,7 @@ func Run(env Env) error {
 	if err := sup.Start(consoleSpec); err != nil {
 		sys.Warn("console: %v", err)
 	}
-	if n := power.WatchPowerButton(ctx, p("/dev/input"), func() { request(power.Poweroff) }); n == 0 {
-		logf("no input devices: the power button will not be seen")
-	}
-
-	var a power.Action
-	select {
-	case a = <-actions:
-	case s := <-sigc:
-		a = power.FromSignal(s)
-	}
-	logf("%s requested", a)
-	err = power.System(sup.StopAll, logf).Run(a)
-	return fmt.Errorf("%s: %w", a, err)
+	return nil
 }
 
 func runHooks(ctx context.Context, sys *System, hooks []Hook) {
@@ -419,6 +468,20 @@ func runHooks(ctx context.Context, sys *System, hooks []Hook) {
 			sys.Warn("%s: %v", h.Name, err)
 		}
 	}
+}
+
+// Go runs f in a goroutine of PID 1 that a panic does not take down
+// with it: the panic becomes a warning naming the goroutine, as a hook's
+// becomes its error. Hooks that start goroutines use it too.
+func (s *System) Go(name string, f func()) {
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.Warn("%s: panic: %v", name, r)
+			}
+		}()
+		f()
+	}()
 }
 
 // runHook runs one hook; a panic in it is its error, not the end of PID 1.
@@ -511,6 +574,10 @@ func (s *System) status(now time.Duration) status.Status {
 	s.mu.Lock()
 	st.Warnings = slices.Clone(s.warnings)
 	s.mu.Unlock()
+	// Checked on every request, not recorded: it ends when space is freed.
+	if msg, full := diskFull(s.path(layout.StateMount)); full {
+		st.Warnings = append(st.Warnings, msg)
+	}
 	return st
 }
 

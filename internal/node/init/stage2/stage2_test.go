@@ -2,6 +2,7 @@ package stage2
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -56,5 +57,21 @@ func TestRunHooksSurvivesPanics(t *testing.T) {
 	})
 	if !ran || len(s.warnings) != 1 || !strings.Contains(s.warnings[0], "buggy: panic: nil map") {
 		t.Errorf("ran %v, warnings %q", ran, s.warnings)
+	}
+}
+
+// A panic in a goroutine PID 1 starts is a warning, not the end of PID 1.
+func TestGoRecovers(t *testing.T) {
+	logged := make(chan string, 1)
+	sys := &System{Logf: func(f string, a ...any) { logged <- fmt.Sprintf(f, a...) }}
+	sys.Go("late modules", func() {
+		var m map[string]int
+		m["x"] = 1
+	})
+	if got := <-logged; !strings.HasPrefix(got, "warning: late modules: panic: assignment to entry in nil map") {
+		t.Errorf("logged %q", got)
+	}
+	if w := sys.status(0).Warnings; len(w) != 1 {
+		t.Errorf("warnings = %q", w)
 	}
 }

@@ -130,6 +130,9 @@ func (s Status) Render(w io.Writer, now time.Time) error {
 		if sv.State == supervisor.Backoff && !sv.NextStart.IsZero() {
 			note = fmt.Sprintf("restart in %s; last: %s", sv.NextStart.Sub(now).Round(100*time.Millisecond), sv.LastExit)
 		}
+		if sv.LogError != "" {
+			note = strings.TrimPrefix(note+"; ", "; ") + "log not written: " + sv.LogError
+		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\n", sv.Name, sv.State, pid, sv.Restarts, sv.Since.Format(time.TimeOnly), note)
 	}
 	return tw.Flush()

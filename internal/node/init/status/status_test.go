@@ -31,13 +31,15 @@ func TestRender(t *testing.T) {
 		Services: []supervisor.Status{
 			{Name: "console", State: supervisor.Running, PID: 42, Since: now},
 			{Name: "k3s", State: supervisor.Backoff, Restarts: 3, NextStart: now.Add(4 * time.Second), LastExit: "exit status 1", Since: now},
+			{Name: "sshd", State: supervisor.Running, PID: 43, Since: now, LogError: "log /var/log/sshd.log: no space left on device"},
 		}}
 	var b bytes.Buffer
 	if err := s.Render(&b, now); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, want := range []string{"slot:", "b\n", "eth0 10.0.2.15/24", "ready at not yet", "console", "42", "restart in 4s; last: exit status 1"} {
+	for _, want := range []string{"slot:", "b\n", "eth0 10.0.2.15/24", "ready at not yet", "console", "42", "restart in 4s; last: exit status 1",
+		"log not written: log /var/log/sshd.log: no space left on device"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("Render lacks %q:\n%s", want, out)
 		}

@@ -105,6 +105,10 @@ type Status struct {
 	Since     time.Time `json:"since"`               // start of the current state
 	NextStart time.Time `json:"next_start,omitzero"` // in Backoff
 	LastExit  string    `json:"last_exit,omitempty"`
+	// LogError is why the service's output cannot be logged right now
+	// (a full state partition); its output is drained and dropped
+	// meanwhile, so the service does not block or die of SIGPIPE.
+	LogError string `json:"log_error,omitempty"`
 }
 
 // Supervisor owns a set of services.
@@ -116,7 +120,7 @@ type Supervisor struct {
 
 type service struct {
 	spec Spec
-	log  io.Writer // nil for TTY services
+	log  *rotlog.Writer // nil for TTY services
 	stop chan struct{}
 	done chan struct{}
 
@@ -143,11 +147,12 @@ func (s *Supervisor) Start(spec Spec) error {
 	}
 	svc := &service{spec: spec, stop: make(chan struct{}), done: make(chan struct{})}
 	if spec.TTY == "" && s.cfg.LogDir != "" {
-		w, err := rotlog.Open(filepath.Join(s.cfg.LogDir, spec.Name+".log"), s.cfg.LogMaxSize, s.cfg.LogKeep)
-		if err != nil {
-			return fmt.Errorf("service %s: %w", spec.Name, err)
+		// A log that cannot be opened now (a full state partition) does
+		// not keep the service from starting: the writer retries.
+		svc.log = rotlog.New(filepath.Join(s.cfg.LogDir, spec.Name+".log"), s.cfg.LogMaxSize, s.cfg.LogKeep)
+		if err := svc.log.Err(); err != nil {
+			s.cfg.Logf("service %s: %v (output dropped until it can be written)", spec.Name, err)
 		}
-		svc.log = w
 	}
 	svc.st = Status{Name: spec.Name, State: Backoff, Since: s.cfg.Now()}
 	s.services[spec.Name] = svc
@@ -161,8 +166,14 @@ func (s *Supervisor) Status() []Status {
 	var out []Status
 	for _, svc := range s.services {
 		svc.mu.Lock()
-		out = append(out, svc.st)
+		st := svc.st
 		svc.mu.Unlock()
+		if svc.log != nil {
+			if err := svc.log.Err(); err != nil {
+				st.LogError = err.Error()
+			}
+		}
+		out = append(out, st)
 	}
 	s.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -250,8 +261,8 @@ func (s *Supervisor) run(svc *service) {
 	}()
 	defer func() {
 		s.set(svc, func(st *Status) { st.State, st.PID, st.Since, st.NextStart = Stopped, 0, s.cfg.Now(), time.Time{} })
-		if c, ok := svc.log.(io.Closer); ok {
-			c.Close()
+		if svc.log != nil {
+			svc.log.Close()
 		}
 	}()
 	for first := true; ; first = false {
@@ -384,9 +395,44 @@ func (s *Supervisor) start(svc *service) (*exec.Cmd, <-chan reaper.Exit, error) 
 		return nil, nil, err
 	}
 	if pr != nil {
-		go func() { io.Copy(svc.log, pr); pr.Close() }()
+		go s.drain(svc, pr)
 	}
 	return cmd, exitc, nil
+}
+
+// drain copies a service's output to its log until the service and its
+// children close the pipe. Unlike io.Copy it goes on reading after a
+// failed write (a full disk, EIO, a failed rotation): a reader that stops
+// makes the service block on a full pipe or die of SIGPIPE, and the
+// supervisor restart it in a loop. What cannot be written is dropped; the
+// console hears once when logging fails and once when it works again.
+func (s *Supervisor) drain(svc *service, pr *os.File) {
+	defer pr.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			s.cfg.Logf("service %s: log drain panic: %v", svc.spec.Name, r)
+			io.Copy(io.Discard, pr)
+		}
+	}()
+	buf := make([]byte, 32<<10)
+	failing := false
+	for {
+		n, err := pr.Read(buf)
+		if n > 0 {
+			_, werr := svc.log.Write(buf[:n])
+			switch {
+			case werr != nil && !failing:
+				failing = true
+				s.cfg.Logf("service %s: cannot write its log: %v (output dropped until it can)", svc.spec.Name, werr)
+			case werr == nil && failing:
+				failing = false
+				s.cfg.Logf("service %s: log writable again", svc.spec.Name)
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 type fdCloser int

@@ -146,7 +146,14 @@ func configure(ctx context.Context, name string, cfg Config) (Lease, error) {
 		c.Close()
 		return l, err
 	}
-	go keep(ctx, c, link, nl, l, cfg, mods)
+	go func() {
+		defer func() { // a bug in the renewal must not take PID 1 down
+			if r := recover(); r != nil && cfg.Logf != nil {
+				cfg.Logf("dhcp %s: renewal stopped: panic: %v", name, r)
+			}
+		}()
+		keep(ctx, c, link, nl, l, cfg, mods)
+	}()
 	return l, nil
 }
 
@@ -170,6 +177,7 @@ func keep(ctx context.Context, c *nclient4.Client, link netlink.Link, nl *nclien
 	defer c.Close()
 	got := time.Now()
 	wait := l.Renew
+	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -186,9 +194,11 @@ func keep(ctx context.Context, c *nclient4.Client, link netlink.Link, nl *nclien
 			if cfg.Logf != nil {
 				cfg.Logf("dhcp %s: renew: %v", l.Iface, err)
 			}
-			wait = time.Minute
+			failures++
+			wait = retryDelay(failures)
 			continue
 		}
+		failures = 0
 		nl, got = next, time.Now()
 		nlease := fromACK(l.Iface, next.ACK)
 		if err := apply(link, nlease); err != nil && cfg.Logf != nil {
@@ -201,6 +211,28 @@ func keep(ctx context.Context, c *nclient4.Client, link netlink.Link, nl *nclien
 	}
 }
 
+// MinRenew is the least time between two renewals: a server that
+// offers a lease or T1 of 0 (or a few seconds) would otherwise have PID 1
+// renew in a tight loop. The address may then outlive a lease that short;
+// the next renewal puts that right.
+const MinRenew = time.Minute
+
+// maxRetry bounds the backoff between failed renewals: short enough to
+// renew a lease of typical length before it runs out.
+const maxRetry = 8 * time.Minute
+
+// retryDelay is the wait after the failures-th failed renewal in a row:
+// MinRenew, doubled for each further failure, up to maxRetry.
+func retryDelay(failures int) time.Duration {
+	d := MinRenew
+	for i := 1; i < failures && d < maxRetry; i++ {
+		d *= 2
+	}
+	return min(d, maxRetry)
+}
+
+// fromACK reads a lease from the server's ACK, the lease time and T1
+// clamped to at least MinRenew.
 func fromACK(iface string, ack *dhcpv4.DHCPv4) Lease {
 	l := Lease{
 		Iface:     iface,
@@ -213,7 +245,8 @@ func fromACK(iface string, ack *dhcpv4.DHCPv4) Lease {
 	if l.Addr.Mask == nil {
 		l.Addr.Mask = l.Addr.IP.DefaultMask()
 	}
-	l.Renew = ack.IPAddressRenewalTime(l.LeaseTime / 2)
+	l.LeaseTime = max(l.LeaseTime, MinRenew)
+	l.Renew = max(ack.IPAddressRenewalTime(l.LeaseTime/2), MinRenew)
 	if gw := ack.Router(); len(gw) > 0 {
 		l.Gateway = gw[0]
 	}

@@ -176,3 +176,44 @@ func waitOperUp(t *testing.T, name string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A server's lease time or T1 of 0 (or a few seconds) must not make PID 1
+// renew in a tight loop; failed renewals back off.
+func TestRenewClamped(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		lease, t1       time.Duration // 0: option absent
+		wantLease, want time.Duration
+	}{
+		{"zero lease and T1", time.Nanosecond, time.Nanosecond, MinRenew, MinRenew},
+		{"T1 of a second", time.Hour, time.Second, time.Hour, MinRenew},
+		{"T1 absent, short lease", 10 * time.Second, 0, MinRenew, MinRenew},
+		{"normal", 24 * time.Hour, 12 * time.Hour, 24 * time.Hour, 12 * time.Hour},
+		{"T1 absent", 4 * time.Hour, 0, 4 * time.Hour, 2 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mods := []dhcpv4.Modifier{dhcpv4.WithYourIP(net.IPv4(10, 0, 2, 15))}
+			if tc.lease > 0 {
+				mods = append(mods, dhcpv4.WithLeaseTime(uint32(tc.lease/time.Second)))
+			}
+			if tc.t1 > 0 {
+				mods = append(mods, dhcpv4.WithOption(dhcpv4.OptRenewTimeValue(tc.t1/time.Second*time.Second)))
+			}
+			ack, err := dhcpv4.New(mods...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := fromACK("eth0", ack)
+			if l.LeaseTime != tc.wantLease || l.Renew != tc.want {
+				t.Errorf("lease %v, renew %v; want %v, %v", l.LeaseTime, l.Renew, tc.wantLease, tc.want)
+			}
+		})
+	}
+	for failures, want := range []time.Duration{1: time.Minute, 2: 2 * time.Minute, 4: 8 * time.Minute, 9: 8 * time.Minute} {
+		if failures > 0 && want > 0 {
+			if got := retryDelay(failures); got != want {
+				t.Errorf("retryDelay(%d) = %v, want %v", failures, got, want)
+			}
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/kestrel-os/kestrel/internal/config"
 	"github.com/kestrel-os/kestrel/internal/layout"
@@ -65,7 +66,7 @@ func (r *Runner) Boot(ctx context.Context, sys *stage2.System) error {
 
 	r.applyBoot(ctx, sys, applied, nil)
 	if len(applied.BootCmd) > 0 {
-		step("boot_cmd", sys.Warn, func() error { return r.commands(sys).Run(ctx, "boot_cmd", applied.BootCmd) })
+		r.background(ctx, sys, "boot_cmd", applied)
 	}
 	return nil
 }
@@ -154,9 +155,72 @@ func (r *Runner) writeEnvironment(c *config.Config) error {
 }
 
 // commands is the runner for boot_cmd and run_cmd: the config's
-// environment, output on the console, the PID 1 reaper.
-func (r *Runner) commands(sys *stage2.System) runcmd.Runner {
-	return runcmd.Runner{Env: r.Environ(), Log: logWriter(sys.Logf), Reaper: sys.Reaper}
+// environment and command deadline, output on the console, the PID 1
+// reaper.
+func (r *Runner) commands(sys *stage2.System, c *config.Config) runcmd.Runner {
+	return runcmd.Runner{Env: Environ(c), Log: logWriter(sys.Logf), Reaper: sys.Reaper, Timeout: CommandTimeout(c)}
+}
+
+// CommandTimeout is kestrel.command_timeout, or 0 (runcmd's default)
+// when unset; the config's checks refused a malformed one already.
+func CommandTimeout(c *config.Config) time.Duration {
+	d, err := time.ParseDuration(c.Kestrel.CommandTimeout)
+	if err != nil || d <= 0 {
+		return 0
+	}
+	return d
+}
+
+// background runs key's list (boot_cmd, run_cmd) of c in a goroutine,
+// after every list queued before it: the phases return at once, so that
+// sshd, the network, k3s, the console and the node's readiness never
+// wait for a config command (a `ping` before the network, a `sleep`).
+// Each command still has its deadline, and its failure is a warning.
+// WaitCommands waits for the queue.
+func (r *Runner) background(ctx context.Context, sys *stage2.System, key string, c *config.Config) {
+	cmds := c.BootCmd
+	if key == "run_cmd" {
+		cmds = c.RunCmd
+	}
+	run := r.commands(sys, c)
+	r.mu.Lock()
+	prev := r.cmdsDone
+	done := make(chan struct{})
+	r.cmdsDone = done
+	r.mu.Unlock()
+	go func() {
+		defer close(done)
+		defer func() { // a bug here must not take PID 1 down
+			if p := recover(); p != nil {
+				sys.Warn("%s: panic: %v", key, p)
+			}
+		}()
+		if prev != nil {
+			select {
+			case <-prev:
+			case <-ctx.Done():
+				return
+			}
+		}
+		step(key, sys.Warn, func() error { return run.Run(ctx, key, cmds) })
+	}()
+}
+
+// WaitCommands waits until the command lists queued so far have ended,
+// or ctx ends.
+func (r *Runner) WaitCommands(ctx context.Context) error {
+	r.mu.Lock()
+	done := r.cmdsDone
+	r.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Network is stage 2's Network hook: it writes resolv.conf when static DNS

@@ -89,7 +89,7 @@ func ApplyInitramfs(ctx context.Context, c *config.Config, t InitramfsTarget, wa
 	}
 	if len(c.InitCmd) > 0 {
 		step("init_cmd", warn, func() error {
-			r := runcmd.Runner{Chroot: t.Chroot, Env: Environ(c), Log: logWriter(t.Logf)}
+			r := runcmd.Runner{Chroot: t.Chroot, Env: Environ(c), Log: logWriter(t.Logf), Timeout: CommandTimeout(c)}
 			if t.DevNull != "" {
 				null, err := os.Open(t.DevNull)
 				if err != nil {

@@ -119,7 +119,7 @@ func (r *Runner) NetworkUp(ctx context.Context, sys *stage2.System) error {
 		})
 	}
 	if len(cfg.RunCmd) > 0 {
-		step("run_cmd", sys.Warn, func() error { return r.commands(sys).Run(ctx, "run_cmd", cfg.RunCmd) })
+		r.background(ctx, sys, "run_cmd", cfg) // after boot_cmd
 	}
 	return nil
 }

@@ -20,6 +20,13 @@
 //     are applied late; github:/gitlab:/URL keys are fetched and added;
 //     the clock is set from kestrel.ntp_servers; run_cmd.
 //
+// boot_cmd and run_cmd start where their phase puts them but run in the
+// background, one list after the other, each command under
+// kestrel.command_timeout: the phases, and so sshd, the network, k3s and
+// the console, never wait for them. A boot_cmd that the network must wait
+// for does not exist any more; init_cmd (stage 1) still runs inline,
+// bounded by the same deadline.
+//
 // Sources are read in config's documented order (config.LoadLocal, then
 // the NoCloud disk with datasource.Local) in stage 1 and again in stage 2:
 // the two are separate processes and nothing is handed over. A source with
@@ -90,6 +97,8 @@ type Runner struct {
 	cfg    *config.Config // passwords hashed: what was applied
 	errs   []error        // problems of skipped sources
 	local  []datasource.Raw
+	// cmdsDone is closed when the last queued command list has ended.
+	cmdsDone chan struct{}
 }
 
 // New returns a Runner.
@@ -147,7 +156,7 @@ var Appliers = map[string]string{
 	"kestrel.environment":         "Runner.Boot (/etc/environment; Runner.Environ for services)",
 	"kestrel.timezone":            "Runner.Boot (timezone)",
 	"kestrel.mounts":              "Runner.Boot",
-	"boot_cmd":                    "Runner.Boot (runcmd)",
+	"boot_cmd":                    "Runner.Boot (runcmd, in the background)",
 	"kestrel.network":             "Runner.Network (netconf)",
 	"kestrel.dns_nameservers":     "Runner.Network and Runner.NetworkUp (resolv.conf)",
 	"kestrel.wifi":                "Runner.Boot: reported as not supported",
@@ -156,7 +165,8 @@ var Appliers = map[string]string{
 	"kestrel.config_url":          "Runner.NetworkUp (datasource.Network)",
 	"kestrel.allow_insecure_http": "Runner.NetworkUp (datasource.Network, sshkeys; warned)",
 	"kestrel.ntp_servers":         "Runner.NetworkUp (ntp)",
-	"run_cmd":                     "Runner.NetworkUp (runcmd)",
+	"run_cmd":                     "Runner.NetworkUp (runcmd, in the background after boot_cmd)",
+	"kestrel.command_timeout":     "runcmd's deadline for init_cmd, boot_cmd and run_cmd (CommandTimeout)",
 	"kestrel.registries":          "k3sservice (registries.yaml), from Runner.Config",
 	"kestrel.server_url":          "k3sservice, from Runner.Config",
 	"kestrel.token":               "k3sservice, from Runner.Config",

@@ -103,6 +103,7 @@ kestrel:
 	if err := r.Boot(context.Background(), sys); err != nil {
 		t.Fatal(err)
 	}
+	r.WaitCommands(context.Background()) // boot_cmd runs in the background
 	out := log.String()
 	if !strings.Contains(out, "warning: config: "+filepath.Join(root, "state", config.StateConfigDir, "10-bad.yaml")+":3:11: kestrel.sysctl: ") {
 		t.Errorf("bad source not reported with file:line:col:\n%s", out)
@@ -208,6 +209,9 @@ kestrel:
 		t.Fatal(err)
 	}
 	if err := r.NetworkUp(context.Background(), sys); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WaitCommands(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if c := r.Config(); c.Hostname != "after" || c.Kestrel.Environment["LATE"] != "late" || sys.Hostname != "after" {

@@ -3,6 +3,11 @@
 // output line by line, and collecting failures without stopping: a failing
 // command must not keep the node from booting.
 //
+// Every command has a deadline (Runner.Timeout, DefaultTimeout when
+// unset): a command that never exits (`ping` before the network, `sleep
+// 100000`) is killed with its process group and reported, so it cannot
+// hold the list, or what waits for it, for good.
+//
 // Limits: commands run as root with stdin on /dev/null; a command that
 // leaves background processes is not waited for beyond its own exit (its
 // children keep running); output lines longer than 64 KiB are split.
@@ -43,14 +48,20 @@ type Runner struct {
 	// Log receives "phase[i]: $ command", the output lines prefixed with
 	// "phase[i]: ", and the result. Nil discards.
 	Log io.Writer
-	// Timeout bounds each command (its whole process group is killed);
-	// zero means none.
+	// Timeout bounds each command (its whole process group is killed
+	// and the command reported as timed out); zero is DefaultTimeout.
+	// There is deliberately no "none".
 	Timeout time.Duration
 	// Reaper, inside PID 1, collects the commands' exit statuses (PID 1
 	// reaps every child, so exec.Cmd.Wait would race with it). Nil: the
 	// runner waits for its children itself.
 	Reaper *reaper.Reaper
 }
+
+// DefaultTimeout is each command's deadline when Runner.Timeout is
+// zero: long enough for a package download or a disk format, short
+// enough that a hung command is noticed the same boot.
+const DefaultTimeout = 5 * time.Minute
 
 // DefaultPath is the PATH of commands when Env has none.
 const DefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -118,18 +129,15 @@ func (r Runner) runOne(ctx context.Context, name, command string) error {
 		close(copied)
 	}()
 
-	var timeout <-chan time.Time
-	if r.Timeout > 0 {
-		t := time.NewTimer(r.Timeout)
-		defer t.Stop()
-		timeout = t.C
-	}
+	limit := r.Limit()
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
 	var e reaper.Exit
 	var why error
 	select {
 	case e = <-exitc:
-	case <-timeout:
-		why = fmt.Errorf("timed out after %v", r.Timeout)
+	case <-deadline.C:
+		why = fmt.Errorf("timed out after %v (kestrel.command_timeout)", limit)
 	case <-ctx.Done():
 		why = ctx.Err()
 	}
@@ -157,6 +165,14 @@ func (r Runner) runOne(ctx context.Context, name, command string) error {
 	}
 	fmt.Fprintf(log, "%s: ok (%v)\n", name, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// Limit is each command's deadline: Timeout, or DefaultTimeout.
+func (r Runner) Limit() time.Duration {
+	if r.Timeout <= 0 {
+		return DefaultTimeout
+	}
+	return r.Timeout
 }
 
 // lineWriter prefixes every output line; stdout and stderr share it.

@@ -101,3 +101,15 @@ func TestUnderReaper(t *testing.T) {
 		}
 	}
 }
+
+// No runner goes without a deadline: an unset (or negative) Timeout is
+// DefaultTimeout.
+func TestLimit(t *testing.T) {
+	for _, tc := range []struct {
+		timeout, want time.Duration
+	}{{0, DefaultTimeout}, {-time.Second, DefaultTimeout}, {time.Second, time.Second}} {
+		if got := (Runner{Timeout: tc.timeout}).Limit(); got != tc.want {
+			t.Errorf("Limit with Timeout %v = %v, want %v", tc.timeout, got, tc.want)
+		}
+	}
+}
