@@ -26,14 +26,17 @@ func TestPlan(t *testing.T) {
 	})
 	want := []string{
 		"mount /dev/vda2 on /newroot type squashfs (ro)",
-		"mount /dev/vda4 on /newroot/state type ext4 (noatime)",
+		"mount /dev/vda4 on /newroot/state type ext4 (nosuid,nodev,noatime)",
 		"grow ext4 on /dev/vda4 at /newroot/state",
 		"mkdir /newroot/state/var (0755)",
 		"mount /newroot/state/var on /newroot/var (bind)",
+		"mount /newroot/state/var on /newroot/var (nosuid,nodev,noatime,remount,bind)",
 		"mkdir /newroot/state/home (0755)",
 		"mount /newroot/state/home on /newroot/home (bind)",
+		"mount /newroot/state/home on /newroot/home (nosuid,nodev,noatime,remount,bind)",
 		"mkdir /newroot/state/root (0700)",
 		"mount /newroot/state/root on /newroot/root (bind)",
+		"mount /newroot/state/root on /newroot/root (nosuid,nodev,noatime,remount,bind)",
 		"load random seed /newroot/var/lib/kestrel/random-seed",
 		"mount tmpfs on /newroot/run type tmpfs (nosuid,nodev,mode=0755)",
 		"mount tmpfs on /newroot/tmp type tmpfs (nosuid,nodev,mode=1777)",
