@@ -38,6 +38,15 @@ func Redact(path, value string) string {
 	return value
 }
 
+// HidesValues reports whether a value at path, or every value under it
+// (environment, k3s arguments, a registry's auth block), would be
+// redacted: an error about a misplaced value there (a string where a list
+// or mapping belongs) must not quote it.
+func HidesValues(path string) bool {
+	return Redact(path, "x") != "x" || Redact(path+"[0]", "x") != "x" || Redact(path+".x", "x") != "x" ||
+		SchemaPath(path) == "kestrel.registries.configs.*.auth"
+}
+
 func redactArg(path, v string) string {
 	if strings.HasPrefix(v, "-") {
 		if i := strings.IndexByte(v, '='); i >= 0 {

@@ -162,3 +162,25 @@ func TestValidateHidesURLCredentials(t *testing.T) {
 		t.Errorf("validate shows a secret: %s", errs)
 	}
 }
+
+// TestValidateHidesMisplacedSecrets: a secret given where a list or a
+// mapping belongs is reported without its value.
+func TestValidateHidesMisplacedSecrets(t *testing.T) {
+	for _, y := range []string{
+		"kestrel:\n  k3s:\n    args: \"--token=s3cr3t\"\n",
+		"kestrel:\n  k3s_args: \"--token s3cr3t\"\n",
+		"kestrel:\n  environment: \"K3S_TOKEN=s3cr3t\"\n",
+		"kestrel:\n  registries:\n    configs:\n      r.example:\n        auth: \"user:s3cr3t\"\n",
+		"kestrel:\n  k3s:\n    token: [s3cr3t]\n",
+	} {
+		f := filepath.Join(t.TempDir(), "config.yaml")
+		os.WriteFile(f, []byte(y), 0o644)
+		code, _, errs := run("validate", f)
+		if code != 1 || !strings.Contains(errs, "expected") {
+			t.Errorf("%q: %d %s", y, code, errs)
+		}
+		if strings.Contains(errs, "s3cr3t") {
+			t.Errorf("validate shows a secret: %s", errs)
+		}
+	}
+}
