@@ -51,12 +51,12 @@ func runCheck(check, v string) error {
 	case "url":
 		u, err := url.Parse(v)
 		if err != nil || u.Scheme == "" || (u.Host == "" && u.Scheme != "file") {
-			return fmt.Errorf("%q is not an absolute URL", v)
+			return fmt.Errorf("%q is not an absolute URL", redactURL(v)) // it may still hold a password
 		}
 		switch u.Scheme {
 		case "http", "https", "file":
 		default:
-			return fmt.Errorf("%q: only http, https and file URLs are supported", v)
+			return fmt.Errorf("%q: only http, https and file URLs are supported", redactURL(v))
 		}
 	case "absolute":
 		if !strings.HasPrefix(v, "/") {

@@ -118,13 +118,18 @@ func (w *walker) errorf(n *yaml.Node, path, format string, args ...any) {
 	w.errs = append(w.errs, &Error{Pos: Pos{w.file, n.Line, n.Column}, Path: path, Problem: fmt.Sprintf(format, args...)})
 }
 
-func kindName(n *yaml.Node) string {
+// kindName names what n is for an error at path; a scalar is quoted unless
+// path holds secrets (HidesValues).
+func kindName(n *yaml.Node, path string) string {
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "a mapping"
 	case yaml.SequenceNode:
 		return "a list"
 	case yaml.ScalarNode:
+		if HidesValues(path) {
+			return "a string (value not shown)"
+		}
 		return fmt.Sprintf("%q", n.Value)
 	}
 	return "something else"
@@ -169,7 +174,7 @@ func (w *walker) value(n *yaml.Node, t reflect.Type, path, check string) *yaml.N
 		return w.mapValue(n, t, path, check)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			w.errorf(n, path, "expected a list, got %s", kindName(n))
+			w.errorf(n, path, "expected a list, got %s", kindName(n, path))
 			return nil
 		}
 		out := copyNode(n)
@@ -193,7 +198,7 @@ func (w *walker) value(n *yaml.Node, t reflect.Type, path, check string) *yaml.N
 
 func (w *walker) scalar(n *yaml.Node, t reflect.Type, path, check string) *yaml.Node {
 	if n.Kind != yaml.ScalarNode {
-		w.errorf(n, path, "expected %s, got %s", typeName(t), kindName(n))
+		w.errorf(n, path, "expected %s, got %s", typeName(t), kindName(n, path))
 		return nil
 	}
 	if !utf8.ValidString(n.Value) {
@@ -272,7 +277,7 @@ func (w *walker) key(k *yaml.Node, path string, seen map[string]int) (string, bo
 // mapValue validates a map; check, if any, applies to its keys.
 func (w *walker) mapValue(n *yaml.Node, t reflect.Type, path, check string) *yaml.Node {
 	if n.Kind != yaml.MappingNode {
-		w.errorf(n, path, "expected a mapping, got %s", kindName(n))
+		w.errorf(n, path, "expected a mapping, got %s", kindName(n, path))
 		return nil
 	}
 	out := copyNode(n)
@@ -303,7 +308,7 @@ func (w *walker) mapValue(n *yaml.Node, t reflect.Type, path, check string) *yam
 
 func (w *walker) structValue(n *yaml.Node, t reflect.Type, path string) *yaml.Node {
 	if n.Kind != yaml.MappingNode {
-		w.errorf(n, path, "expected a mapping, got %s", kindName(n))
+		w.errorf(n, path, "expected a mapping, got %s", kindName(n, path))
 		return nil
 	}
 	before := len(w.errs)

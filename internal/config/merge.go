@@ -289,8 +289,8 @@ var secretPaths = map[string]bool{
 func IsSecret(path string) bool { return secretPaths[SchemaPath(path)] }
 
 // Show writes the merged config as YAML, each value followed by a comment
-// naming its source (file:line:col). Secrets are replaced by <redacted>
-// unless showSecrets.
+// naming its source (file:line:col). Secrets are hidden (Redact) unless
+// showSecrets.
 func (r *Result) Show(w io.Writer, showSecrets bool) error {
 	if r.root == nil {
 		_, err := io.WriteString(w, "{}\n")
@@ -344,8 +344,8 @@ func (r *Result) annotate(n *yaml.Node, path string, showSecrets bool) *yaml.Nod
 			c.Content = append(c.Content, r.annotate(it, fmt.Sprintf("%s[%d]", path, i), showSecrets))
 		}
 	case yaml.ScalarNode:
-		if !showSecrets && IsSecret(path) {
-			c.Value, c.Style = "<redacted>", 0
+		if v := Redact(path, c.Value); !showSecrets && v != c.Value {
+			c.Value, c.Style = v, 0
 		}
 		if c.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 && strings.Count(c.Value, "\n") == 0 {
 			c.Style = 0

@@ -428,6 +428,27 @@ func TestK3sServer(t *testing.T) {
 		t.Errorf("/etc/rancher/node is not a bind mount from the state partition")
 	}
 
+	// State and the binds from it are nosuid,nodev (the stand-in, run
+	// from the rootfs, answered health from a root-owned socket above);
+	// the boot-health record is root's alone.
+	mountinfo, _ := g.readFile("/proc/1/mountinfo")
+	found := 0
+	for _, line := range strings.Split(string(mountinfo), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 5 && (f[4] == "/state" || f[4] == "/var" || f[4] == "/home") {
+			found++
+			if o := "," + f[5] + ","; !strings.Contains(o, ",nosuid,") || !strings.Contains(o, ",nodev,") {
+				t.Errorf("%s is mounted %s, want nosuid,nodev", f[4], f[5])
+			}
+		}
+	}
+	if found != 3 {
+		t.Errorf("found %d of /state, /var, /home in the mount table:\n%s", found, mountinfo)
+	}
+	if out := g.run("ls -l /run/kestrel/boot-health"); !strings.HasPrefix(out, "-rw------- ") {
+		t.Errorf("boot-health: %s, want mode 0600", out)
+	}
+
 	// Crash: the stand-in reads its mode file at each start; from now on
 	// it exits at once. Killing the running one starts the loop.
 	g.run("echo crash > /var/lib/rancher/k3s-standin/mode && kill $(pidof k3s)")

@@ -23,6 +23,11 @@
 //     passed on the command line after the role, in order, unparsed: k3s
 //     gives command-line flags precedence over config.yaml.
 //
+// Errors never contain the value of a token, a datastore endpoint, a
+// registry credential or an environment variable (which may be K3S_TOKEN):
+// they reach the console, `kestrel status` and the boot-health record, which
+// more people read than the config. They name the keys instead.
+//
 // Limits: flags in extra args are not validated (k3s rejects unknown ones at
 // start); manifests and airgap images are not this package's concern;
 // registries.yaml carries the mirrors/configs subset k3s documents (endpoint,
@@ -181,15 +186,15 @@ func Translate(in Input) (Output, error) {
 	if len(legacyArgs) > 0 && (legacyArgs[0] == RoleServer || legacyArgs[0] == RoleAgent) {
 		legacyRole, legacyArgs = legacyArgs[0], legacyArgs[1:]
 	}
-	server, err := same("server URL", in.ServerURL, in.Legacy.ServerURL)
+	server, err := same("server URL", false, in.ServerURL, in.Legacy.ServerURL)
 	if err != nil {
 		return Output{}, err
 	}
-	token, err := same("token", in.Token, in.Legacy.Token)
+	token, err := same("token", true, in.Token, in.Legacy.Token)
 	if err != nil {
 		return Output{}, err
 	}
-	role, err := same("role", in.Role, legacyRole)
+	role, err := same("role", false, in.Role, legacyRole)
 	if err != nil {
 		return Output{}, err
 	}
@@ -296,9 +301,12 @@ func (o Output) WriteFiles(root string) error {
 }
 
 // same returns the one value two config forms give, or an error when they
-// disagree.
-func same(what, typed, legacy string) (string, error) {
+// disagree; the error shows the values only when they are not secret.
+func same(what string, secret bool, typed, legacy string) (string, error) {
 	if typed != "" && legacy != "" && typed != legacy {
+		if secret {
+			return "", fmt.Errorf("k3s: the %s differs from the one the k3os legacy key gives (values not shown)", what)
+		}
 		return "", fmt.Errorf("k3s: %s is %q but the k3os legacy key says %q", what, typed, legacy)
 	}
 	if typed != "" {
@@ -388,14 +396,16 @@ func mergeTaints(typed, legacy []string) ([]string, error) {
 
 func mergeEnv(typed, legacy map[string]string) ([]string, error) {
 	m := map[string]string{}
+	from := map[string]string{}
 	add := func(src, k, v string) error {
 		if !envNameRE.MatchString(k) {
 			return fmt.Errorf("k3s: %s: %q is not a variable name", src, k)
 		}
 		if old, ok := m[k]; ok && old != v {
-			return fmt.Errorf("k3s: environment %s is set twice (%q and %q)", k, old, v)
+			// Values not shown: a variable may hold a secret (K3S_TOKEN).
+			return fmt.Errorf("k3s: environment %s is set twice, to different values, in %s and %s", k, from[k], src)
 		}
-		m[k] = v
+		m[k], from[k] = v, src
 		return nil
 	}
 	for _, k := range sortedKeys(typed) {

@@ -134,7 +134,7 @@ func TestTranslateErrors(t *testing.T) {
 		{"server url conflict", base(func(i *Input) {
 			i.ServerURL, i.Legacy.ServerURL, i.Token = "https://a:6443", "https://b:6443", "t"
 		}), "server URL"},
-		{"token conflict", base(func(i *Input) { i.Token, i.Legacy.Token = "a", "b" }), "token is"},
+		{"token conflict", base(func(i *Input) { i.Token, i.Legacy.Token = "a", "b" }), "token differs"},
 		{"bad label key", base(func(i *Input) { i.Labels = map[string]string{"-x": "1"} }), "not a valid label key"},
 		{"bad label value", base(func(i *Input) { i.Labels = map[string]string{"x": "a b"} }), "not a valid label value"},
 		{"reserved label", base(func(i *Input) { i.Labels = map[string]string{"kestrel.io/slot": "b"} }), "set by kestrel itself"},
@@ -147,7 +147,7 @@ func TestTranslateErrors(t *testing.T) {
 		{"bad env name", base(func(i *Input) { i.Legacy.Environment = map[string]string{"1X": "y"} }), "not a variable name"},
 		{"env conflict", base(func(i *Input) {
 			i.Environment, i.Legacy.Environment = map[string]string{"A": "1"}, map[string]string{"A": "2"}
-		}), "environment A is set twice"},
+		}), "environment A is set twice, to different values, in environment and k3os.environment"},
 		{"mirror endpoint without scheme", base(func(i *Input) {
 			i.Registries.Mirrors = map[string]Mirror{"docker.io": {Endpoint: []string{"mirror:5000"}}}
 		}), "needs http:// or https://"},
@@ -160,6 +160,51 @@ func TestTranslateErrors(t *testing.T) {
 			_, err := Translate(tt.in)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestErrorsHideSecrets: every refused input that carries a secret (a
+// token, a datastore endpoint, a registry password, an environment value)
+// gives an error that names the key but not the value: the error reaches
+// the console, `kestrel status` and the boot-health record.
+func TestErrorsHideSecrets(t *testing.T) {
+	const secret = "K10-s3cr3t-9f8e7d"
+	base := func(mod func(*Input)) Input {
+		in := Input{Version: "v1.0.0", Slot: "a"}
+		mod(&in)
+		return in
+	}
+	for _, tt := range []struct {
+		name string
+		in   Input
+		want string
+	}{
+		{"token vs legacy token", base(func(i *Input) { i.Token, i.Legacy.Token = secret, "other" }), "token differs"},
+		{"legacy token vs token", base(func(i *Input) { i.Token, i.Legacy.Token = "other", secret }), "token differs"},
+		{"environment twice", base(func(i *Input) {
+			i.Environment = map[string]string{"K3S_TOKEN": secret}
+			i.Legacy.Environment = map[string]string{"K3S_TOKEN": "x" + secret}
+		}), "K3S_TOKEN is set twice"},
+		{"agent with datastore", base(func(i *Input) {
+			i.ServerURL, i.Token, i.DatastoreEndpoint = "https://s:6443", secret, "postgres://u:"+secret+"@db/k3s"
+		}), "datastore endpoint is a server setting"},
+		{"token and token file", base(func(i *Input) { i.Token, i.TokenFile = secret, "/f" }), "both a token and a token file"},
+		{"registry tls with auth", base(func(i *Input) {
+			i.Registries.Configs = map[string]RegistryConfig{"r": {
+				Auth: &RegistryAuth{Username: "u", Password: secret, Auth: secret, IdentityToken: secret},
+				TLS:  &RegistryTLS{CertFile: "/c"},
+			}}
+		}), "go together"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Translate(tt.in)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error shows the secret: %v", err)
 			}
 		})
 	}

@@ -4,6 +4,15 @@
 // Location path ends in the version, a 2xx means the URL's own last path
 // element is the version; `+` becomes `-`.
 //
+// Unlike SUC, a channel must be https: whoever answers the channel picks
+// the version every node upgrades to, so a plain-http channel lets anyone
+// on the path choose it. A Plan opts into http with the annotation
+// AnnotationAllowHTTP (a lab's local channel server). The version, which
+// becomes the upgrade image's tag, must be a valid image tag (OCI
+// distribution spec: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}); anything else is
+// ErrMalformed, so a channel cannot smuggle a digest, a path or another
+// repository into the image reference.
+//
 // Limits: no authentication, no caching beyond what the caller keeps, and
 // the response body is never read (only status and Location matter).
 // Retrying with backoff is the caller's job; Backoff computes the delay.
@@ -16,6 +25,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"regexp"
 	"strings"
 	"time"
 
@@ -28,6 +38,18 @@ const (
 	HeaderLatestVersion = "X-SUC-Latest-Version"
 )
 
+// AnnotationAllowHTTP set to "true" on a Plan lets its channel be http.
+const AnnotationAllowHTTP = "kestrel.io/allow-http-channel"
+
+// ErrInsecure means the channel is not https and its Plan did not opt in.
+var ErrInsecure = errors.New("channel is not https")
+
+// tagRE is an image tag as the OCI distribution spec defines it. Written
+// here rather than imported: go-containerregistry's check accepts a
+// leading '.' or '-', which registries refuse, and the spec's one line
+// does not warrant another module.
+var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+
 // ErrMalformed means the server answered, but not with a usable version.
 var ErrMalformed = errors.New("malformed channel response")
 
@@ -37,8 +59,30 @@ type Resolver struct {
 	Client *http.Client
 }
 
-// Resolve GETs channelURL and returns the version it points at.
+// ResolvePlan resolves p's spec.channel: https, or http when p carries
+// AnnotationAllowHTTP: "true".
+func (r *Resolver) ResolvePlan(ctx context.Context, p *plan.Plan, clusterID string) (string, error) {
+	return r.resolve(ctx, p.Spec.Channel, p.Status.LatestVersion, clusterID, p.Annotations[AnnotationAllowHTTP] == "true")
+}
+
+// Resolve GETs an https channelURL and returns the version it points at.
 func (r *Resolver) Resolve(ctx context.Context, channelURL, latestVersion, clusterID string) (string, error) {
+	return r.resolve(ctx, channelURL, latestVersion, clusterID, false)
+}
+
+func (r *Resolver) resolve(ctx context.Context, channelURL, latestVersion, clusterID string, allowHTTP bool) (string, error) {
+	u, err := url.Parse(channelURL)
+	if err != nil {
+		return "", fmt.Errorf("channel %s: %w", channelURL, err)
+	}
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && allowHTTP:
+	case u.Scheme == "http":
+		return "", fmt.Errorf("channel %s: %w: anyone on the path could pick the version; use https, or annotate the Plan %s: \"true\"", channelURL, ErrInsecure, AnnotationAllowHTTP)
+	default:
+		return "", fmt.Errorf("channel %s: %w: scheme %q", channelURL, ErrInsecure, u.Scheme)
+	}
 	hc := http.Client{Timeout: 30 * time.Second}
 	if r != nil && r.Client != nil {
 		hc = *r.Client
@@ -68,18 +112,18 @@ func (r *Resolver) Resolve(ctx context.Context, channelURL, latestVersion, clust
 		}
 		v = path.Base(loc.Path)
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		u, err := url.Parse(channelURL)
-		if err != nil {
-			return "", fmt.Errorf("channel %s: %w", channelURL, err)
-		}
 		v = path.Base(u.Path)
 	default:
 		return "", fmt.Errorf("channel %s: unexpected response %s %s", channelURL, resp.Proto, resp.Status)
 	}
 	if v == "" || v == "." || v == "/" || strings.ContainsAny(v, " \t\r\n") {
-		return "", fmt.Errorf("channel %s: no version in %q: %w", channelURL, v, ErrMalformed)
+		return "", fmt.Errorf("channel %s: no version in %.80q: %w", channelURL, v, ErrMalformed)
 	}
-	return plan.MungeVersion(v), nil
+	tag := plan.MungeVersion(v)
+	if !tagRE.MatchString(tag) {
+		return "", fmt.Errorf("channel %s: version %.80q is not a valid image tag: %w", channelURL, v, ErrMalformed)
+	}
+	return tag, nil
 }
 
 // Backoff returns the delay before retry number n (1-based) after a

@@ -8,6 +8,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kestrel-os/kestrel/internal/upgrade/plan"
 )
 
 func TestResolve(t *testing.T) {
@@ -27,7 +31,16 @@ func TestResolve(t *testing.T) {
 		w.Header().Set("Location", "/")
 		w.WriteHeader(http.StatusFound)
 	})
-	srv := httptest.NewServer(mux)
+	for name, loc := range map[string]string{
+		"/digest":    "/releases/tag/v1.0.0@sha256:0123456789abcdef",
+		"/dash":      "/releases/tag/-v1.0.0",
+		"/long":      "/releases/tag/v" + strings.Repeat("1", 128),
+		"/colon":     "/releases/tag/evil.example:5000",
+		"/semicolon": "/releases/tag/v1.0.0%3Bid",
+	} {
+		mux.HandleFunc(name, func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, loc, http.StatusFound) })
+	}
+	srv := httptest.NewTLSServer(mux)
 	defer srv.Close()
 
 	tests := []struct {
@@ -39,8 +52,15 @@ func TestResolve(t *testing.T) {
 		{"301 is not 302", "/moved", "", "unexpected response", false},
 		{"500", "/broken", "", "500", false},
 		{"302 without version", "/emptyloc", "", "no version", true},
+		{"302 to a digest", "/digest", "", "not a valid image tag", true},
+		{"302 to a leading dash", "/dash", "", "not a valid image tag", true},
+		{"302 to 129 characters", "/long", "", "not a valid image tag", true},
+		{"302 to a registry host", "/colon", "", "not a valid image tag", true},
+		{"302 to an escaped semicolon", "/semicolon", "", "not a valid image tag", true},
 	}
-	r := &Resolver{Client: &http.Client{Timeout: 5 * time.Second}}
+	client := srv.Client()
+	client.Timeout = 5 * time.Second
+	r := &Resolver{Client: client}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := r.Resolve(context.Background(), srv.URL+tc.path, "v1.0.0", "cluster-uid")
@@ -61,8 +81,45 @@ func TestResolve(t *testing.T) {
 	if gotCluster != "cluster-uid" || gotLatest != "v1.0.0" {
 		t.Errorf("headers: cluster %q latest %q", gotCluster, gotLatest)
 	}
-	if _, err := r.Resolve(context.Background(), "http://127.0.0.1:1/x", "", ""); err == nil {
+	if _, err := r.Resolve(context.Background(), "https://127.0.0.1:1/x", "", ""); err == nil {
 		t.Error("unreachable channel resolved")
+	}
+}
+
+// TestHTTPNeedsOptIn: a plain-http channel is refused unless its Plan
+// carries AnnotationAllowHTTP: "true".
+func TestHTTPNeedsOptIn(t *testing.T) {
+	srv := httptest.NewServer(http.RedirectHandler("/releases/tag/v1.2.3", http.StatusFound))
+	defer srv.Close()
+	r := &Resolver{Client: &http.Client{Timeout: 5 * time.Second}}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name        string
+		url         string
+		annotations map[string]string
+		want        string
+	}{
+		{"http without opt-in", srv.URL + "/latest", nil, ""},
+		{"http opt-in not true", srv.URL + "/latest", map[string]string{AnnotationAllowHTTP: "yes"}, ""},
+		{"http with opt-in", srv.URL + "/latest", map[string]string{AnnotationAllowHTTP: "true"}, "v1.2.3"},
+		{"ftp even with opt-in", "ftp://example.invalid/latest", map[string]string{AnnotationAllowHTTP: "true"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &plan.Plan{ObjectMeta: metav1.ObjectMeta{Annotations: tc.annotations}, Spec: plan.PlanSpec{Channel: tc.url}}
+			got, err := r.ResolvePlan(ctx, p, "")
+			if tc.want == "" {
+				if !errors.Is(err, ErrInsecure) {
+					t.Fatalf("ResolvePlan = %q, %v; want ErrInsecure", got, err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("ResolvePlan = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := r.Resolve(ctx, srv.URL+"/latest", "", ""); !errors.Is(err, ErrInsecure) || !strings.Contains(err.Error(), AnnotationAllowHTTP) {
+		t.Errorf("Resolve over http: %v, want ErrInsecure naming the annotation", err)
 	}
 }
 

@@ -9,9 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kestrel-os/kestrel/internal/upgrade/channel"
 	"github.com/kestrel-os/kestrel/internal/upgrade/plan"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
+
+// httpChannel lets a Plan use the tests' plain-http channel servers.
+var httpChannel = map[string]string{channel.AnnotationAllowHTTP: "true"}
 
 // Channel resolution on a real apiserver: a 302 channel and a 200 channel
 // set latestVersion; the cluster ID header is kube-system's UID.
@@ -39,7 +43,7 @@ func TestChannelResolution(t *testing.T) {
 		{"redirect", "/latest", "v0.9.1-rc1"},
 		{"ok", "/v0.8.0", "v0.8.0"},
 	} {
-		p := c.createPlan(&plan.Plan{ObjectMeta: metav1.ObjectMeta{Name: tc.name}, Spec: plan.PlanSpec{
+		p := c.createPlan(&plan.Plan{ObjectMeta: metav1.ObjectMeta{Name: tc.name, Annotations: httpChannel}, Spec: plan.PlanSpec{
 			NodeSelector: c.selector(), Channel: srv.URL + tc.path, Upgrade: &plan.ContainerSpec{Image: "img"}}})
 		got := c.waitPlan(p.Name, 20*time.Second, "LatestResolved", func(p *plan.Plan) bool { return p.Status.IsTrue(plan.CondLatestResolved) })
 		if got.Status.LatestVersion != tc.want {
@@ -81,9 +85,9 @@ func TestChannelFailuresRetried(t *testing.T) {
 	defer srv.Close()
 	c.controller(nil)
 	c.sim("flaky", "v2.0.0", jobOnly, 0)
-	unreachable := c.createPlan(&plan.Plan{ObjectMeta: metav1.ObjectMeta{Name: "unreachable"}, Spec: plan.PlanSpec{
+	unreachable := c.createPlan(&plan.Plan{ObjectMeta: metav1.ObjectMeta{Name: "unreachable", Annotations: httpChannel}, Spec: plan.PlanSpec{
 		Concurrency: 1, NodeSelector: c.selector(), Channel: "http://127.0.0.1:1/latest", Upgrade: &plan.ContainerSpec{Image: "img"}}})
-	flaky := c.createPlan(&plan.Plan{ObjectMeta: metav1.ObjectMeta{Name: "flaky"}, Spec: plan.PlanSpec{
+	flaky := c.createPlan(&plan.Plan{ObjectMeta: metav1.ObjectMeta{Name: "flaky", Annotations: httpChannel}, Spec: plan.PlanSpec{
 		Concurrency: 1, NodeSelector: c.selector(), Channel: srv.URL + "/latest", Upgrade: &plan.ContainerSpec{Image: "img"}}})
 
 	for _, name := range []string{unreachable.Name, flaky.Name} {

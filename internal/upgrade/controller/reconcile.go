@@ -238,7 +238,7 @@ func (c *Controller) resolve(ctx context.Context, key string, p *plan.Plan, now 
 		return fallback, cs.lastErr
 	}
 	clusterID := c.clusterID(ctx)
-	v, err := c.cfg.Resolver.Resolve(ctx, p.Spec.Channel, p.Status.LatestVersion, clusterID)
+	v, err := c.cfg.Resolver.ResolvePlan(ctx, p, clusterID)
 	if err != nil {
 		cs.failures++
 		d := channel.Backoff(cs.failures, c.cfg.ChannelRetryBase, c.cfg.ChannelRetryMax)

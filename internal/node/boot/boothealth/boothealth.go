@@ -5,7 +5,11 @@
 // good boot (Declarer.OnGood) to mark the booted slot good.
 //
 // The record is one JSON file on tmpfs (layout.BootHealth): it describes
-// this boot only and is gone after a reboot, by design.
+// this boot only and is gone after a reboot, by design. It is 0600: a
+// detail carries the reason a start failed, and only root runs `kestrel
+// status` anyway (the control socket it asks is root's too). Declarers
+// still never put a secret in a detail (internal/k3s/config's errors name
+// keys, not values).
 //
 // Limits: a boot is declared once (good or not good) and never revised: a
 // k3s that turns healthy after its deadline, or crashes after it was
@@ -55,6 +59,9 @@ func (r Record) String() string {
 	}
 	return "pending: " + r.Detail
 }
+
+// FileMode is the record's permission: root's only.
+const FileMode os.FileMode = 0o600
 
 // Declarer writes the record. The zero value is not usable: Path and Now
 // are required.
@@ -128,7 +135,7 @@ func (d *Declarer) write(r Record) error {
 	if err != nil {
 		return fmt.Errorf("boot health: %w", err)
 	}
-	if err := atomicfile.Write(d.Path, append(data, '\n'), 0o644, atomicfile.NoChown, atomicfile.NoChown); err != nil {
+	if err := atomicfile.Write(d.Path, append(data, '\n'), FileMode, atomicfile.NoChown, atomicfile.NoChown); err != nil {
 		return fmt.Errorf("boot health: %w", err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package boothealth
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -42,6 +43,9 @@ func TestDeclare(t *testing.T) {
 			}
 			if calls != tc.listeners {
 				t.Errorf("OnGood ran %d times, want %d", calls, tc.listeners)
+			}
+			if fi, err := os.Stat(d.Path); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("record file: %v, %v; want mode 0600 (a detail is root's to read)", fi.Mode(), err)
 			}
 		})
 	}

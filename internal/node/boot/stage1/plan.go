@@ -81,7 +81,7 @@ func Plan(in PlanInput) []Step {
 		// instead of spreading damage, and stage 2 reports the state
 		// read-only.
 		{Op: OpCheck, Device: in.StateDev},
-		{Op: OpMount, Mount: mounts.Mount{Source: in.StateDev, Target: state, FSType: "ext4", Flags: syscall.MS_NOATIME, Data: "errors=remount-ro"}},
+		{Op: OpMount, Mount: mounts.Mount{Source: in.StateDev, Target: state, FSType: "ext4", Flags: stateFlags, Data: "errors=remount-ro"}},
 	}
 	if in.GrowState {
 		steps = append(steps, Step{Op: OpResize, Device: in.StateDev, Path: state})
@@ -95,6 +95,9 @@ func Plan(in PlanInput) []Step {
 		steps = append(steps,
 			Step{Op: OpMkdir, Path: src, Mode: mode},
 			Step{Op: OpMount, Mount: mounts.Mount{Source: src, Target: nr(d), Flags: syscall.MS_BIND}},
+			// A bind mount ignores flags other than MS_REC when it is
+			// made; they take effect on a remount of it.
+			Step{Op: OpMount, Mount: mounts.Mount{Source: src, Target: nr(d), Flags: syscall.MS_REMOUNT | syscall.MS_BIND | stateFlags}},
 		)
 	}
 	if in.RandomSeed != "" {
@@ -112,6 +115,19 @@ func Plan(in PlanInput) []Step {
 	)
 	return steps
 }
+
+// stateFlags are the state partition's mount flags, and those of /var,
+// /home and /root bound from it. nosuid and nodev: a setuid binary or a
+// device node that someone with the disk in hand (or a bug) put on state
+// gives no one root. Not noexec: k3s unpacks its own binaries (containerd,
+// runc, CNI plugins) under /var/lib/rancher/k3s/data and runs them there.
+// Containers are unaffected: containerd's overlayfs snapshotter gives each
+// container root its own overlay mount, whose flags are its own, so a
+// setuid binary or a device node in an image still works inside it (checked
+// with an overlay whose lower directory is on a nosuid,nodev mount); only
+// containerd's "native" snapshotter, which bind-mounts snapshots and which
+// k3s does not use by default, would lose setuid in images.
+const stateFlags = syscall.MS_NOATIME | syscall.MS_NOSUID | syscall.MS_NODEV
 
 // EarlyMounts are the API filesystems stage 1 needs before anything else.
 func EarlyMounts(proc, sys, dev string) []mounts.Mount {

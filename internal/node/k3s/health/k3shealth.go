@@ -13,6 +13,19 @@
 // A 401 or 403 is reported as such, so a missing certificate is not
 // mistaken for a slow start.
 //
+// Who answers: ports 6443 and 10248 are above 1024, so any local user can
+// bind one before k3s does and answer 200, which would declare a boot good
+// (and mark an upgraded slot good) without k3s. So every connection is
+// checked before a byte is sent: the socket that accepted it, found in
+// /proc/net/tcp{,6} by the connection's two addresses, must belong to root
+// (k3s runs as root; a user cannot create a root-owned socket, and root
+// needs no trick to lie about health). This is chosen over trusting only
+// k3s's CA because the agent's kubelet endpoint is plain HTTP without any
+// certificate, and the server's CA does not exist yet on a first boot.
+// It does not check that the root process is k3s itself (that would mean
+// walking every process's file descriptors); Options.OwnerUID changes the
+// required owner (tests run as another user).
+//
 // Limits: it checks the local node only (an agent's registration with the
 // server shows up as the kubelet becoming healthy, not as a Node object
 // being Ready); it does not follow redirects; a probe that answers 200 once
@@ -26,11 +39,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // Default health endpoints of a real k3s.
@@ -67,6 +83,12 @@ type Options struct {
 	Root string
 	// Logf, when set, gets one line per change of probe outcome.
 	Logf func(format string, args ...any)
+	// Proc is procfs's mount point, where the answering socket's owner is
+	// looked up; default "/proc".
+	Proc string
+	// OwnerUID is the uid that must own the answering socket: 0, root,
+	// as k3s runs.
+	OwnerUID uint32
 }
 
 // Wait probes until the endpoint answers 200, the timeout runs out
@@ -148,8 +170,10 @@ func probe(ctx context.Context, opt Options, url string, limit time.Duration) (b
 	if limit < time.Second {
 		limit = time.Second
 	}
+	transport := &http.Transport{DialContext: opt.dialOwned, DisableKeepAlives: true}
 	client := &http.Client{
-		Timeout: limit,
+		Timeout:   limit,
+		Transport: transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
@@ -159,7 +183,7 @@ func probe(ctx context.Context, opt Options, url string, limit time.Duration) (b
 		if err != nil {
 			return false, err.Error()
 		}
-		client.Transport = &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}
+		transport.TLSClientConfig = cfg
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -211,4 +235,65 @@ func tlsConfig(root string) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// dialOwned connects and keeps the connection only when the socket that
+// accepted it belongs to OwnerUID.
+func (o Options) dialOwned(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	uid, err := acceptorUID(o.proc(), c.RemoteAddr(), c.LocalAddr())
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("k3s health: who answers %s: %w", addr, err)
+	}
+	if uid != o.OwnerUID {
+		c.Close()
+		return nil, fmt.Errorf("k3s health: %s is answered by a socket of uid %d, not %d: another program holds k3s's port", addr, uid, o.OwnerUID)
+	}
+	return c, nil
+}
+
+func (o Options) proc() string {
+	if o.Proc == "" {
+		return "/proc"
+	}
+	return o.Proc
+}
+
+// acceptorUID returns the owner of the TCP socket whose local address is
+// server and remote address client: the server side of one connection.
+// The accepted socket may show up a moment after connect returns, so a
+// miss is retried briefly.
+func acceptorUID(proc string, server, client net.Addr) (uint32, error) {
+	s, ok1 := server.(*net.TCPAddr)
+	c, ok2 := client.(*net.TCPAddr)
+	if !ok1 || !ok2 {
+		return 0, fmt.Errorf("not a TCP connection (%s)", server.Network())
+	}
+	fs, err := procfs.NewFS(proc)
+	if err != nil {
+		return 0, err
+	}
+	for try := 0; try < 5; try++ {
+		for _, table := range []func() (procfs.NetTCP, error){fs.NetTCP, fs.NetTCP6} {
+			lines, err := table()
+			if errors.Is(err, os.ErrNotExist) {
+				continue // no IPv6 in this kernel
+			}
+			if err != nil {
+				return 0, err
+			}
+			for _, l := range lines {
+				if l.LocalPort == uint64(s.Port) && l.RemPort == uint64(c.Port) && l.LocalAddr.Equal(s.IP) && l.RemAddr.Equal(c.IP) {
+					return uint32(l.UID), nil
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("no socket %s <- %s in %s/net/tcp: the answer does not come from this host", server, client, proc)
 }

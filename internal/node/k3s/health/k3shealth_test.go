@@ -1,6 +1,7 @@
 package health
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,14 +11,17 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -191,4 +195,84 @@ func selfSignedPEM(t *testing.T, cn string) (certPEM, keyPEM []byte) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+// TestSquatterRefused: a local user who binds the health port before k3s
+// and answers 200 does not make k3s healthy. The squatter is this test
+// binary run again as uid 65534 (TestHelperSquatter); the same answer from
+// a root-owned server (this process) is the control.
+func TestSquatterRefused(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run a server as another user")
+	}
+	root := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	defer root.Close()
+	for _, tc := range []struct {
+		name    string
+		url     func(t *testing.T) string
+		wantErr string
+	}{
+		{"root's server", func(*testing.T) string { return root.URL }, ""},
+		{"a user's server", squatter, "uid 65534, not 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Wait(context.Background(), Options{Role: "agent", URL: tc.url(t) + "/healthz",
+				Timeout: 300 * time.Millisecond, Interval: 50 * time.Millisecond, Root: t.TempDir()})
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrNotHealthy) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want ErrNotHealthy with %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// squatter starts TestHelperSquatter as uid 65534 and returns its URL.
+func squatter(t *testing.T) string {
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for d := dir; d != filepath.Dir(d) && strings.HasPrefix(d, os.TempDir()+"/"); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755) // uid 65534 must reach the binary
+	}
+	bin := filepath.Join(dir, "squatter.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestHelperSquatter$")
+	cmd.Env = append(os.Environ(), "K3SHEALTH_SQUATTER=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("squatter: %v", err)
+	}
+	return "http://" + strings.TrimSpace(line)
+}
+
+// TestHelperSquatter is the squatter process of TestSquatterRefused: it
+// prints its address and answers 200 to everything.
+func TestHelperSquatter(t *testing.T) {
+	if os.Getenv("K3SHEALTH_SQUATTER") != "1" {
+		t.Skip("the squatter process of TestSquatterRefused")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println(ln.Addr())
+	http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
 }

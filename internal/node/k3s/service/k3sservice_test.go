@@ -184,6 +184,8 @@ func TestPrepareRun(t *testing.T) {
 		{name: "no k3s in the image", withK3s: false, yaml: "{}", state: boothealth.Good, detail: "no k3s in this image", onGood: 1},
 		{name: "refused config", withK3s: true, yaml: "kestrel:\n  k3s:\n    role: agent\n", prepErr: "server URL",
 			state: boothealth.NotGood, detail: "an agent needs a server URL"},
+		{name: "token vs legacy token", withK3s: true, yaml: "kestrel:\n  token: K10-legacy-s3cr3t\n  k3s:\n    token: K10-new-s3cr3t\n", prepErr: "token differs",
+			state: boothealth.NotGood, detail: "token differs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := fakeRoot(t, tc.withK3s)
@@ -204,6 +206,7 @@ func TestPrepareRun(t *testing.T) {
 				HealthInterval: 50 * time.Millisecond,
 			}
 			plan, err := Prepare(context.Background(), sys, opt)
+			prepErr := err
 			if tc.prepErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.prepErr) {
 					t.Fatalf("Prepare: %v, want an error about %q", err, tc.prepErr)
@@ -224,6 +227,17 @@ func TestPrepareRun(t *testing.T) {
 			}
 			if r.State != tc.state || !strings.Contains(r.Detail, tc.detail) {
 				t.Errorf("boot health %q, want %s with %q", r, tc.state, tc.detail)
+			}
+			// What the console, `kestrel status` and the record show holds
+			// no secret, and the record is root's.
+			raw, _ := os.ReadFile(filepath.Join(root, layout.BootHealth))
+			for _, shown := range append([]string{string(raw), fmt.Sprint(prepErr)}, sys.warnings...) {
+				if strings.Contains(shown, "s3cr3t") {
+					t.Errorf("a secret is shown: %s", shown)
+				}
+			}
+			if fi, err := os.Stat(filepath.Join(root, layout.BootHealth)); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("boot health file mode %v, %v; want 0600", fi.Mode(), err)
 			}
 			if good != tc.onGood {
 				t.Errorf("OnBootGood ran %d times, want %d", good, tc.onGood)

@@ -151,7 +151,7 @@ func show(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.ESP, "esp", layout.ESPMount, "ESP mount point")
 	fs.StringVar(&o.Cmdline, "cmdline", "/proc/cmdline", "kernel command line file")
 	fs.StringVar(&o.Cache, "cache", datasource.DefaultCache, "datasource cache written at boot")
-	secrets := fs.Bool("secrets", false, "show passwords and tokens")
+	secrets := fs.Bool("secrets", false, "show passwords, tokens, environment values, k3s argument values and URL credentials")
 	values := fs.Bool("values", false, "one line per value: key = value  source")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -172,8 +172,8 @@ func show(args []string, stdout, stderr io.Writer) int {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		for _, v := range r.Values() {
 			val := v.Value
-			if !*secrets && config.IsSecret(v.Path) {
-				val = "<redacted>"
+			if !*secrets {
+				val = config.Redact(v.Path, v.Value)
 			}
 			fmt.Fprintf(tw, "%s\t= %q\t%s\n", v.Path, val, v.From)
 		}

@@ -102,3 +102,85 @@ func TestOtherCommands(t *testing.T) {
 		t.Errorf("no command %d", code)
 	}
 }
+
+// TestShowRedacts: without --secrets, `config show` (YAML and --values)
+// hides environment values, URL user info and queries and k3s argument
+// values besides passwords and tokens, and keeps enough to read the shape.
+func TestShowRedacts(t *testing.T) {
+	root := t.TempDir()
+	esp := filepath.Join(root, "esp")
+	os.MkdirAll(esp, 0o755)
+	cfg := `kestrel:
+  token: tok-s3cr3t
+  environment: {HTTPS_PROXY: "http://proxyuser:proxy-s3cr3t@proxy:3128", K3S_TOKEN: env-s3cr3t}
+  config_url: "https://cfguser:cfg-s3cr3t@config.example/node.yaml?token=query-s3cr3t"
+  k3s_args: [server, "--token=arg-s3cr3t", --datastore-endpoint, "postgres://u:db-s3cr3t@db/k3s", --disable-agent]
+  k3s:
+    args: [--agent-token, agent-s3cr3t]
+  registries:
+    mirrors:
+      docker.io: {endpoint: ["https://mirror-s3cr3t@mirror.example"]}
+`
+	os.WriteFile(filepath.Join(esp, "config.yaml"), []byte(cfg), 0o644)
+	args := []string{"show", "--root", root, "--esp", esp, "--cmdline", filepath.Join(root, "none"), "--cache", ""}
+	for _, extra := range [][]string{nil, {"--values"}} {
+		code, out, errs := run(append(args, extra...)...)
+		if code != 0 {
+			t.Fatalf("%v: %d %s", extra, code, errs)
+		}
+		if strings.Contains(out, "s3cr3t") {
+			t.Errorf("show %v shows a secret:\n%s", extra, out)
+		}
+		for _, keep := range []string{
+			"https://<redacted>@config.example/node.yaml?<redacted>", "HTTPS_PROXY",
+			"server", "--token=<redacted>", "--datastore-endpoint", "--disable-agent", "--agent-token",
+			"https://<redacted>@mirror.example",
+		} {
+			if !strings.Contains(out, keep) {
+				t.Errorf("show %v lacks %q:\n%s", extra, keep, out)
+			}
+		}
+	}
+	_, out, _ := run(append(args, "--values", "--secrets")...)
+	for _, s := range []string{"tok-s3cr3t", "env-s3cr3t", "cfg-s3cr3t", "query-s3cr3t", "arg-s3cr3t", "db-s3cr3t", "agent-s3cr3t"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("show --secrets lacks %s:\n%s", s, out)
+		}
+	}
+}
+
+// TestValidateHidesURLCredentials: a refused URL is named without its
+// user info and query (the message reaches the console and `kestrel status`).
+func TestValidateHidesURLCredentials(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(f, []byte("kestrel:\n  config_url: \"ftp://u:pw-s3cr3t@cfg.example/x?token=q-s3cr3t\"\n"), 0o644)
+	code, _, errs := run("validate", f)
+	if code != 1 || !strings.Contains(errs, "kestrel.config_url") || !strings.Contains(errs, "ftp://<redacted>@cfg.example/x?<redacted>") {
+		t.Errorf("validate: %d %s", code, errs)
+	}
+	if strings.Contains(errs, "s3cr3t") {
+		t.Errorf("validate shows a secret: %s", errs)
+	}
+}
+
+// TestValidateHidesMisplacedSecrets: a secret given where a list or a
+// mapping belongs is reported without its value.
+func TestValidateHidesMisplacedSecrets(t *testing.T) {
+	for _, y := range []string{
+		"kestrel:\n  k3s:\n    args: \"--token=s3cr3t\"\n",
+		"kestrel:\n  k3s_args: \"--token s3cr3t\"\n",
+		"kestrel:\n  environment: \"K3S_TOKEN=s3cr3t\"\n",
+		"kestrel:\n  registries:\n    configs:\n      r.example:\n        auth: \"user:s3cr3t\"\n",
+		"kestrel:\n  k3s:\n    token: [s3cr3t]\n",
+	} {
+		f := filepath.Join(t.TempDir(), "config.yaml")
+		os.WriteFile(f, []byte(y), 0o644)
+		code, _, errs := run("validate", f)
+		if code != 1 || !strings.Contains(errs, "expected") {
+			t.Errorf("%q: %d %s", y, code, errs)
+		}
+		if strings.Contains(errs, "s3cr3t") {
+			t.Errorf("validate shows a secret: %s", errs)
+		}
+	}
+}

@@ -8,7 +8,10 @@
 //
 // Stage 1 and stage 2 both load through a Store; only stage 2 saves, once
 // per boot, the files it found valid, and drops the copies of files that
-// are gone (a deleted file is a choice, not an accident).
+// are gone (a deleted file is a choice, not an accident). A file whose
+// absence is not known is not gone: when the ESP is not mounted (its
+// directory is not a mount point) its copy is kept and merged in its place,
+// and when config.d cannot be listed its copies are kept.
 //
 // Limits: image defaults and the kernel command line have no copies (they
 // cannot be edited in place), nor have datasources (they are fetched
@@ -23,6 +26,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 
 	"github.com/kestrel-os/kestrel/internal/config"
 	"github.com/kestrel-os/kestrel/internal/osfiles/atomicfile"
@@ -45,9 +50,13 @@ type Loaded struct {
 	// Replaced names the files that were invalid and replaced by their
 	// last good copy.
 	Replaced []string
+	// Unmounted names the ESP's config when the ESP was not mounted: its
+	// last good copy, if any, was merged in its place.
+	Unmounted []string
 
-	valid map[string][]byte // copy name -> content of a valid file
-	seen  map[string]bool   // copy names of the files present, valid or not
+	valid  map[string][]byte // copy name -> content of a valid file
+	seen   map[string]bool   // copy names of the files present, valid or not
+	keepDI bool              // config.d could not be listed: keep its copies
 }
 
 // file is one editable file and the name of its copy. Copies are named
@@ -55,24 +64,33 @@ type Loaded struct {
 // the new root, the ESP at a scratch mount) and stage 2.
 type file struct{ path, copy string }
 
-func editable(loc config.Locations, s *config.Sources) []file {
-	var out []file
+// Copy names.
+const (
+	espCopy      = "esp-config.yaml"
+	stateCopy    = "state-config.yaml"
+	dropinPrefix = "config.d-"
+)
+
+// editable lists the editable files; unlisted is true when config.d could
+// not be listed (its copies must then be kept).
+func editable(loc config.Locations, s *config.Sources) (files []file, unlisted bool) {
 	if loc.ESPConfig != "" {
-		out = append(out, file{loc.ESPConfig, "esp-config.yaml"})
+		files = append(files, file{loc.ESPConfig, espCopy})
 	}
 	if loc.StateConfig != "" {
-		out = append(out, file{loc.StateConfig, "state-config.yaml"})
+		files = append(files, file{loc.StateConfig, stateCopy})
 	}
 	if loc.StateConfigDir != "" {
 		more, err := config.DirFiles(loc.StateConfigDir)
 		if err != nil {
 			s.AddError(err)
+			unlisted = true
 		}
 		for _, f := range more {
-			out = append(out, file{f, "config.d-" + filepath.Base(f)})
+			files = append(files, file{f, dropinPrefix + filepath.Base(f)})
 		}
 	}
-	return out
+	return files, unlisted
 }
 
 // Load reads the local sources in config.LoadLocal's order; an editable
@@ -83,8 +101,21 @@ func (st Store) Load(loc config.Locations) *Loaded {
 		Sources: config.LoadLocal(config.Locations{Defaults: loc.Defaults, Cmdline: loc.Cmdline}),
 		valid:   map[string][]byte{}, seen: map[string]bool{},
 	}
-	for _, f := range editable(loc, l.Sources) {
+	files, unlisted := editable(loc, l.Sources)
+	l.keepDI = unlisted
+	for _, f := range files {
 		data, err := os.ReadFile(f.path)
+		if errors.Is(err, os.ErrNotExist) && f.copy == espCopy && !mountPoint(filepath.Dir(f.path)) {
+			// Not known to be gone: the ESP is not there to hold it.
+			l.seen[f.copy] = true
+			l.Unmounted = append(l.Unmounted, f.path)
+			if st.Dir != "" {
+				if good, err := os.ReadFile(filepath.Join(st.Dir, f.copy)); err == nil {
+					l.Sources.Add(f.path+Suffix, good)
+				}
+			}
+			continue
+		}
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -131,11 +162,24 @@ func (st Store) Save(l *Loaded) error {
 		return errors.Join(append(errs, fmt.Errorf("last good config: %w", err))...)
 	}
 	for _, e := range ents {
-		if !l.seen[e.Name()] && !e.IsDir() {
+		keep := l.seen[e.Name()] || (l.keepDI && strings.HasPrefix(e.Name(), dropinPrefix))
+		if !keep && !e.IsDir() {
 			if err := os.Remove(filepath.Join(st.Dir, e.Name())); err != nil {
 				errs = append(errs, fmt.Errorf("last good config: %w", err))
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// mountPoint reports whether dir is the root of a mounted filesystem: it
+// exists and sits on another device than its parent. The ESP is FAT and
+// its mount point's parent is not, so a failed ESP mount leaves a plain
+// directory on the parent's device.
+func mountPoint(dir string) bool {
+	var st, parent syscall.Stat_t
+	if syscall.Stat(dir, &st) != nil || syscall.Stat(filepath.Join(dir, ".."), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev || st.Ino == parent.Ino // "/" is its own parent
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/kestrel-os/kestrel/internal/config"
@@ -111,5 +112,79 @@ func TestNoStore(t *testing.T) {
 	}
 	if err := (Store{}).Save(l); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestAbsenceNotKnown: a file whose absence is not known keeps its copy.
+// The ESP is a real mount (tmpfs standing in for the FAT partition): while
+// it is not mounted, its config's copy is kept and merged in its place;
+// once it is mounted again without the file, the copy goes. A config.d
+// that cannot be listed keeps its drop-ins' copies.
+func TestAbsenceNotKnown(t *testing.T) {
+	dir := t.TempDir()
+	loc := config.Locations{
+		ESPConfig:      filepath.Join(dir, "boot/efi/config.yaml"),
+		StateConfigDir: filepath.Join(dir, "state/config.d"),
+	}
+	espDir := filepath.Dir(loc.ESPConfig)
+	os.MkdirAll(espDir, 0o755)
+	os.MkdirAll(loc.StateConfigDir, 0o755)
+	if err := syscall.Mount("tmpfs", espDir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("needs to mount a tmpfs (root): %v", err)
+	}
+	mounted := true
+	defer func() {
+		if mounted {
+			syscall.Unmount(espDir, 0)
+		}
+	}()
+	st := Store{Dir: filepath.Join(dir, "state/last-good")}
+	os.WriteFile(loc.ESPConfig, []byte("hostname: from-esp\n"), 0o644)
+	os.WriteFile(filepath.Join(loc.StateConfigDir, "10-x.yaml"), []byte("kestrel: {timezone: UTC}\n"), 0o644)
+
+	for _, step := range []struct {
+		name     string
+		edit     func()
+		hostname string
+		copies   []string
+	}{
+		{"ESP mounted, all good", func() {}, "from-esp", []string{"config.d-10-x.yaml", "esp-config.yaml"}},
+		{"ESP failed to mount: its copy stands in and stays", func() {
+			if err := syscall.Unmount(espDir, 0); err != nil {
+				t.Fatal(err)
+			}
+			mounted = false
+		}, "from-esp", []string{"config.d-10-x.yaml", "esp-config.yaml"}},
+		{"config.d unreadable: its copies stay", func() {
+			os.RemoveAll(loc.StateConfigDir)
+			os.WriteFile(loc.StateConfigDir, []byte("not a directory"), 0o644)
+		}, "from-esp", []string{"config.d-10-x.yaml", "esp-config.yaml"}},
+		{"ESP mounted, config.yaml deleted: its copy goes", func() {
+			if err := syscall.Mount("tmpfs", espDir, "tmpfs", 0, "size=1m"); err != nil {
+				t.Fatal(err)
+			}
+			mounted = true
+		}, "", []string{"config.d-10-x.yaml"}},
+	} {
+		step.edit()
+		l := st.Load(loc)
+		r, err := l.Sources.Merge()
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if r.Config.Hostname != step.hostname {
+			t.Errorf("%s: hostname %q, want %q", step.name, r.Config.Hostname, step.hostname)
+		}
+		if err := st.Save(l); err != nil {
+			t.Fatalf("%s: save: %v", step.name, err)
+		}
+		var copies []string
+		ents, _ := os.ReadDir(st.Dir)
+		for _, e := range ents {
+			copies = append(copies, e.Name())
+		}
+		if !reflect.DeepEqual(copies, step.copies) {
+			t.Errorf("%s: copies %v, want %v", step.name, copies, step.copies)
+		}
 	}
 }
