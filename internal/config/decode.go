@@ -305,7 +305,7 @@ func (w *walker) value(n *yaml.Node, t reflect.Type, path, check string) *yaml.N
 }
 
 func (w *walker) scalar(n *yaml.Node, t reflect.Type, path, check string) *yaml.Node {
-	if n.Kind == yaml.SequenceNode && t.Kind() == reflect.String && cmdListRE.MatchString(path) {
+	if n.Kind == yaml.SequenceNode && t.Kind() == reflect.String && cmdItem[SchemaPath(path)] {
 		w.errorf(n, path, "cloud-init's argv-list form of a command is not supported; Kestrel's equivalent is one shell command per item (\"ls -l /\")")
 		return nil
 	}
@@ -347,7 +347,9 @@ func (w *walker) scalar(n *yaml.Node, t reflect.Type, path, check string) *yaml.
 	return out
 }
 
-var cmdListRE = regexp.MustCompile(`^(init|boot|run)_cmd\[\d+\]$`)
+// cmdItem are the schema paths of command list items (spelt any way:
+// runcmd, run_cmd).
+var cmdItem = map[string]bool{"init_cmd[]": true, "boot_cmd[]": true, "run_cmd[]": true}
 
 // binary validates a YAML !!binary scalar: its value is base64 (line breaks
 // and spaces allowed), decoded to bytes that a string field then holds as
