@@ -84,7 +84,7 @@ var configVerdicts = map[string]verdict{
 			t.Errorf("k3s %+v section %+v", k, c.Kestrel)
 		}
 	}},
-	"config/k3os-bad-extra-space.yaml":         {"rejected", []string{"config/k3os-bad-extra-space.yaml:7:"}, nil},
+	"config/k3os-bad-extra-space.yaml":          {"rejected", []string{"config/k3os-bad-extra-space.yaml:7:"}, nil},
 	"config/k3os-bad-section-not-indented.yaml": {"unknown", []string{`config/k3os-bad-section-not-indented.yaml:4:1: server_url: unknown key "server_url"; it belongs in the kestrel: section (kestrel.server_url)`, `config/k3os-bad-section-not-indented.yaml:5:1: token: unknown key "token"; it belongs in the kestrel: section`}, nil},
 	"config/k3os-bad-tab-indent.yaml":           {"rejected", []string{`config/k3os-bad-tab-indent.yaml:6:1: invalid YAML: found character '\t' that cannot start any token`}, nil},
 	"config/k3os-bad-wrong-types.yaml": {"rejected", []string{
