@@ -145,6 +145,11 @@ func locateSyntax(data []byte, timeout time.Duration) *goyaml.SyntaxError {
 	done := make(chan *goyaml.SyntaxError, 1)
 	go func() {
 		var se *goyaml.SyntaxError
+		defer func() {
+			if recover() != nil { // this runs in PID 1: a parser bug costs the column only
+				done <- nil
+			}
+		}()
 		if _, err := goyamlparser.ParseBytes(data, 0); !errors.As(err, &se) {
 			se = nil
 		}
@@ -159,8 +164,9 @@ func locateSyntax(data []byte, timeout time.Duration) *goyaml.SyntaxError {
 }
 
 // nestingDepth estimates how deeply data nests: flow brackets still open,
-// plus block indentation in steps of one column. Brackets inside quoted
-// strings count too; an overestimate only skips goccy.
+// plus one level per two columns of block indentation ("- " included).
+// Brackets inside quoted strings count too; an overestimate only skips
+// goccy.
 func nestingDepth(data []byte) int {
 	depth, flow := 0, 0
 	lineStart, indent := true, 0
