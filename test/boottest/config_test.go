@@ -506,6 +506,30 @@ func TestConfigUnknownKeyFirstBoot(t *testing.T) {
 	}
 }
 
+// TestConfigSyntaxErrorFirstBoot: on a first boot a config with invalid
+// YAML (a TAB indent, as editors without "expand tabs" write) is skipped
+// whole, since there is no last good copy to fall back to: the node still
+// comes up with its console, and the console and `kestrel status` say
+// where the file is broken.
+func TestConfigSyntaxErrorFirstBoot(t *testing.T) {
+	img := buildImageWith(t, imageOpts{Name: "test-standin", K3s: "standin"})
+	dir := t.TempDir()
+	disk := withESPConfig(t, img, dir, "hostname: tabbed\nk3os:\n\tntp_servers:\n\t- pool.ntp.org\n")
+	m, _ := bootVM(t, vm.Config{Disk: disk, DiskSize: "3G", Dir: dir})
+	c := console{t, m}
+	want := regexp.MustCompile(regexp.QuoteMeta(filepath.Join(layout.ESPMount, layout.ESPUserConfig)) +
+		`:3:1: invalid YAML: found character '\\t' that cannot start any token \(source skipped\)`)
+	if st := c.run("kestrel status"); !want.MatchString(st) {
+		t.Errorf("kestrel status does not show %s:\n%s", want, st)
+	}
+	if !want.MatchString(m.Console()) {
+		t.Errorf("console does not show %s:\n%s", want, tail(m.Console(), 60))
+	}
+	if h := c.run("hostname"); h == "tabbed" {
+		t.Errorf("hostname %q comes from the invalid file", h)
+	}
+}
+
 // configWarning is how `kestrel status` shows a config problem.
 var configWarning = regexp.MustCompile(`warning:\s+config:`)
 
