@@ -18,7 +18,7 @@ import (
 
 func init() {
 	register(command{"config", "validate, show (with sources), schema, keys", func(args []string) int {
-		return configcmd.Run(args, os.Stdout, os.Stderr)
+		return configcmd.Run(args, os.Stdin, os.Stdout, os.Stderr)
 	}})
 }
 

@@ -15,6 +15,10 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+	// The controller's image has no zoneinfo: without the embedded tz
+	// database every spec.window.timeZone but UTC fails to load (SUC
+	// issue 342).
+	_ "time/tzdata"
 
 	"github.com/kestrel-os/kestrel/internal/buildinfo"
 	"github.com/kestrel-os/kestrel/internal/upgrade/controller"

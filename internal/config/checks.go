@@ -58,6 +58,15 @@ func runCheck(check, v string) error {
 		default:
 			return fmt.Errorf("%q: only http, https and file URLs are supported", redactURL(v))
 		}
+	case "urlorpath":
+		// k3OS's installer copies anything that is not an http/ftp/tftp URL
+		// as a local path; its own interactive installer passes a temp file.
+		if strings.HasPrefix(v, "/") {
+			return nil
+		}
+		if err := runCheck("url", v); err != nil {
+			return fmt.Errorf("%q is neither an absolute path nor an absolute http, https or file URL", v)
+		}
 	case "absolute":
 		if !strings.HasPrefix(v, "/") {
 			return fmt.Errorf("%q is not an absolute path", v)

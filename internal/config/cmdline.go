@@ -1,6 +1,9 @@
 package config
 
 import (
+	"errors"
+	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/kestrel-os/kestrel/internal/kcmdline"
@@ -20,17 +23,30 @@ import (
 //     order, so a repeated list key builds a list, and a repeated scalar
 //     keeps the last value.
 //
-// An unknown key or a badly typed value makes the whole source invalid,
-// like any other source; errors give line 1 and the column.
+// A badly typed value makes the whole source invalid, like any other
+// source; an unknown key is reported and left out (see Parse). Errors
+// give line 1 and the column.
+//
+// k3OS also read keys without a prefix (hostname=, init_cmd=); Kestrel
+// does not (the kernel and other programs own that namespace), but an
+// unprefixed key that k3OS would have read as a top-level config key is
+// reported as an unknown key, with the spelling to use, instead of being
+// dropped silently.
 //
 // Limits: lists of mappings (write_files, users, mounts, wifi, routes)
 // cannot be given here. Secrets given here are visible in /proc/cmdline
 // to every local user; Kestrel never copies them into an installed config.
 func ParseCmdline(name, line string) (*Document, error) {
 	var entries []FlatEntry
+	var unprefixed Errors
 	for _, p := range kcmdline.Parse(line) {
 		path, ok := cmdlineConfigPath(p.Key)
 		if !ok {
+			first, _, _ := strings.Cut(p.Key, ".")
+			if f, top := lookupField(configType, first); top && f.Name != "kestrel" {
+				unprefixed = append(unprefixed, &Error{Pos: Pos{name, 1, p.Offset + 1}, Path: p.Key, UnknownKey: true,
+					Problem: fmt.Sprintf("k3OS read unprefixed keys, Kestrel reads only kestrel.* and k3os.*: this setting is not applied; write k3os.%s=... or kestrel.%s=...", p.Key, p.Key)})
+			}
 			continue
 		}
 		v := p.Value
@@ -39,7 +55,15 @@ func ParseCmdline(name, line string) (*Document, error) {
 		}
 		entries = append(entries, FlatEntry{Path: path, Value: v, Col: p.Offset + 1})
 	}
-	return FromFlat(name, entries)
+	d, err := FromFlat(name, entries)
+	if len(unprefixed) == 0 {
+		return d, err
+	}
+	var errs Errors
+	errors.As(err, &errs)
+	errs = append(errs, unprefixed...)
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Pos.Col < errs[j].Pos.Col })
+	return d, errs
 }
 
 // cmdlinePrefixes are the key prefixes read as config; k3os. is the

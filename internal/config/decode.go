@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	goyaml "github.com/goccy/go-yaml"
@@ -36,15 +38,27 @@ func (d *Document) Config() (*Config, error) { return decodeNode(d.root) }
 // bomb costs an error, not the boot.
 const maxNodes = 100000
 
+// MaxSourceSize bounds one config source, local or fetched (datasources
+// apply the same 16 MiB to what they fetch): a larger file is refused
+// before it is parsed.
+const MaxSourceSize = 16 << 20
+
 // Parse strictly decodes one YAML document. The name is used in errors and
 // provenance (a file path, or a label such as /proc/cmdline). Any problem
 // (invalid YAML, a wrong type, an unknown key, a bad value) is reported as
-// Errors, all of them at once, each naming file:line:col and the key path;
-// a document with errors is never partly returned.
+// Errors, all of them at once, each naming file:line:col and the key path.
+//
+// When every problem is an unknown key (Error.UnknownKey), the document is
+// returned too, without those keys (and without any list entry that held
+// one), next to the errors: the boot applies it, `kestrel config
+// validate` fails on the errors. Any other problem returns no document.
 //
 // An optional "#cloud-config" first line is accepted (it is a YAML comment).
 // Only one YAML document per source is allowed.
 func Parse(name string, data []byte) (*Document, error) {
+	if len(data) > MaxSourceSize {
+		return nil, Errors{{Pos: Pos{File: name}, Problem: fmt.Sprintf("config source of %d bytes is larger than the %d MiB limit", len(data), MaxSourceSize>>20)}}
+	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
@@ -74,13 +88,17 @@ func FromNode(name string, n *yaml.Node) (*Document, error) {
 	}
 	w := &walker{file: name}
 	root := w.value(n, configType, "", "")
-	if len(w.errs) > 0 {
+	if !w.errs.OnlyUnknownKeys() {
 		return nil, w.errs
 	}
 	if root != nil && root.Kind != yaml.MappingNode {
 		root = nil
 	}
-	return &Document{Name: name, root: root}, nil
+	d := &Document{Name: name, root: root}
+	if len(w.errs) > 0 {
+		return d, w.errs
+	}
+	return d, nil
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -92,18 +110,87 @@ var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // where the problem is; yaml.v3 stays the one decoder. yaml.v3's line
 // (with column 1) is kept when goccy finds no error, or places it before
 // that line (it may point at the token before the problem, as for
-// "a: b\n  c: d", where it names "b").
+// "a: b\n  c: d", where it names "b"), or is not asked (see locateSyntax).
 func syntaxError(name string, data []byte, err error) *Error {
 	line, problem := 1, strings.TrimPrefix(err.Error(), "yaml: ")
 	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 		line, _ = strconv.Atoi(m[1])
 		problem = m[2]
 	}
-	var se *goyaml.SyntaxError
-	if _, perr := goyamlparser.ParseBytes(data, 0); errors.As(perr, &se) && se.Token != nil && se.Token.Position != nil && se.Token.Position.Line >= line {
+	if se := locateSyntax(data, locateTimeout); se != nil && se.Token != nil && se.Token.Position != nil && se.Token.Position.Line >= line {
 		return &Error{Pos: Pos{name, se.Token.Position.Line, se.Token.Position.Column}, Problem: "invalid YAML: " + strings.ReplaceAll(se.Message, "\t", `\t`)}
 	}
 	return &Error{Pos: Pos{name, line, 1}, Problem: "invalid YAML: " + problem}
+}
+
+// Bounds on asking goccy/go-yaml where a syntax error is. Its parser is
+// super-linear in nesting depth (80 KB of "[" took 72 s on a node, and
+// PID 1 waits for it); within these bounds it takes well under 100 ms on
+// the slowest input measured (64 KiB at depth 64). Past them the error
+// keeps yaml.v3's line, and column 1: only the column is lost.
+const (
+	locateMaxSize  = 64 << 10
+	locateMaxDepth = 64
+	locateTimeout  = 2 * time.Second
+)
+
+// locateSyntax runs goccy/go-yaml's parser on data, within the bounds
+// above; nil when it is not asked, finds nothing or runs out of time. A
+// parse that outlives the timeout finishes in the background (it cannot
+// be stopped), which the size and depth bounds keep short.
+func locateSyntax(data []byte, timeout time.Duration) *goyaml.SyntaxError {
+	if len(data) > locateMaxSize || nestingDepth(data) > locateMaxDepth {
+		return nil
+	}
+	done := make(chan *goyaml.SyntaxError, 1)
+	go func() {
+		var se *goyaml.SyntaxError
+		defer func() {
+			if recover() != nil { // this runs in PID 1: a parser bug costs the column only
+				done <- nil
+			}
+		}()
+		if _, err := goyamlparser.ParseBytes(data, 0); !errors.As(err, &se) {
+			se = nil
+		}
+		done <- se
+	}()
+	select {
+	case se := <-done:
+		return se
+	case <-time.After(timeout):
+		return nil
+	}
+}
+
+// nestingDepth estimates how deeply data nests: flow brackets still open,
+// plus one level per two columns of block indentation ("- " included).
+// Brackets inside quoted strings count too; an overestimate only skips
+// goccy.
+func nestingDepth(data []byte) int {
+	depth, flow := 0, 0
+	lineStart, indent := true, 0
+	for _, c := range data {
+		switch {
+		case c == '\n':
+			lineStart, indent = true, 0
+			continue
+		case lineStart && (c == ' ' || c == '-'):
+			indent++
+			continue
+		}
+		lineStart = false
+		switch c {
+		case '[', '{':
+			flow++
+		case ']', '}':
+			if flow > 0 {
+				flow--
+			}
+		}
+		depth = max(depth, flow+indent/2)
+	}
+	return depth
 }
 
 // walker validates a YAML node tree against the schema types and builds
@@ -116,6 +203,23 @@ type walker struct {
 
 func (w *walker) errorf(n *yaml.Node, path, format string, args ...any) {
 	w.errs = append(w.errs, &Error{Pos: Pos{w.file, n.Line, n.Column}, Path: path, Problem: fmt.Sprintf(format, args...)})
+}
+
+// unknownf records an unknown key (see Error.UnknownKey).
+func (w *walker) unknownf(n *yaml.Node, path, format string, args ...any) {
+	w.errorf(n, path, format, args...)
+	w.errs[len(w.errs)-1].UnknownKey = true
+}
+
+// hard counts the errors that are not unknown keys.
+func (w *walker) hard() int {
+	n := 0
+	for _, e := range w.errs {
+		if !e.UnknownKey {
+			n++
+		}
+	}
+	return n
 }
 
 // kindName names what n is for an error at path; a scalar is quoted unless
@@ -173,6 +277,11 @@ func (w *walker) value(n *yaml.Node, t reflect.Type, path, check string) *yaml.N
 	case reflect.Map:
 		return w.mapValue(n, t, path, check)
 	case reflect.Slice:
+		if n.Kind == yaml.ScalarNode && deref(t.Elem()).Kind() == reflect.String {
+			// k3OS's coercion: a scalar is a one-item list (datasource: aws).
+			item := copyNode(n)
+			n = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: n.Line, Column: n.Column, Content: []*yaml.Node{item}}
+		}
 		if n.Kind != yaml.SequenceNode {
 			w.errorf(n, path, "expected a list, got %s", kindName(n, path))
 			return nil
@@ -181,10 +290,20 @@ func (w *walker) value(n *yaml.Node, t reflect.Type, path, check string) *yaml.N
 		out.Content = nil
 		for i, item := range n.Content {
 			p := fmt.Sprintf("%s[%d]", path, i)
+			before := len(w.errs)
 			v := w.value(item, t.Elem(), p, check)
 			if v == nil {
 				if isNull(item) {
 					w.errorf(item, p, "empty list item")
+				}
+				continue
+			}
+			if len(w.errs) > before && w.errs[before:].OnlyUnknownKeys() {
+				// An entry with an unknown key is left out whole: a
+				// write_files entry without its cloud-init "append" or
+				// "compression" would write the wrong bytes.
+				for _, e := range w.errs[before:] {
+					e.Problem += fmt.Sprintf(" (at boot the whole entry %s is left out)", p)
 				}
 				continue
 			}
@@ -197,9 +316,16 @@ func (w *walker) value(n *yaml.Node, t reflect.Type, path, check string) *yaml.N
 }
 
 func (w *walker) scalar(n *yaml.Node, t reflect.Type, path, check string) *yaml.Node {
+	if n.Kind == yaml.SequenceNode && t.Kind() == reflect.String && cmdItem[SchemaPath(path)] {
+		w.errorf(n, path, "cloud-init's argv-list form of a command is not supported; Kestrel's equivalent is one shell command per item (\"ls -l /\")")
+		return nil
+	}
 	if n.Kind != yaml.ScalarNode {
 		w.errorf(n, path, "expected %s, got %s", typeName(t), kindName(n, path))
 		return nil
+	}
+	if n.ShortTag() == "!!binary" && t.Kind() == reflect.String {
+		return w.binary(n, path, check)
 	}
 	if !utf8.ValidString(n.Value) {
 		w.errorf(n, path, "value is not valid UTF-8")
@@ -229,6 +355,34 @@ func (w *walker) scalar(n *yaml.Node, t reflect.Type, path, check string) *yaml.
 			}
 		}
 	}
+	return out
+}
+
+// cmdItem are the schema paths of command list items (spelt any way:
+// runcmd, run_cmd).
+var cmdItem = map[string]bool{"init_cmd[]": true, "boot_cmd[]": true, "run_cmd[]": true}
+
+// binary validates a YAML !!binary scalar: its value is base64 (line breaks
+// and spaces allowed), decoded to bytes that a string field then holds as
+// they are (write_files content: an ELF, or gzip data that encoding:
+// gzip then inflates). The normalised node keeps the !!binary tag, so the
+// decoder, not this code, turns it into bytes. Checks run on the bytes.
+func (w *walker) binary(n *yaml.Node, path, check string) *yaml.Node {
+	b, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(n.Value), ""))
+	if err != nil {
+		w.errorf(n, path, "invalid !!binary value (base64): %v", err)
+		return nil
+	}
+	if check != "" {
+		if err := runCheck(check, string(b)); err != nil {
+			w.errorf(n, path, "%v", err)
+			return nil
+		}
+	}
+	out := copyNode(n)
+	out.Tag = "!!binary"
+	out.Style = 0
+	out.Value = base64.StdEncoding.EncodeToString(b)
 	return out
 }
 
@@ -311,7 +465,7 @@ func (w *walker) structValue(n *yaml.Node, t reflect.Type, path string) *yaml.No
 		w.errorf(n, path, "expected a mapping, got %s", kindName(n, path))
 		return nil
 	}
-	before := len(w.errs)
+	before := w.hard()
 	type entry struct{ key, val *yaml.Node }
 	byName := map[string][]entry{} // alias entries first, then the main spelling
 	seen := map[string]int{}
@@ -324,7 +478,16 @@ func (w *walker) structValue(n *yaml.Node, t reflect.Type, path string) *yaml.No
 		}
 		f, ok := lookupField(t, k.Value)
 		if !ok {
-			w.errorf(k, p, "%s", unknownKey(t, k.Value))
+			w.unknownf(k, p, "%s", unknownKey(t, path, k.Value))
+			continue
+		}
+		if f.Argv && v.Kind == yaml.ScalarNode && strings.ContainsAny(strings.TrimSpace(v.Value), " \t") {
+			// k3s arguments carry tokens: flags are shown, values are not.
+			words := strings.Fields(v.Value)
+			for i, wd := range words {
+				words[i] = Redact(fmt.Sprintf("%s[%d]", p, i), wd)
+			}
+			w.errorf(v, p, "expected a list of arguments, got the single string %q (k3OS would have passed it to k3s as one argument); write one argument per item: [%s]", strings.Join(words, " "), strings.Join(words, ", "))
 			continue
 		}
 		nv := w.value(v, f.Type, join(path, k.Value), f.Check)
@@ -338,7 +501,7 @@ func (w *walker) structValue(n *yaml.Node, t reflect.Type, path string) *yaml.No
 			order = append(order, f.Name)
 		}
 		e := entry{k, nv}
-		if k.Value == f.Alias {
+		if k.Value != f.Name {
 			byName[f.Name] = append([]entry{e}, byName[f.Name]...)
 		} else {
 			byName[f.Name] = append(byName[f.Name], e)
@@ -364,15 +527,20 @@ func (w *walker) structValue(n *yaml.Node, t reflect.Type, path string) *yaml.No
 		kc.Tag = "!!str"
 		out.Content = append(out.Content, kc, val)
 	}
-	if len(w.errs) == before {
+	if w.hard() == before {
 		w.selfCheck(out, t, path)
 	}
 	return out
 }
 
-// unknownKey explains an unknown key: a likely misspelling, or a key that
-// belongs to the other level (hostname under kestrel:, modules at the top).
-func unknownKey(t reflect.Type, key string) string {
+// unknownKey explains an unknown key at path: a cloud-init key Kestrel
+// does not implement (with Kestrel's equivalent), a likely misspelling, or
+// a key that belongs to the other level (hostname under kestrel:, modules
+// at the top).
+func unknownKey(t reflect.Type, path, key string) string {
+	if m, ok := cloudInitKeys[SchemaPath(path)+"|"+key]; ok {
+		return m
+	}
 	msg := fmt.Sprintf("unknown key %q", key)
 	switch t {
 	case configType:

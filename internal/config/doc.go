@@ -20,13 +20,23 @@
 //	for _, k := range config.Changed(r.Config, r2.Config) { ... apply late ... }
 //	datasource.SaveCache(datasource.DefaultCache, datasource.Cache{Documents: append(local, net...), ...})
 //
-// Rules (details on Merge and LoadLocal): a source with any error is
-// skipped whole, its errors kept in Result.Errors; mappings merge key by
-// key, lists and scalars replace, null changes nothing.
+// Rules (details on Merge and LoadLocal): a source with a syntax, type or
+// value error is skipped whole, its errors kept in Result.Errors; an
+// unknown key is reported there too but only that key (or the list entry
+// holding it) is left out, so a stray key does not cost a node its SSH
+// keys and token (`kestrel config validate` still fails on it). Mappings
+// merge key by key, lists and scalars replace, null changes nothing.
+//
+// k3OS's spellings are accepted: every key name k3OS's FuzzyNames accepted
+// (singular and run-together forms: datasource, ssh_authorized_key,
+// runcmd), a scalar for a list of strings (a one-item list), and YAML
+// !!binary values (decoded to bytes; write_files' encoding then applies).
 //
 // Limits: one YAML document per source; YAML merge keys (<<) are refused;
 // anchors and aliases are expanded (at most 100000 values per document);
-// syntax errors carry the line yaml.v3 reports and column 1; strings
+// syntax errors carry goccy/go-yaml's line and column when the source is
+// small and shallow enough to ask it cheaply (else yaml.v3's line and
+// column 1); a source is at most MaxSourceSize bytes; strings
 // accept any YAML scalar (port: 8080 is the string "8080"). Cross-field
 // rules that need the merged result (an agent without a server URL, a
 // timezone missing from the image's zoneinfo) are the appliers' to check.

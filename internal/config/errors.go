@@ -27,6 +27,12 @@ type Error struct {
 	Pos     Pos
 	Path    string // concrete key path (write_files[1].encoding); empty for the whole document
 	Problem string
+	// UnknownKey marks a key the schema does not have (a misspelling, a
+	// cloud-init or k3OS key Kestrel does not implement). `kestrel config
+	// validate` fails on it like on any error; at boot only that key (or
+	// the list entry holding it) is left out and the rest of its source
+	// applies, so one stray key does not cost a node its SSH keys.
+	UnknownKey bool
 }
 
 func (e *Error) Error() string {
@@ -36,9 +42,20 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %s: %s", e.Pos, e.Path, e.Problem)
 }
 
-// Errors is every problem found in one source. A source with any error is
-// skipped as a whole.
+// Errors is every problem found in one source. A source with any error
+// other than unknown keys is skipped as a whole; see Error.UnknownKey.
 type Errors []*Error
+
+// OnlyUnknownKeys reports whether every problem is an unknown key, that is
+// whether the source still applies at boot.
+func (es Errors) OnlyUnknownKeys() bool {
+	for _, e := range es {
+		if !e.UnknownKey {
+			return false
+		}
+	}
+	return true
+}
 
 func (es Errors) Error() string {
 	s := make([]string, len(es))

@@ -3,18 +3,21 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
+	"unicode"
 )
 
 // field is one struct field as the schema sees it.
 type field struct {
-	Name     string // YAML key
-	Alias    string // accepted second spelling, or ""
+	Name     string   // YAML key
+	Aliases  []string // other accepted spellings (alias tag, k3OS's names)
 	Index    int
 	Type     reflect.Type
 	Required bool   // no omitempty in the yaml tag
 	Check    string // check tag
+	Argv     bool   // argv tag: a list of argv elements
 }
 
 var fieldCache sync.Map // reflect.Type -> []field
@@ -34,34 +37,87 @@ func fieldsOf(t reflect.Type) []field {
 		name, opts, _ := strings.Cut(tag, ",")
 		fs = append(fs, field{
 			Name:     name,
-			Alias:    sf.Tag.Get("alias"),
+			Aliases:  aliases(name, sf.Tag.Get("alias"), sf.Tag.Get("k3os")),
 			Index:    i,
 			Type:     sf.Type,
 			Required: !strings.Contains(opts, "omitempty"),
 			Check:    sf.Tag.Get("check"),
+			Argv:     sf.Tag.Get("argv") == "true",
 		})
 	}
 	fieldCache.Store(t, fs)
 	return fs
 }
 
+// aliases lists a field's other spellings: those of its alias tag
+// (comma-separated) and, for a key k3OS had, every spelling k3OS accepted
+// for it. k3OS (pkg/config/rename.go, FuzzyNames) matched a key against
+// its Go/JSON name (sshAuthorizedKeys, given in the k3os tag), that name
+// in lower case (sshauthorizedkeys), in snake case (ssh_authorized_keys),
+// and the same three for the name without a final "s" (the singular:
+// ssh_authorized_key, datasource, data_source, label). Its camel-case
+// names also give the run-together runcmd, bootcmd, initcmd.
+//
+// Left out on purpose: k3OS also stripped a final "es" (modul,
+// write_fil, sysctl from sysctles); those are not words anyone writes, and
+// they are reported as unknown keys with a did-you-mean instead.
+func aliases(name, tag, k3os string) []string {
+	var out []string
+	add := func(a string) {
+		if a != "" && a != name && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	for _, a := range strings.Split(tag, ",") {
+		add(strings.TrimSpace(a))
+	}
+	if k3os != "" {
+		forms := []string{k3os}
+		if len(k3os) > 1 && strings.HasSuffix(k3os, "s") {
+			forms = append(forms, strings.TrimSuffix(k3os, "s"))
+		}
+		for _, f := range forms {
+			add(f)
+			add(strings.ToLower(f))
+			add(snakeCase(f))
+		}
+	}
+	return out
+}
+
+// snakeCase turns k3OS's camel-case names into YAML keys as k3OS's mapper
+// (rancher/mapper convert.ToYAMLKey) does for the names it has: an "_"
+// before each upper-case letter, all in lower case. (k3OS's names have no
+// acronyms, so ToYAMLKey's acronym rule never applies.)
+func snakeCase(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if unicode.IsUpper(r) {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // lookupField finds a field by key or alias.
 func lookupField(t reflect.Type, key string) (field, bool) {
 	for _, f := range fieldsOf(t) {
-		if f.Name == key || (f.Alias != "" && f.Alias == key) {
+		if f.Name == key || slices.Contains(f.Aliases, key) {
 			return f, true
 		}
 	}
 	return field{}, false
 }
 
+// fieldNames lists the main spellings of t's keys, for messages.
 func fieldNames(t reflect.Type) []string {
 	var n []string
 	for _, f := range fieldsOf(t) {
 		n = append(n, f.Name)
-		if f.Alias != "" {
-			n = append(n, f.Alias)
-		}
 	}
 	return n
 }

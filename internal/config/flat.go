@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -28,9 +29,13 @@ type FlatEntry struct {
 //   - each setting of a list key appends one item, so repeated keys build
 //     a list; a repeated scalar key keeps the last value;
 //   - lists of mappings (write_files, users, mounts, wifi, routes) cannot
-//     be written flat and are reported as errors.
+//     be written flat and are reported as errors;
+//   - k3OS's spellings are accepted as in files (dns_nameserver=, a
+//     singular repeated, builds dns_nameservers).
 //
-// The result is validated like any document; errors name the column.
+// The result is validated like any document; errors name the column. As
+// with Parse, unknown keys are returned next to the document, which
+// applies without them.
 func FromFlat(name string, entries []FlatEntry) (*Document, error) {
 	root := &yaml.Node{Kind: yaml.MappingNode, Line: 1, Column: 1}
 	var errs Errors
@@ -44,21 +49,33 @@ func FromFlat(name string, entries []FlatEntry) (*Document, error) {
 			if s := suggest(first, append(fieldNames(configType), fieldNames(sectionType)...)); s != "" {
 				msg += fmt.Sprintf(", did you mean %q?", s)
 			}
-			errs = append(errs, &Error{Pos: Pos{name, 1, e.Col}, Path: "kestrel." + path, Problem: msg})
+			errs = append(errs, &Error{Pos: Pos{name, 1, e.Col}, Path: "kestrel." + path, Problem: msg, UnknownKey: true})
 			continue
 		}
 		if !top {
 			path = "kestrel." + path
 		}
 		if err := setFlat(root, configType, path, e); err != nil {
-			errs = append(errs, &Error{Pos: Pos{name, 1, e.Col}, Path: path, Problem: err.Error()})
+			var uk *unknownKeyError
+			errs = append(errs, &Error{Pos: Pos{name, 1, e.Col}, Path: path, Problem: err.Error(), UnknownKey: errors.As(err, &uk)})
 		}
 	}
-	if len(errs) > 0 {
+	if !errs.OnlyUnknownKeys() {
 		return nil, errs
 	}
-	return FromNode(name, root)
+	d, err := FromNode(name, root)
+	if d == nil || len(errs) == 0 {
+		return d, err
+	}
+	var more Errors
+	errors.As(err, &more)
+	return d, append(errs, more...)
 }
+
+// unknownKeyError is setFlat's error for a key the schema does not have.
+type unknownKeyError struct{ msg string }
+
+func (e *unknownKeyError) Error() string { return e.msg }
 
 // setFlat puts one entry into the node tree at path, following type t.
 func setFlat(n *yaml.Node, t reflect.Type, path string, e FlatEntry) error {
@@ -68,7 +85,7 @@ func setFlat(n *yaml.Node, t reflect.Type, path string, e FlatEntry) error {
 		key, rest, _ := strings.Cut(path, ".")
 		f, ok := lookupField(t, key)
 		if !ok {
-			return fmt.Errorf("%s", unknownKey(t, key))
+			return &unknownKeyError{unknownKey(t, "", key)}
 		}
 		return setFlat(child(n, f.Name, f.Type, e.Col), f.Type, rest, e)
 	case reflect.Map:

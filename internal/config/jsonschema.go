@@ -47,13 +47,13 @@ func (g *schemaGen) object(t reflect.Type, path string) map[string]any {
 			s["description"] = desc
 		}
 		props[f.Name] = s
-		if f.Alias != "" {
+		for _, alias := range f.Aliases {
 			a := map[string]any{}
 			for k, v := range s {
 				a[k] = v
 			}
 			a["description"] = fmt.Sprintf("legacy spelling of %s", f.Name)
-			props[f.Alias] = a
+			props[alias] = a
 		}
 		if f.Required {
 			required = append(required, f.Name)

@@ -59,7 +59,9 @@ func DefaultLocations(root, espMount, cmdlineFile string) Locations {
 
 // LoadLocal reads sources 1-5 in order. Missing files are skipped
 // silently; bad ones are skipped as a whole and recorded in the returned
-// Sources' Errors. Add datasources to the result, then Merge.
+// Sources' Errors; unknown keys are recorded there too, and left out of
+// sources that otherwise apply. Add datasources to the result, then
+// Merge.
 func LoadLocal(loc Locations) *Sources {
 	s := &Sources{}
 	if loc.Defaults != "" {
@@ -72,11 +74,8 @@ func LoadLocal(loc Locations) *Sources {
 			}
 		} else {
 			d, err := ParseCmdline(loc.Cmdline, string(b))
-			if err != nil {
-				s.AddError(err)
-			} else {
-				s.AddDocument(d)
-			}
+			s.AddError(err)
+			s.AddDocument(d)
 		}
 	}
 	for _, f := range []string{loc.ESPConfig, loc.StateConfig} {

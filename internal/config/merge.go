@@ -37,7 +37,9 @@ type Result struct {
 	Config  *Config
 	Sources []string // names of the merged sources, in order (empty ones included)
 	// Errors of sources that were skipped as a whole (invalid YAML, wrong
-	// type, unknown key, unreadable): for the console and `kestrel status`.
+	// type, unreadable), and unknown keys that were left out of sources
+	// that still applied (Errors holding only Error.UnknownKey ones): for
+	// the console and `kestrel status`.
 	Errors []error
 
 	root   *yaml.Node
@@ -52,11 +54,14 @@ type Sources struct {
 }
 
 // Add parses data as the source called name; it reports whether the
-// source was valid.
+// source applies. A source whose only problems are unknown keys applies
+// without them (they are recorded in Errors).
 func (s *Sources) Add(name string, data []byte) bool {
 	d, err := Parse(name, data)
 	if err != nil {
 		s.errs = append(s.errs, err)
+	}
+	if d == nil {
 		return false
 	}
 	s.docs = append(s.docs, d)
@@ -78,17 +83,40 @@ func (s *Sources) AddError(err error) {
 }
 
 // AddFile adds the file at path. A missing file is not an error (most
-// sources are optional); any other read error is.
+// sources are optional); any other read error is, and so is a file larger
+// than MaxSourceSize.
 func (s *Sources) AddFile(path string) {
-	data, err := os.ReadFile(path)
+	data, err := ReadSource(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return
 	}
 	if err != nil {
-		s.errs = append(s.errs, &Error{Pos: Pos{File: path}, Problem: fmt.Sprintf("cannot read: %v", err)})
+		s.errs = append(s.errs, err)
 		return
 	}
 	s.Add(path, data)
+}
+
+// ReadSource reads a local config file, at most MaxSourceSize bytes of it
+// (a larger file is an error, not read whole). Errors are *Error naming
+// the file, except a missing file, which is fs.ErrNotExist.
+func ReadSource(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, &Error{Pos: Pos{File: path}, Problem: fmt.Sprintf("cannot read: %v", err)}
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxSourceSize+1))
+	if err != nil {
+		return nil, &Error{Pos: Pos{File: path}, Problem: fmt.Sprintf("cannot read: %v", err)}
+	}
+	if len(data) > MaxSourceSize {
+		return nil, &Error{Pos: Pos{File: path}, Problem: fmt.Sprintf("larger than the %d MiB limit of a config source", MaxSourceSize>>20)}
+	}
+	return data, nil
 }
 
 // AddDir adds dir/*.yaml and dir/*.yml in lexical order of their names. A

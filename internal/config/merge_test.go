@@ -90,8 +90,9 @@ func write(t *testing.T, path, data string) {
 }
 
 // TestLoadLocalOrder writes every local source into a temporary root and
-// checks that each later source wins for the key it sets, and that bad
-// sources are skipped whole with a file:line:col error.
+// checks that each later source wins for the key it sets, that bad
+// sources are skipped whole with a file:line:col error, and that an
+// unknown key is reported while the rest of its source applies.
 func TestLoadLocalOrder(t *testing.T) {
 	root := t.TempDir()
 	esp := filepath.Join(root, "esp")
@@ -102,7 +103,8 @@ func TestLoadLocalOrder(t *testing.T) {
 	write(t, loc.StateConfig, "hostname: from-state\nkestrel: {sysctl: {d: state}}\n")
 	write(t, filepath.Join(loc.StateConfigDir, "20-b.yaml"), "hostname: from-20\n")
 	write(t, filepath.Join(loc.StateConfigDir, "10-a.yaml"), "hostname: from-10\nkestrel: {sysctl: {e: ten}}\n")
-	write(t, filepath.Join(loc.StateConfigDir, "30-bad.yaml"), "hostname: from-bad\nssh_authorized_keys: []\nkestrel:\n  sysctl: {f: bad}\n  modles: [x]\n")
+	write(t, filepath.Join(loc.StateConfigDir, "30-bad.yaml"), "hostname: from-bad\nssh_authorized_keys: []\nkestrel:\n  sysctl: {f: bad}\n  modules: {x: y}\n")
+	write(t, filepath.Join(loc.StateConfigDir, "35-unknown.yaml"), "kestrel:\n  sysctl: {g: unknown}\n  modles: [x]\n")
 	write(t, filepath.Join(loc.StateConfigDir, "40-badyaml.yaml"), "hostname: [\n")
 	write(t, filepath.Join(loc.StateConfigDir, "notes.txt"), "ignored")
 
@@ -118,18 +120,19 @@ func TestLoadLocalOrder(t *testing.T) {
 	if c.Kestrel.Timezone != "Europe/Berlin" || len(c.Kestrel.NTPServers) != 1 {
 		t.Errorf("cmdline over defaults: %+v", c.Kestrel)
 	}
-	want := map[string]string{"a": "defaults", "b": "cmdline", "c": "esp", "d": "state", "e": "ten"}
+	want := map[string]string{"a": "defaults", "b": "cmdline", "c": "esp", "d": "state", "e": "ten", "g": "unknown"}
 	if !reflect.DeepEqual(c.Kestrel.Sysctl, want) {
 		t.Errorf("sysctl = %v, want %v", c.Kestrel.Sysctl, want)
 	}
 	if !reflect.DeepEqual(c.SSHAuthorizedKeys, []string{"esp-key"}) {
 		t.Errorf("keys from the last good config lost: %v", c.SSHAuthorizedKeys)
 	}
-	if len(r.Errors) != 2 {
+	if len(r.Errors) != 3 {
 		t.Fatalf("errors: %v", r.Errors)
 	}
 	for i, want := range []string{
-		filepath.Join(loc.StateConfigDir, "30-bad.yaml") + `:5:3: kestrel.modles: unknown key "modles", did you mean "modules"?`,
+		filepath.Join(loc.StateConfigDir, "30-bad.yaml") + `:5:12: kestrel.modules: expected a list, got a mapping`,
+		filepath.Join(loc.StateConfigDir, "35-unknown.yaml") + `:3:3: kestrel.modles: unknown key "modles", did you mean "modules"?`,
 		filepath.Join(loc.StateConfigDir, "40-badyaml.yaml") + `:1:11: invalid YAML`,
 	} {
 		if !strings.HasPrefix(r.Errors[i].Error(), want) {
@@ -142,13 +145,19 @@ func TestLoadLocalOrder(t *testing.T) {
 	if p, _ := r.Origin("hostname"); p.File != filepath.Join(loc.StateConfigDir, "20-b.yaml") {
 		t.Errorf("hostname origin %v", p)
 	}
-	if len(r.Sources) != 6 {
+	if len(r.Sources) != 7 {
 		t.Errorf("sources %v", r.Sources)
 	}
-	// A bad command line is skipped whole too.
+	// An unknown key on the command line is reported; the rest applies.
 	write(t, loc.Cmdline, "kestrel.timezone=Europe/Berlin kestrel.bogus=1\n")
 	r, _ = LoadLocal(loc).Merge()
-	if r.Config.Kestrel.Timezone != "UTC" || len(r.Errors) != 3 || !strings.Contains(r.Errors[0].Error(), "cmdline:1:32: kestrel.bogus: unknown key") {
+	if r.Config.Kestrel.Timezone != "Europe/Berlin" || len(r.Errors) != 4 || !strings.Contains(r.Errors[0].Error(), "cmdline:1:32: kestrel.bogus: unknown key") {
+		t.Errorf("cmdline with an unknown key: tz=%s errors=%v", r.Config.Kestrel.Timezone, r.Errors)
+	}
+	// A badly typed value skips the command line whole.
+	write(t, loc.Cmdline, "kestrel.timezone=Europe/Berlin kestrel.k3s.upgrade_controller=maybe\n")
+	r, _ = LoadLocal(loc).Merge()
+	if r.Config.Kestrel.Timezone != "UTC" || len(r.Errors) != 4 || !strings.Contains(r.Errors[0].Error(), "cmdline:1:32: kestrel.k3s.upgrade_controller:") {
 		t.Errorf("bad cmdline: tz=%s errors=%v", r.Config.Kestrel.Timezone, r.Errors)
 	}
 }

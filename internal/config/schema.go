@@ -5,8 +5,16 @@ package config
 //
 // Struct tags used here:
 //   yaml:"name"        the key
-//   alias:"other"      a second accepted spelling (k3OS compatibility); it
-//                      is rewritten to the main name before merging
+//   alias:"a,b"        other accepted spellings; they are rewritten to the
+//                      main name before merging
+//   k3os:"camelName"   the key's name in k3OS's Go types: every spelling
+//                      k3OS accepted for it is accepted too (see aliases)
+//   argv:"true"        a list of argv elements: a scalar with spaces in it
+//                      is refused (k3OS made it one argument, which k3s
+//                      cannot parse)
+//
+// As in k3OS, a scalar where a list of strings is expected is a one-item
+// list (datasource: hetzner).
 //   check:"..."        a value check run during validation, with the
 //                      position of the value (of each item of a list, of
 //                      each key of a map): enum=a|b|c, octal, cidr, ip,
@@ -20,12 +28,12 @@ import k3sconfig "github.com/kestrel-os/kestrel/internal/k3s/config"
 // Config is one whole document, and also the merged result of all sources.
 type Config struct {
 	// SSHAuthorizedKeys go to the default login user (kestrel).
-	SSHAuthorizedKeys []string `yaml:"ssh_authorized_keys,omitempty"`
-	WriteFiles        []File   `yaml:"write_files,omitempty"`
-	Hostname          string   `yaml:"hostname,omitempty" check:"hostname"`
-	InitCmd           []string `yaml:"init_cmd,omitempty"`
-	BootCmd           []string `yaml:"boot_cmd,omitempty"`
-	RunCmd            []string `yaml:"run_cmd,omitempty"`
+	SSHAuthorizedKeys []string `yaml:"ssh_authorized_keys,omitempty" k3os:"sshAuthorizedKeys"`
+	WriteFiles        []File   `yaml:"write_files,omitempty" k3os:"writeFiles"`
+	Hostname          string   `yaml:"hostname,omitempty" check:"hostname" k3os:"hostname"`
+	InitCmd           []string `yaml:"init_cmd,omitempty" k3os:"initCmd"`
+	BootCmd           []string `yaml:"boot_cmd,omitempty" k3os:"bootCmd"`
+	RunCmd            []string `yaml:"run_cmd,omitempty" k3os:"runCmd"`
 	// Kestrel is the `kestrel:` section; the legacy `k3os:` section maps
 	// onto it (see Merge for what happens when a document has both).
 	Kestrel Section `yaml:"kestrel,omitempty" alias:"k3os"`
@@ -33,30 +41,30 @@ type Config struct {
 
 // File is one write_files entry.
 type File struct {
-	Path        string `yaml:"path" check:"absolute"`
-	Content     string `yaml:"content,omitempty"`
-	Encoding    string `yaml:"encoding,omitempty" check:"encoding"`
-	Owner       string `yaml:"owner,omitempty"`
-	Permissions string `yaml:"permissions,omitempty" check:"octal"`
+	Path        string `yaml:"path" check:"absolute" k3os:"path"`
+	Content     string `yaml:"content,omitempty" k3os:"content"`
+	Encoding    string `yaml:"encoding,omitempty" check:"encoding" k3os:"encoding"`
+	Owner       string `yaml:"owner,omitempty" k3os:"owner"`
+	Permissions string `yaml:"permissions,omitempty" check:"octal" k3os:"permissions"`
 }
 
 // Section holds the keys of the `kestrel:` (or legacy `k3os:`) section: the
 // k3OS keys first, then what Kestrel adds.
 type Section struct {
-	DataSources    []string          `yaml:"data_sources,omitempty" check:"enum=aws|ec2|gcp|openstack|digitalocean|hetzner|packet|scaleway|vultr|cdrom|nocloud"`
-	Modules        []string          `yaml:"modules,omitempty" check:"module"`
-	Sysctl         map[string]string `yaml:"sysctl,omitempty" alias:"sysctls" check:"sysctl"`
-	NTPServers     []string          `yaml:"ntp_servers,omitempty"`
-	DNSNameservers []string          `yaml:"dns_nameservers,omitempty" check:"ip"`
-	Wifi           []Wifi            `yaml:"wifi,omitempty"`
-	Password       string            `yaml:"password,omitempty"`
-	ServerURL      string            `yaml:"server_url,omitempty" check:"url"`
-	Token          string            `yaml:"token,omitempty"`
-	Labels         map[string]string `yaml:"labels,omitempty"`
-	Taints         []string          `yaml:"taints,omitempty" check:"taint"`
-	K3sArgs        []string          `yaml:"k3s_args,omitempty"`
-	Environment    map[string]string `yaml:"environment,omitempty"`
-	Install        Install           `yaml:"install,omitempty"`
+	DataSources    []string          `yaml:"data_sources,omitempty" check:"enum=aws|ec2|gcp|openstack|digitalocean|hetzner|packet|scaleway|vultr|cdrom|nocloud" k3os:"dataSources"`
+	Modules        []string          `yaml:"modules,omitempty" check:"module" k3os:"modules"`
+	Sysctl         map[string]string `yaml:"sysctl,omitempty" check:"sysctl" k3os:"sysctls"`
+	NTPServers     []string          `yaml:"ntp_servers,omitempty" k3os:"ntpServers"`
+	DNSNameservers []string          `yaml:"dns_nameservers,omitempty" check:"ip" k3os:"dnsNameservers"`
+	Wifi           []Wifi            `yaml:"wifi,omitempty" k3os:"wifi"`
+	Password       string            `yaml:"password,omitempty" k3os:"password"`
+	ServerURL      string            `yaml:"server_url,omitempty" check:"url" k3os:"serverUrl"`
+	Token          string            `yaml:"token,omitempty" k3os:"token"`
+	Labels         map[string]string `yaml:"labels,omitempty" k3os:"labels"`
+	Taints         []string          `yaml:"taints,omitempty" check:"taint" k3os:"taints"`
+	K3sArgs        []string          `yaml:"k3s_args,omitempty" k3os:"k3sArgs" argv:"true"`
+	Environment    map[string]string `yaml:"environment,omitempty" k3os:"environment"`
+	Install        Install           `yaml:"install,omitempty" k3os:"install"`
 
 	// Kestrel additions.
 	ConfigURL    string     `yaml:"config_url,omitempty" check:"url"`
@@ -79,22 +87,22 @@ type Section struct {
 
 // Wifi is one Wi-Fi network.
 type Wifi struct {
-	Name       string `yaml:"name"`
-	Passphrase string `yaml:"passphrase,omitempty"`
+	Name       string `yaml:"name" alias:"ssid"`
+	Passphrase string `yaml:"passphrase,omitempty" k3os:"passphrase"`
 }
 
 // Install holds the unattended installer's inputs. They are read by
 // `kestrel install` only and are never written to an installed config.
 type Install struct {
-	Device    string `yaml:"device,omitempty" check:"absolute"`
-	Silent    bool   `yaml:"silent,omitempty"`
-	ForceEFI  bool   `yaml:"force_efi,omitempty"`
-	ConfigURL string `yaml:"config_url,omitempty" check:"url"`
-	ISOURL    string `yaml:"iso_url,omitempty" check:"url"`
-	NoFormat  bool   `yaml:"no_format,omitempty"`
-	PowerOff  bool   `yaml:"power_off,omitempty"`
-	TTY       string `yaml:"tty,omitempty"`
-	Debug     bool   `yaml:"debug,omitempty"`
+	Device    string `yaml:"device,omitempty" check:"absolute" k3os:"device"`
+	Silent    bool   `yaml:"silent,omitempty" k3os:"silent"`
+	ForceEFI  bool   `yaml:"force_efi,omitempty" k3os:"forceEfi"`
+	ConfigURL string `yaml:"config_url,omitempty" check:"urlorpath" k3os:"configUrl"`
+	ISOURL    string `yaml:"iso_url,omitempty" check:"urlorpath" k3os:"isoUrl"`
+	NoFormat  bool   `yaml:"no_format,omitempty" k3os:"noFormat"`
+	PowerOff  bool   `yaml:"power_off,omitempty" k3os:"powerOff"`
+	TTY       string `yaml:"tty,omitempty" k3os:"tty"`
+	Debug     bool   `yaml:"debug,omitempty" k3os:"debug"`
 }
 
 // Network is static network configuration, applied with netlink. An
@@ -180,7 +188,7 @@ type K3s struct {
 	NodeName          string            `yaml:"node_name,omitempty"`
 	Labels            map[string]string `yaml:"labels,omitempty"`
 	Taints            []string          `yaml:"taints,omitempty" check:"taint"`
-	Args              []string          `yaml:"args,omitempty"`
+	Args              []string          `yaml:"args,omitempty" argv:"true"`
 	// HealthTimeout bounds the wait for k3s to be healthy before the boot
 	// is declared not good (a Go duration: 90s, 5m).
 	HealthTimeout string `yaml:"health_timeout,omitempty" check:"duration"`

@@ -24,6 +24,7 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 
+	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/test/vm"
 )
 
@@ -359,8 +360,9 @@ func TestConfigNoCloud(t *testing.T) {
 	// it has a last good copy) becomes invalid YAML, and two new drop-ins
 	// have a wrong type and an unknown key. The second boot has no NoCloud
 	// disk: the node comes up, says what is wrong where, lets in the key
-	// of the last good config.yaml (not the NoCloud one), and takes
-	// nothing from the bad files.
+	// of the last good config.yaml (not the NoCloud one), takes nothing
+	// from the invalid files, and applies the rest of the one with only
+	// an unknown key (its swappiness).
 	c.run("mkdir -p /state/kestrel/config.d")
 	writeGuest(c, "/state/kestrel/config.yaml", "hostname: bad-yaml\nkestrel: [\n")
 	writeGuest(c, "/state/kestrel/config.d/50-type.yaml", "hostname: bad-type\nssh_authorized_keys: []\nkestrel:\n  sysctl: [vm.swappiness]\n")
@@ -392,7 +394,7 @@ func TestConfigNoCloud(t *testing.T) {
 	if h := c2.run("hostname"); strings.HasPrefix(h, "bad-") {
 		t.Errorf("hostname %q comes from a bad file", h)
 	}
-	c2.expect("cat /proc/sys/vm/swappiness", "60")
+	c2.expect("cat /proc/sys/vm/swappiness", "99")
 	c2.contains("cat /etc/environment", `FROM_STATE="1"`)
 	if out, err := e.ssh("kestrel", e.keyB, "id -un"); err != nil || strings.TrimSpace(out) != "kestrel" {
 		t.Errorf("ssh with the key of the last good config.yaml: %q, %v", out, err)
@@ -457,6 +459,76 @@ k3os:
 	e.waitSSH(t, "kestrel", e.keyA)
 	if out, err := e.ssh("kestrel", e.keyA, "id -un; hostname"); err != nil || out != "kestrel\nk3os-style\n" {
 		t.Errorf("ssh: %q, %v", out, err)
+	}
+}
+
+// unknownKeyConfig is a k3OS config as users write them: k3OS spellings
+// (a singular key, a scalar for a list) and one misspelt key, which k3OS
+// ignored silently. %s is the operator's public key.
+const unknownKeyConfig = `# k3OS config with a key Kestrel does not know
+ssh_authorized_key: %s
+hostname: k3os-unknown
+k3os:
+  server_url: https://10.0.2.2:6443
+  token: K10unknown::server:secret
+  k3s_args:
+  - agent
+  ntp_sever: pool.ntp.org
+  label:
+    region: eu-west
+`
+
+// TestConfigUnknownKeyFirstBoot: on a first boot (no last good copy), a
+// k3OS config with one unknown key still lets the operator in by SSH key
+// and starts k3s (the stand-in) with its token; the console and `kestrel
+// status` name the key with file:line:col.
+func TestConfigUnknownKeyFirstBoot(t *testing.T) {
+	e := newCfgEnv(t)
+	img := buildImageWith(t, imageOpts{Name: "test-standin", K3s: "standin"})
+	cfgYAML := fmt.Sprintf(unknownKeyConfig, e.pubA)
+	dir := t.TempDir()
+	disk := withESPConfig(t, img, dir, cfgYAML)
+	m, _ := bootVM(t, vm.Config{Disk: disk, DiskSize: "3G", Dir: dir, Memory: 1024,
+		HostFwd: []string{fmt.Sprintf("tcp:127.0.0.1:%d-:22", e.sshPort)}})
+	g := guest{console{t, m}}
+	h := g.waitHealth(healthWait)
+	checkStarted(t, g, h, cfgYAML, []string{"agent"},
+		[]string{"server: https://10.0.2.2:6443", "token: K10unknown::server:secret", "  - region=eu-west"}, nil)
+	e.waitSSH(t, "kestrel", e.keyA)
+	if out, err := e.ssh("kestrel", e.keyA, "id -un; hostname"); err != nil || out != "kestrel\nk3os-unknown\n" {
+		t.Errorf("ssh with the key of a config with an unknown key: %q, %v", out, err)
+	}
+	want := regexp.MustCompile(regexp.QuoteMeta(filepath.Join(layout.ESPMount, layout.ESPUserConfig)) +
+		`:9:3: k3os\.ntp_sever: unknown key "ntp_sever", did you mean "ntp_servers"\? \(left out; the rest of its source applies\)`)
+	if st := g.run("kestrel status"); !want.MatchString(st) {
+		t.Errorf("kestrel status does not name the unknown key (%s):\n%s", want, st)
+	}
+	if !want.MatchString(m.Console()) {
+		t.Errorf("console does not name the unknown key:\n%s", tail(m.Console(), 60))
+	}
+}
+
+// TestConfigSyntaxErrorFirstBoot: on a first boot a config with invalid
+// YAML (a TAB indent, as editors without "expand tabs" write) is skipped
+// whole, since there is no last good copy to fall back to: the node still
+// comes up with its console, and the console and `kestrel status` say
+// where the file is broken.
+func TestConfigSyntaxErrorFirstBoot(t *testing.T) {
+	img := buildImageWith(t, imageOpts{Name: "test-standin", K3s: "standin"})
+	dir := t.TempDir()
+	disk := withESPConfig(t, img, dir, "hostname: tabbed\nk3os:\n\tntp_servers:\n\t- pool.ntp.org\n")
+	m, _ := bootVM(t, vm.Config{Disk: disk, DiskSize: "3G", Dir: dir})
+	c := console{t, m}
+	want := regexp.MustCompile(regexp.QuoteMeta(filepath.Join(layout.ESPMount, layout.ESPUserConfig)) +
+		`:3:1: invalid YAML: found character '\\t' that cannot start any token \(source skipped\)`)
+	if st := c.run("kestrel status"); !want.MatchString(st) {
+		t.Errorf("kestrel status does not show %s:\n%s", want, st)
+	}
+	if !want.MatchString(m.Console()) {
+		t.Errorf("console does not show %s:\n%s", want, tail(m.Console(), 60))
+	}
+	if h := c.run("hostname"); h == "tabbed" {
+		t.Errorf("hostname %q comes from the invalid file", h)
 	}
 }
 

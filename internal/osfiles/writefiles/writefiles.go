@@ -9,7 +9,9 @@
 // failing entry is reported.
 //
 // Limits: encodings are those of k3OS/cloud-init (none, b64/base64,
-// gz/gzip, and the four gz+b64 spellings); cloud-init's "append" and
+// gz/gzip, and the four gz+b64 spellings; YAML !!binary content arrives
+// already decoded to bytes, config's job); decoded content is at most
+// MaxSize; cloud-init's "append" and
 // "defer" keys are not supported; created parent directories are 0755 and
 // root-owned; root itself must be trusted (stage 2 passes "/").
 //
@@ -46,6 +48,12 @@ type File struct {
 	Owner       string // "user", "user:group" or numeric ids; default root:root
 	Permissions string // octal, e.g. "0644", "755", "0o600"; default 0644
 }
+
+// MaxSize bounds the decoded content of one entry. Plain and base64
+// content is already bounded by the size of a config source; gzip content
+// is inflated at most this far (config validation decodes every entry, in
+// PID 1), so a few KB of gzip cannot expand into gigabytes.
+const MaxSize = 16 << 20
 
 // DefaultPermissions is used when an entry gives none.
 const DefaultPermissions = 0o644
@@ -215,9 +223,12 @@ func Decode(content, encoding string) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("content: invalid gzip: %w", err)
 		}
-		dec, err := io.ReadAll(r)
+		dec, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
 		if err != nil {
 			return nil, fmt.Errorf("content: invalid gzip: %w", err)
+		}
+		if len(dec) > MaxSize {
+			return nil, fmt.Errorf("content: decompresses to more than %d MiB (a gzip bomb, or a file too large for write_files)", MaxSize>>20)
 		}
 		data = dec
 	}

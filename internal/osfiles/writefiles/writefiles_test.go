@@ -198,3 +198,27 @@ func TestUserSymlinks(t *testing.T) {
 		t.Errorf("through root's link: %q %v", b, err)
 	}
 }
+
+// TestGzipBomb: gzip content is inflated at most MaxSize bytes, so a few
+// KB of config cannot expand into gigabytes at validation.
+func TestGzipBomb(t *testing.T) {
+	for _, tc := range []struct {
+		size    int
+		wantErr bool
+	}{{MaxSize, false}, {MaxSize + 1, true}, {64 << 20, true}} {
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+		zero := make([]byte, 1<<20)
+		for left := tc.size; left > 0; left -= len(zero) {
+			zw.Write(zero[:min(left, len(zero))])
+		}
+		zw.Close()
+		data, err := Decode(base64.StdEncoding.EncodeToString(buf.Bytes()), "gz+b64")
+		if tc.wantErr != (err != nil) || (err == nil && len(data) != tc.size) {
+			t.Errorf("%d bytes (%d compressed): %d bytes, %v", tc.size, buf.Len(), len(data), err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "decompresses to more than 16 MiB") {
+			t.Errorf("error %v", err)
+		}
+	}
+}

@@ -121,11 +121,18 @@ func TestWindow(t *testing.T) {
 		{"wrong day", TimeWindowSpec{Days: []Day{"tu"}, StartTime: "01:00", EndTime: "04:00"}, "2026-11-23T02:00:00Z", false},
 		{"time zone", TimeWindowSpec{Days: []Day{"monday"}, StartTime: "01:00", EndTime: "04:00", TimeZone: "Europe/Berlin"}, "2026-11-23T02:30:00Z", true},
 		{"time zone outside", TimeWindowSpec{Days: []Day{"monday"}, StartTime: "01:00", EndTime: "04:00", TimeZone: "Europe/Berlin"}, "2026-11-23T03:30:00Z", false},
+		// kured's semantics: both parts of a window that wraps midnight are
+		// judged by the weekday of the moment tested.
 		{"wraps midnight, evening", TimeWindowSpec{Days: []Day{"monday"}, StartTime: "22:00", EndTime: "02:00"}, "2026-11-23T23:00:00Z", true},
-		{"wraps midnight, next morning", TimeWindowSpec{Days: []Day{"monday"}, StartTime: "22:00", EndTime: "02:00"}, "2026-11-24T01:00:00Z", true},
-		{"wraps midnight, morning of start day", TimeWindowSpec{Days: []Day{"monday"}, StartTime: "22:00", EndTime: "02:00"}, "2026-11-23T01:00:00Z", false},
-		{"kitchen time", TimeWindowSpec{Days: []Day{"monday"}, StartTime: "1:00pm", EndTime: "3:00pm"}, "2026-11-23T14:00:00Z", true},
-		{"all days", TimeWindowSpec{StartTime: "00:00", EndTime: "23:59"}, "2026-11-25T12:00:00Z", true},
+		{"wraps midnight, next morning", TimeWindowSpec{Days: []Day{"monday"}, StartTime: "22:00", EndTime: "02:00"}, "2026-11-24T01:00:00Z", false},
+		{"wraps midnight, morning of start day", TimeWindowSpec{Days: []Day{"monday"}, StartTime: "22:00", EndTime: "02:00"}, "2026-11-23T01:00:00Z", true},
+		{"kured 03:04pm", TimeWindowSpec{Days: []Day{"monday"}, StartTime: "01:00pm", EndTime: "03:00pm"}, "2026-11-23T14:00:00Z", true},
+		{"kured 3pm", TimeWindowSpec{Days: []Day{"mon"}, StartTime: "9am", EndTime: "5pm"}, "2026-11-23T16:59:00Z", true},
+		{"kured 3pm, after", TimeWindowSpec{Days: []Day{"mon"}, StartTime: "9am", EndTime: "5pm"}, "2026-11-23T17:01:00Z", false},
+		{"kured 15", TimeWindowSpec{Days: []Day{"MON"}, StartTime: "9", EndTime: "17"}, "2026-11-23T08:59:00Z", false},
+		{"kured 15:04:05", TimeWindowSpec{Days: []Day{"1"}, StartTime: "09:00:30", EndTime: "17:00:00"}, "2026-11-23T09:00:30Z", true},
+		{"kured 03pm", TimeWindowSpec{Days: []Day{"1"}, StartTime: "09am", EndTime: "05pm"}, "2026-11-23T12:00:00Z", true},
+		{"all days", TimeWindowSpec{Days: []Day{"0", "1", "2", "3", "4", "5", "6"}, StartTime: "00:00", EndTime: "23:59"}, "2026-11-25T12:00:00Z", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -141,6 +148,31 @@ func TestWindow(t *testing.T) {
 	w, _ := ParseWindow(&TimeWindowSpec{Days: []Day{"tuesday"}, StartTime: "03:00", EndTime: "04:00"})
 	if got := w.NextOpen(at("2026-11-23T12:00:00Z")); !got.Equal(at("2026-11-24T03:00:00Z")) {
 		t.Errorf("NextOpen = %s", got)
+	}
+}
+
+// TestWindowForms checks the forms kured v1.13.1 accepts and refuses,
+// since SUC users write windows in kured's format.
+func TestWindowForms(t *testing.T) {
+	ok := []string{"15:04", "9:00", "19:00:30", "09:30am", "12pm", "17", "5", "09pm", "9pm", "5pm", "12am"}
+	bad := []string{"", "9:30am", "5PM", "5 pm", "25:00", "17h", "noon", "9:5"}
+	for _, s := range ok {
+		if _, err := ParseWindow(&TimeWindowSpec{Days: []Day{"sat"}, StartTime: s, EndTime: "23:00"}); err != nil {
+			t.Errorf("startTime %q: %v", s, err)
+		}
+	}
+	for _, s := range bad {
+		if _, err := ParseWindow(&TimeWindowSpec{Days: []Day{"sat"}, StartTime: s, EndTime: "23:00"}); err == nil {
+			t.Errorf("startTime %q accepted", s)
+		}
+	}
+	for _, d := range []Day{"any", "7", "satur", "-1"} {
+		if _, err := ParseWindow(&TimeWindowSpec{Days: []Day{d}, StartTime: "1", EndTime: "2"}); err == nil {
+			t.Errorf("day %q accepted", d)
+		}
+	}
+	if _, err := ParseWindow(&TimeWindowSpec{StartTime: "1", EndTime: "2"}); err == nil || !strings.Contains(err.Error(), "days") {
+		t.Errorf("no days: %v", err)
 	}
 }
 

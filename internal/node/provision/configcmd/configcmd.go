@@ -5,6 +5,8 @@
 // Limits: `show` replays local files and the datasource documents stage 2
 // cached (datasource.DefaultCache); it never fetches from the network
 // itself, so it shows what this boot used, not what a fetch now would give.
+// `show FILE...` merges just the files given (in order, "-" for standard
+// input), to preview a config before it goes onto a node.
 package configcmd
 
 import (
@@ -12,8 +14,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/kestrel-os/kestrel/internal/config"
@@ -28,13 +32,14 @@ commands:
   validate FILE...          check config files; exit 1 on any problem
   validate --cmdline LINE   check the config keys of a kernel command line
   show [flags]              the merged config, each value with its source
+  show [flags] FILE...      the merged result of just these files ("-": stdin)
   schema                    the JSON Schema of config.yaml
   keys                      every key with its boot phase
 `
 
 // Run runs `kestrel config ARGS`; it returns the exit code: 0 fine, 1 a
-// config problem, 2 a usage error.
-func Run(args []string, stdout, stderr io.Writer) int {
+// config problem, 2 a usage error. stdin is read by `show -`.
+func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -43,7 +48,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	case "validate":
 		return validate(args[1:], stdout, stderr)
 	case "show":
-		return show(args[1:], stdout, stderr)
+		return show(args[1:], stdin, stdout, stderr)
 	case "schema":
 		b, err := config.JSONSchema()
 		if err != nil {
@@ -143,7 +148,7 @@ func Load(o Options) (*config.Result, error) {
 	return r, nil
 }
 
-func show(args []string, stdout, stderr io.Writer) int {
+func show(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kestrel config show", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o Options
@@ -156,17 +161,30 @@ func show(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	var r *config.Result
+	var err error
+	code := 0
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "kestrel config show: unexpected argument %q\n", fs.Arg(0))
-		return 2
+		r, err = loadFiles(fs.Args(), stdin)
+	} else {
+		r, err = Load(o)
 	}
-	r, err := Load(o)
 	if err != nil {
 		fmt.Fprintln(stderr, "kestrel config show:", err)
 		return 1
 	}
 	for _, e := range r.Errors {
-		fmt.Fprintf(stderr, "skipped: %v\n", e)
+		what := "left out"
+		var es config.Errors
+		if !errors.As(e, &es) || !es.OnlyUnknownKeys() {
+			what = "skipped"
+			if fs.NArg() > 0 { // a preview of files: a refused one fails
+				code = 1
+			}
+		}
+		for _, line := range strings.Split(e.Error(), "\n") {
+			fmt.Fprintf(stderr, "%s: %s\n", what, line)
+		}
 	}
 	if *values {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -178,11 +196,38 @@ func show(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(tw, "%s\t= %q\t%s\n", v.Path, val, v.From)
 		}
 		tw.Flush()
-		return 0
+		return code
 	}
 	if err := r.Show(stdout, *secrets); err != nil {
 		fmt.Fprintln(stderr, "kestrel config show:", err)
 		return 1
 	}
-	return 0
+	return code
+}
+
+// loadFiles merges the files given to `show FILE...` in order, "-" being
+// standard input (read once, at most config.MaxSourceSize bytes). A
+// missing file is an error here: it was named on purpose.
+func loadFiles(names []string, stdin io.Reader) (*config.Result, error) {
+	s := &config.Sources{}
+	for _, n := range names {
+		if n == "-" {
+			data, err := io.ReadAll(io.LimitReader(stdin, config.MaxSourceSize+1))
+			if err != nil {
+				return nil, fmt.Errorf("read standard input: %w", err)
+			}
+			s.Add("<stdin>", data)
+			continue
+		}
+		data, err := config.ReadSource(n)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = &config.Error{Pos: config.Pos{File: n}, Problem: "no such file"}
+		}
+		if err != nil {
+			s.AddError(err)
+			continue
+		}
+		s.Add(n, data)
+	}
+	return s.Merge()
 }

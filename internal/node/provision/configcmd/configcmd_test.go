@@ -12,7 +12,7 @@ import (
 
 func run(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	code := Run(args, &out, &errb)
+	code := Run(args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -79,7 +79,7 @@ func TestShow(t *testing.T) {
 	if out != want {
 		t.Errorf("show:\n%s\nwant:\n%s", out, want)
 	}
-	if !strings.Contains(errs, "skipped: "+root+"/state/kestrel/config.d/10.yaml:2:3: kestrel.bogus: unknown key") || !strings.Contains(errs, "skipped: datasource aws: probe: timeout") {
+	if !strings.Contains(errs, "left out: "+root+"/state/kestrel/config.d/10.yaml:2:3: kestrel.bogus: unknown key") || !strings.Contains(errs, "skipped: datasource aws: probe: timeout") {
 		t.Errorf("errors: %s", errs)
 	}
 	_, out, _ = run(append(args, "--values", "--secrets")...)
@@ -167,7 +167,6 @@ func TestValidateHidesURLCredentials(t *testing.T) {
 // mapping belongs is reported without its value.
 func TestValidateHidesMisplacedSecrets(t *testing.T) {
 	for _, y := range []string{
-		"kestrel:\n  k3s:\n    args: \"--token=s3cr3t\"\n",
 		"kestrel:\n  k3s_args: \"--token s3cr3t\"\n",
 		"kestrel:\n  environment: \"K3S_TOKEN=s3cr3t\"\n",
 		"kestrel:\n  registries:\n    configs:\n      r.example:\n        auth: \"user:s3cr3t\"\n",
@@ -182,5 +181,37 @@ func TestValidateHidesMisplacedSecrets(t *testing.T) {
 		if strings.Contains(errs, "s3cr3t") {
 			t.Errorf("validate shows a secret: %s", errs)
 		}
+	}
+}
+
+// TestShowFiles previews files before they go onto a node: merged in
+// order, secrets masked, stdin as "-", problems on stderr.
+func TestShowFiles(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.yaml")
+	b := filepath.Join(dir, "b.yaml")
+	os.WriteFile(a, []byte("hostname: a\nk3os:\n  token: s3cret\n  datasource: aws\n"), 0o644)
+	os.WriteFile(b, []byte("hostname: b\nk3os:\n  fancy: 1\n"), 0o644)
+
+	code, out, errs := run("show", a, b)
+	if code != 0 || !strings.Contains(out, "hostname: b # "+b+":1:11") || !strings.Contains(out, "token: <redacted> # "+a+":3:10") ||
+		!strings.Contains(out, "- aws # "+a+":4:15") || strings.Contains(out, "s3cret") {
+		t.Errorf("show a b: %d\n%s", code, out)
+	}
+	if want := "left out: " + b + `:3:3: k3os.fancy: unknown key "fancy"`; !strings.HasPrefix(errs, want) {
+		t.Errorf("stderr %q, want %s", errs, want)
+	}
+	code, out, _ = run("show", "--secrets", a)
+	if code != 0 || !strings.Contains(out, "token: s3cret") {
+		t.Errorf("--secrets: %d\n%s", code, out)
+	}
+	var o, e bytes.Buffer
+	code = Run([]string{"show", "--values", a, "-"}, strings.NewReader("hostname: [bad\n"), &o, &e)
+	if code != 1 || !strings.Contains(o.String(), "hostname") || !strings.HasPrefix(e.String(), "skipped: <stdin>:1:") {
+		t.Errorf("stdin: %d\n%s\n%s", code, o.String(), e.String())
+	}
+	code, _, errs = run("show", filepath.Join(dir, "missing.yaml"))
+	if code != 1 || !strings.Contains(errs, "missing.yaml: no such file") {
+		t.Errorf("missing: %d %s", code, errs)
 	}
 }

@@ -345,7 +345,7 @@ func TestFullOrder(t *testing.T) {
 }
 
 func TestBadUserDataSkipped(t *testing.T) {
-	for _, ud := range []string{"#!/bin/sh\necho hi\n", "\x1f\x8bxx", "Content-Type: multipart/mixed\n", "hostname: [\n", "hostname: ok\nruncmd: [x]\n"} {
+	for _, ud := range []string{"#!/bin/sh\necho hi\n", "\x1f\x8bxx", "Content-Type: multipart/mixed\n", "hostname: [\n", "hostname: ok\nrun_cmd: {a: b}\n"} {
 		s := &config.Sources{}
 		s.Add("esp", []byte("hostname: esp\nssh_authorized_keys: [k]\n"))
 		Add(s, (&Data{Name: "ec2", UserData: []byte(ud)}).Raws())

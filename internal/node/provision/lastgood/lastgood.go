@@ -1,7 +1,8 @@
 // Package lastgood keeps the last valid version of each editable config
 // file (the ESP's config.yaml, the state partition's config.yaml and
 // config.d/*.yaml) on the state partition. When an edit breaks a file
-// (invalid YAML, a wrong type, an unknown key), the file's problems are
+// (invalid YAML, a wrong type; an unknown key only leaves that key out,
+// see config.Error.UnknownKey), the file's problems are
 // still reported and it still contributes nothing of its own, but its last
 // good version is merged in its place, whole: the SSH keys and settings it
 // held before the edit stay in effect instead of vanishing with it.
@@ -104,7 +105,7 @@ func (st Store) Load(loc config.Locations) *Loaded {
 	files, unlisted := editable(loc, l.Sources)
 	l.keepDI = unlisted
 	for _, f := range files {
-		data, err := os.ReadFile(f.path)
+		data, err := config.ReadSource(f.path)
 		if errors.Is(err, os.ErrNotExist) && f.copy == espCopy && !mountPoint(filepath.Dir(f.path)) {
 			// Not known to be gone: the ESP is not there to hold it.
 			l.seen[f.copy] = true
@@ -124,9 +125,7 @@ func (st Store) Load(loc config.Locations) *Loaded {
 			l.valid[f.copy] = data
 			continue
 		}
-		if err != nil {
-			l.Sources.AddError(&config.Error{Pos: config.Pos{File: f.path}, Problem: fmt.Sprintf("cannot read: %v", err)})
-		}
+		l.Sources.AddError(err)
 		if st.Dir == "" {
 			continue
 		}

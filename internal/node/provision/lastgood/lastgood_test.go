@@ -48,7 +48,7 @@ func TestLastGood(t *testing.T) {
 		{"both broken: copies stand in, problems still reported",
 			func() {
 				write(loc.StateConfig, "hostname: bad\nkestrel: [\n")
-				write(dropin, "kestrel: {timezon: Asia/Tokyo}\n")
+				write(dropin, "kestrel: {timezone: [Asia/Tokyo]}\n")
 			},
 			"good", "Europe/Paris", []string{loc.StateConfig, dropin}, 2, []string{"config.d-10-x.yaml", "state-config.yaml"}},
 		{"fixed with new values",

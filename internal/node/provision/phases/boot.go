@@ -44,9 +44,13 @@ func (r *Runner) Boot(ctx context.Context, sys *stage2.System) error {
 	if err != nil {
 		return fmt.Errorf("merge config: %w", err)
 	}
+	skipped := 0
 	for _, e := range res.Errors {
+		if SourceSkipped(e) {
+			skipped++
+		}
 		for _, line := range ErrorLines(e) {
-			sys.Warn("config: %s (source skipped)", line)
+			sys.Warn("config: %s %s", line, skipNote(e))
 		}
 	}
 	for _, f := range loaded.Replaced {
@@ -62,7 +66,7 @@ func (r *Runner) Boot(ctx context.Context, sys *stage2.System) error {
 	r.mu.Lock()
 	r.src, r.merged, r.cfg, r.errs, r.local = src, res.Config, applied, res.Errors, local
 	r.mu.Unlock()
-	sys.Logf("config: %d sources merged, %d skipped", len(res.Sources), len(res.Errors))
+	sys.Logf("config: %d sources merged, %d skipped", len(res.Sources), skipped)
 
 	r.applyBoot(ctx, sys, applied, nil)
 	if len(applied.BootCmd) > 0 {

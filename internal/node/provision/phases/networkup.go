@@ -57,7 +57,7 @@ func (r *Runner) NetworkUp(ctx context.Context, sys *stage2.System) error {
 			continue // reported by the boot phase
 		}
 		for _, line := range ErrorLines(e) {
-			sys.Warn("config: %s (source skipped)", line)
+			sys.Warn("config: %s %s", line, skipNote(e))
 		}
 	}
 	cfg := r.Config()

@@ -191,6 +191,26 @@ func ErrorLines(err error) []string {
 	return strings.Split(strings.TrimRight(err.Error(), "\n"), "\n")
 }
 
+// SourceSkipped reports whether a source error made its source be skipped
+// whole, rather than only unknown keys being left out of it (see
+// config.Error.UnknownKey).
+func SourceSkipped(err error) bool {
+	var es config.Errors
+	if errors.As(err, &es) {
+		return !es.OnlyUnknownKeys()
+	}
+	var e *config.Error
+	return !errors.As(err, &e) || !e.UnknownKey
+}
+
+// skipNote says what became of the source of err, for the console.
+func skipNote(err error) string {
+	if SourceSkipped(err) {
+		return "(source skipped)"
+	}
+	return "(left out; the rest of its source applies)"
+}
+
 // logWriter turns the whole lines runcmd writes into log calls.
 type logWriter func(format string, args ...any)
 
