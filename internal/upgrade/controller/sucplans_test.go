@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"github.com/kestrel-os/kestrel/internal/upgrade/channel"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -72,6 +73,13 @@ func TestSUCPlanFixtures(t *testing.T) {
 			ch, _, _ := unstructured.NestedString(u.Object, "spec", "channel")
 			_ = unstructured.SetNestedField(u.Object, srv.URL+"/"+strings.TrimPrefix(ch, "https://"), "spec", "channel")
 			_ = unstructured.SetNestedStringMap(u.Object, map[string]string{"kestrel.test/run": c.run}, "spec", "nodeSelector", "matchLabels")
+			// The local channel server is plain http: opt in, as a lab would.
+			ann := u.GetAnnotations()
+			if ann == nil {
+				ann = map[string]string{}
+			}
+			ann[channel.AnnotationAllowHTTP] = "true"
+			u.SetAnnotations(ann)
 			want, _, _ := unstructured.NestedMap(u.Object, "spec")
 			got, err := dyn.Resource(planGVR).Namespace(c.ns).Create(context.Background(), u, metav1.CreateOptions{})
 			if err != nil {
