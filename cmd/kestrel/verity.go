@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,7 +15,6 @@ import (
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/node/boot/blockdev"
 	"github.com/kestrel-os/kestrel/internal/node/boot/dmverity"
-	"github.com/kestrel-os/kestrel/internal/node/boot/stage1"
 	"github.com/kestrel-os/kestrel/internal/verity"
 )
 
@@ -91,22 +91,16 @@ func slotVerity(slot string) (verity.Params, string, error) {
 	if !slices.Contains(layout.Slots, slot) {
 		return verity.Params{}, "", fmt.Errorf("%q is not a slot (want one of %s)", slot, strings.Join(layout.Slots, ", "))
 	}
-	name, err := stage1.EntryFile(layout.ESPMount, slot)
+	slots, err := bootslot.BLS{ESP: layout.ESPMount}.Slots()
 	if err != nil {
 		return verity.Params{}, "", err
 	}
-	file := filepath.Join(layout.ESPMount, name)
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return verity.Params{}, "", err
+	i := slices.IndexFunc(slots, func(s bootslot.Slot) bool { return s.Name == slot })
+	if slots[i].State == bootslot.Empty {
+		return verity.Params{}, "", fmt.Errorf("slot %s has no boot entry", slot)
 	}
-	var options string
-	for _, l := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(l, "options "); ok {
-			options = rest
-		}
-	}
-	p, ok, err := verity.FromCmdline(kcmdline.Parse(options).Get)
+	file := filepath.Join(layout.ESPMount, layout.ESPEntriesDir, slots[i].File)
+	p, ok, err := verity.FromCmdline(kcmdline.Parse(strings.Join(slots[i].Options, " ")).Get)
 	if err != nil {
 		return verity.Params{}, "", fmt.Errorf("%s: %w", file, err)
 	}

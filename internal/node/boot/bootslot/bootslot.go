@@ -71,8 +71,9 @@ type Slot struct {
 	Booted    bool     `json:"booted"`
 	SortKey   string   `json:"-"`
 	Options   []string `json:"-"` // kernel command line without kestrel.slot
-	file      string   // entry file name under the entries directory
-	exhausted bool     // +0: the loader skips it
+	File      string   `json:"-"` // entry file name under the entries directory
+
+	exhausted bool // +0: the loader skips it
 }
 
 // Chain is a boot chain with A/B slots.
@@ -89,8 +90,9 @@ type Chain interface {
 	MarkGood(slot string) error
 	// Prefer makes a slot with a good entry the next to boot.
 	Prefer(slot string) error
-	// Demote makes a slot's entry exhausted, so the loader skips it.
-	Demote(slot string) error
+	// Demote makes a slot's entry exhausted, so the loader skips it; it
+	// returns the entry's old and new file names.
+	Demote(slot string) (from, to string, err error)
 }
 
 // BLS is the systemd-boot chain on a mounted ESP.
@@ -166,7 +168,7 @@ func rank(s Slot) int {
 }
 
 func (c BLS) read(name string, m []string) (Slot, error) {
-	s := Slot{Name: m[1], State: Good, file: name}
+	s := Slot{Name: m[1], State: Good, File: name}
 	if m[2] != "" {
 		s.TriesLeft, _ = strconv.Atoi(m[2])
 		s.TriesDone, _ = strconv.Atoi(m[3])
@@ -255,7 +257,7 @@ func (c BLS) MarkGood(slot string) error {
 		return fmt.Errorf("mark slot %s good: it has no boot entry", slot)
 	}
 	good := layout.ESPEntryNamePrefix + slot + ".conf"
-	if err := os.Rename(filepath.Join(c.dir(), s.file), filepath.Join(c.dir(), good)); err != nil {
+	if err := os.Rename(filepath.Join(c.dir(), s.File), filepath.Join(c.dir(), good)); err != nil {
 		return fmt.Errorf("mark slot %s good: %w", slot, err)
 	}
 	return syncDir(c.dir())
@@ -293,20 +295,29 @@ func (c BLS) Prefer(slot string) error {
 	return nil
 }
 
-// Demote renames the slot's entry to an exhausted one (+0-<done>).
-func (c BLS) Demote(slot string) error {
+// Demote renames the slot's entry to an exhausted one,
+// <prefix><slot>+0-<done>.conf, which systemd-boot sorts after every entry
+// with tries left or no counter, so the next boot falls back to the other
+// slot. done is the count the loader already wrote into the name (it
+// counts a boot before starting it), or 1 for an entry without a counter
+// (a good slot, which the loader would otherwise retry for ever). An
+// exhausted entry is left as it is.
+func (c BLS) Demote(slot string) (from, to string, err error) {
 	s, err := c.slot(slot)
 	if err != nil {
-		return err
+		return "", "", err
 	}
-	if s.State == Empty || s.State == Bad {
-		return nil
+	if s.State == Empty {
+		return "", "", fmt.Errorf("demote slot %s: it has no boot entry in %s", slot, c.dir())
 	}
-	name := fmt.Sprintf("%s%s+0-%d.conf", layout.ESPEntryNamePrefix, slot, s.TriesDone+1)
-	if err := os.Rename(filepath.Join(c.dir(), s.file), filepath.Join(c.dir(), name)); err != nil {
-		return fmt.Errorf("demote slot %s: %w", slot, err)
+	if s.exhausted || (s.TriesLeft == 0 && s.TriesDone > 0) {
+		return s.File, s.File, nil
 	}
-	return syncDir(c.dir())
+	to = fmt.Sprintf("%s%s+0-%d.conf", layout.ESPEntryNamePrefix, slot, max(s.TriesDone, 1))
+	if err := os.Rename(filepath.Join(c.dir(), s.File), filepath.Join(c.dir(), to)); err != nil {
+		return s.File, "", fmt.Errorf("demote slot %s: %w", slot, err)
+	}
+	return s.File, to, syncDir(c.dir())
 }
 
 func (c BLS) slot(name string) (Slot, error) {
@@ -326,7 +337,7 @@ func (c BLS) slot(name string) (Slot, error) {
 // sort key (its counter unchanged).
 func (c BLS) rewrite(s Slot, sortKey string) error {
 	e := bls.Entry{Slot: s.Name, Version: s.Version, Options: s.Options}
-	return c.writeFile(s.file, render(e, sortKey))
+	return c.writeFile(s.File, render(e, sortKey))
 }
 
 func (c BLS) write(e bls.Entry, sortKey string) error {

@@ -101,7 +101,7 @@ func TestUpgradeCycle(t *testing.T) {
 		{"booted b: mark good", func() error { c.Booted = "b"; return c.MarkGood("b") }, "a:good@1.0 b:good@2.0*"},
 		{"rollback to a", func() error { return c.Prefer("a") }, "a:good@1.0* b:good@2.0"},
 		{"back to b", func() error { return c.Prefer("b") }, "a:good@1.0 b:good@2.0*"},
-		{"demote b", func() error { c.Booted = "a"; return c.Demote("b") }, "a:good@1.0* b:bad@2.0"},
+		{"demote b", func() error { c.Booted = "a"; _, _, err := c.Demote("b"); return err }, "a:good@1.0* b:bad@2.0"},
 	}
 	for _, s := range steps {
 		if err := s.do(); err != nil {
@@ -134,5 +134,42 @@ func TestRefusals(t *testing.T) {
 	c.Forget("b")
 	if err := c.MarkGood("b"); err == nil || !strings.Contains(err.Error(), "no boot entry") {
 		t.Errorf("MarkGood(empty) = %v", err)
+	}
+}
+
+// TestDemote: the names an exhausted entry gets, from every starting name.
+func TestDemote(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files []string // in loader/entries
+		slot  string
+		want  []string // entries afterwards, sorted
+		err   string
+	}{
+		{"good entry", []string{"kestrel-a.conf", "kestrel-b.conf"}, "a", []string{"kestrel-a+0-1.conf", "kestrel-b.conf"}, ""},
+		{"counted try", []string{"kestrel-a.conf", "kestrel-b+2-1.conf"}, "b", []string{"kestrel-a.conf", "kestrel-b+0-1.conf"}, ""},
+		{"later try", []string{"kestrel-b+0-2.conf", "kestrel-a+1-2.conf"}, "a", []string{"kestrel-a+0-2.conf", "kestrel-b+0-2.conf"}, ""},
+		{"uncounted tries", []string{"kestrel-a+3.conf"}, "a", []string{"kestrel-a+0-1.conf"}, ""},
+		{"exhausted already", []string{"kestrel-a+0-3.conf"}, "a", []string{"kestrel-a+0-3.conf"}, ""},
+		{"other names left alone", []string{"kestrel-ab.conf", "kestrel-a.conf.bak", "kestrel-a+x.conf", "other-a.conf"}, "a",
+			[]string{"kestrel-a+x.conf", "kestrel-a.conf.bak", "kestrel-ab.conf", "other-a.conf"}, "no boot entry"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ed := filepath.Join(dir, layout.ESPEntriesDir)
+			os.MkdirAll(ed, 0o755)
+			for _, f := range tc.files {
+				os.WriteFile(filepath.Join(ed, f), bls.Entry{Slot: tc.slot, Version: "1"}.Render(), 0o644)
+			}
+			_, _, err := BLS{ESP: dir, Booted: tc.slot}.Demote(tc.slot)
+			if (err != nil) != (tc.err != "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+				t.Fatalf("err %v, want %q", err, tc.err)
+			}
+			got := files(t, dir)
+			slices.Sort(got)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("entries %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

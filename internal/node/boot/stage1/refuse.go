@@ -2,6 +2,7 @@ package stage1
 
 import (
 	"fmt"
+	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
 	"path/filepath"
 	"time"
 
@@ -50,7 +51,7 @@ func refuseSlot(env Env, devs []blockdev.Device, slot string, wait time.Duration
 		r.DemoteErr = fmt.Errorf("mount the ESP: %w", err)
 		return r
 	}
-	from, to, err := DemoteEntry(target, slot)
+	from, to, err := bootslot.BLS{ESP: target}.Demote(slot)
 	if err != nil {
 		r.DemoteErr = err
 	} else {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,56 +11,6 @@ import (
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/node/init/console"
 )
-
-func TestDemoteEntry(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		files []string // in loader/entries
-		slot  string
-		want  []string // entries afterwards, sorted
-		err   string
-	}{
-		{"good entry", []string{"kestrel-a.conf", "kestrel-b.conf"}, "a", []string{"kestrel-a+0-1.conf", "kestrel-b.conf"}, ""},
-		{"counted try", []string{"kestrel-a.conf", "kestrel-b+2-1.conf"}, "b", []string{"kestrel-a.conf", "kestrel-b+0-1.conf"}, ""},
-		{"later try", []string{"kestrel-b+0-2.conf", "kestrel-a+1-2.conf"}, "a", []string{"kestrel-a+0-2.conf", "kestrel-b+0-2.conf"}, ""},
-		{"uncounted tries", []string{"kestrel-a+3.conf"}, "a", []string{"kestrel-a+0-1.conf"}, ""},
-		{"exhausted already", []string{"kestrel-a+0-3.conf"}, "a", []string{"kestrel-a+0-3.conf"}, ""},
-		{"other names left alone", []string{"kestrel-ab.conf", "kestrel-a.conf.bak", "kestrel-a+x.conf", "other-a.conf"}, "a",
-			[]string{"kestrel-a+x.conf", "kestrel-a.conf.bak", "kestrel-ab.conf", "other-a.conf"}, "no entry for slot a"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			esp := t.TempDir()
-			dir := filepath.Join(esp, layout.ESPEntriesDir)
-			os.MkdirAll(dir, 0o755)
-			for _, f := range tc.files {
-				os.WriteFile(filepath.Join(dir, f), []byte("title "+f+"\n"), 0o644)
-			}
-			from, to, err := DemoteEntry(esp, tc.slot)
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("err %v, want %q", err, tc.err)
-				}
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			ents, _ := os.ReadDir(dir)
-			for _, e := range ents {
-				got = append(got, e.Name())
-			}
-			slices.Sort(got)
-			if !slices.Equal(got, tc.want) {
-				t.Errorf("entries %v, want %v", got, tc.want)
-			}
-			if tc.err == "" {
-				b, err := os.ReadFile(filepath.Join(esp, to))
-				if err != nil || !strings.HasPrefix(string(b), "title kestrel-"+tc.slot) {
-					t.Errorf("%s -> %s: content %q, %v", from, to, b, err)
-				}
-			}
-		})
-	}
-}
 
 // TestRunRefusesVerity: a malformed key set, and a well-formed one that
 // cannot be opened (no device-mapper on the fake system), are both

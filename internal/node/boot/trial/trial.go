@@ -142,7 +142,7 @@ func (t *Trial) booted() (bootslot.Slot, error) {
 // exhausted, and the node reboots when the other slot can take over.
 func (t *Trial) corrupt(cause error) error {
 	t.Warn("root of slot %s fails dm-verity: %v", t.Booted, cause)
-	if err := t.Chain.Demote(t.Booted); err != nil {
+	if _, _, err := t.Chain.Demote(t.Booted); err != nil {
 		return fmt.Errorf("demote slot %s: %w", t.Booted, err)
 	}
 	slots, err := t.Chain.Slots()
