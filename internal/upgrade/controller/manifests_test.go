@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"github.com/kestrel-os/kestrel/internal/upgrade/channel"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -149,6 +150,8 @@ func TestManifestsRollOutAsServiceAccount(t *testing.T) {
 		for _, u := range readManifests(t, f) {
 			if u.GetKind() == "Plan" {
 				_ = unstructured.SetNestedField(u.Object, srv.URL+"/latest", "spec", "channel")
+				// The test's channel server is plain http: opt in.
+				u.SetAnnotations(map[string]string{channel.AnnotationAllowHTTP: "true"})
 			}
 			gvk := u.GroupVersionKind()
 			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
