@@ -15,10 +15,11 @@ import (
 	"github.com/kestrel-os/kestrel/internal/layout"
 )
 
-// SortKey groups Kestrel's entries; among entries with the same sort key
-// systemd-boot boots the highest version first, so a slot being tried must
-// carry the higher version.
-const SortKey = "kestrel"
+// SortKey is the sort key of an image's first entry. systemd-boot sorts
+// entries by sort key (ascending) before version; the node's bootslot
+// package gives a slot it offers a lower "kestrel-NNNNN" key than the
+// other slot's, so the slot to boot next never depends on versions.
+const SortKey = "kestrel-50000"
 
 // LoaderConf is loader/loader.conf: boot at once, no default (a default
 // naming one slot would pin an exhausted entry and rollback would never

@@ -15,7 +15,7 @@ func TestEntry(t *testing.T) {
 			entry: Entry{Slot: "a", Version: "0.1.0", Options: []string{"console=ttyS0,115200", "quiet"}},
 			file:  "/loader/entries/kestrel-a.conf",
 			contains: []string{
-				"title Kestrel 0.1.0 (slot a)\n", "version 0.1.0\n", "sort-key kestrel\n",
+				"title Kestrel 0.1.0 (slot a)\n", "version 0.1.0\n", "sort-key kestrel-50000\n",
 				"linux /kestrel/a/vmlinuz\n", "initrd /kestrel/a/initrd\n",
 				"options console=ttyS0,115200 quiet kestrel.slot=a\n",
 			},

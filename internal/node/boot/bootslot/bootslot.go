@@ -10,10 +10,13 @@
 // implementation.
 //
 // How BLS orders the slots: systemd-boot sorts entries whose tries are
-// exhausted last, then by sort-key, then by version (newest first). Kestrel
-// gives the slot to boot next the sort key SortKeyNext and the other slot
-// SortKeyOther, so the choice never depends on version strings (a forced
-// downgrade still boots). A slot's entry file name carries its counter:
+// exhausted last, then by sort-key (ascending), then by version (newest
+// first). Kestrel's sort keys are "kestrel-NNNNN" (bls.SortKey is the
+// builder's first); the slot to boot next gets a key below the other
+// entry's, so the choice never depends on version strings (a forced
+// downgrade still boots) and the other entry, usually the running slot's,
+// is never rewritten: on FAT a rename is two directory writes, and a power
+// cut between them could cost the one good entry. A slot's entry file name carries its counter:
 // kestrel-b+3.conf (3 tries left), kestrel-b+1-2.conf (1 left, 2 used),
 // kestrel-b+0-3.conf (exhausted: bad), kestrel-b.conf (good).
 //
@@ -40,11 +43,24 @@ import (
 	"github.com/kestrel-os/kestrel/internal/layout"
 )
 
-// Sort keys: the slot to boot next sorts first.
-const (
-	SortKeyNext  = "kestrel-1"
-	SortKeyOther = "kestrel-2"
-)
+// sortKeyBelow returns the Kestrel sort key that sorts just before every
+// key in keys (fixed-width numbers, so string order is number order).
+func sortKeyBelow(keys ...string) string {
+	low := sortKeyNumber(bls.SortKey)
+	for _, k := range keys {
+		if n, ok := strings.CutPrefix(k, "kestrel-"); ok {
+			if v, err := strconv.Atoi(n); err == nil && len(n) == 5 {
+				low = min(low, v)
+			}
+		}
+	}
+	return fmt.Sprintf("kestrel-%05d", max(low-1, 0))
+}
+
+func sortKeyNumber(k string) int {
+	v, _ := strconv.Atoi(strings.TrimPrefix(k, "kestrel-"))
+	return v
+}
 
 // DefaultTries is how often the loader tries a newly written slot before it
 // falls back to the other.
@@ -222,25 +238,29 @@ func (c BLS) Forget(slot string) error {
 }
 
 // Offer writes slot e.Slot's entry with tries (0: a good entry) as the next
-// to boot. The other slot's entry is first rewritten with SortKeyOther, so
-// at every moment at most one entry carries SortKeyNext.
+// to boot: its sort key is below the other slot's, whose entry is left
+// alone.
 func (c BLS) Offer(e bls.Entry, tries int) error {
 	slots, err := c.Slots()
 	if err != nil {
 		return err
 	}
-	for _, s := range slots {
-		if s.Name != e.Slot && s.State != Empty && s.SortKey != SortKeyOther {
-			if err := c.rewrite(s, SortKeyOther); err != nil {
-				return err
-			}
-		}
-	}
 	if err := c.Forget(e.Slot); err != nil {
 		return err
 	}
 	e.Tries = tries
-	return c.write(e, SortKeyNext)
+	return c.write(e, sortKeyBelow(otherKeys(slots, e.Slot)...))
+}
+
+// otherKeys are the sort keys of the entries of slots other than slot.
+func otherKeys(slots []Slot, slot string) []string {
+	var keys []string
+	for _, s := range slots {
+		if s.Name != slot && s.State != Empty {
+			keys = append(keys, s.SortKey)
+		}
+	}
+	return keys
 }
 
 // MarkGood renames the slot's counting entry to its plain name. A slot that
@@ -282,17 +302,12 @@ func (c BLS) Prefer(slot string) error {
 		}
 		return fmt.Errorf("slot %s is %s, not good: it cannot be booted on purpose", slot, st)
 	}
-	for _, s := range slots {
-		if s.Name != slot && s.State != Empty && s.SortKey != SortKeyOther {
-			if err := c.rewrite(s, SortKeyOther); err != nil {
-				return err
-			}
-		}
+	if target.Next {
+		return nil
 	}
-	if target.SortKey != SortKeyNext {
-		return c.rewrite(*target, SortKeyNext)
-	}
-	return nil
+	// Only the target is rewritten (it is not running: the running slot
+	// is the one that boots next now).
+	return c.rewrite(*target, sortKeyBelow(otherKeys(slots, slot)...))
 }
 
 // Demote renames the slot's entry to an exhausted one,

@@ -103,7 +103,17 @@ func TestUpgradeCycle(t *testing.T) {
 		{"back to b", func() error { return c.Prefer("b") }, "a:good@1.0 b:good@2.0*"},
 		{"demote b", func() error { c.Booted = "a"; _, _, err := c.Demote("b"); return err }, "a:good@1.0* b:bad@2.0"},
 	}
+	entryA := func() string {
+		b, _ := os.ReadFile(filepath.Join(dir, layout.ESPEntriesDir, "kestrel-a.conf"))
+		return string(b)
+	}
+	before := entryA()
 	for _, s := range steps {
+		if s.name == "booted b: mark good" && entryA() != before {
+			// Offer never rewrites the running slot's entry: on FAT a
+			// rename is two writes, and a cut could cost the good entry.
+			t.Fatalf("offering b rewrote a's entry:\n%s", entryA())
+		}
 		if err := s.do(); err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
