@@ -39,7 +39,7 @@ func installFsckFAT(dosfstoolsRoot, libcRoot, dir string) (int64, error) {
 	}
 	added += st.Size()
 
-	done := map[string]bool{} // in-image paths copied
+	done := map[string]bool{}  // in-image paths copied
 	files := map[string]bool{} // host files they end at: the loader has two names
 	queue := []string{bin}
 	for len(queue) > 0 {
