@@ -4,7 +4,8 @@
 // so the two agree on the options.
 //
 // The mount is vfat, root-only (umask=0077), never executable, with names
-// as the FAT stores them (shortname=mixed). Every name Kestrel puts on the
+// as the FAT stores them (shortname=mixed), and read-write mounts are
+// dirsync, so that a rename is on the disk when it returns (see spec). Every name Kestrel puts on the
 // ESP is ASCII, so iocharset=ascii always does; the kernel's default
 // (utf8) is asked for only when nls_utf8 is loaded.
 //
@@ -162,6 +163,14 @@ func spec(dev, target string, readOnly, ascii bool) mounts.Mount {
 	if readOnly {
 		m.Flags |= syscall.MS_RDONLY
 	} else {
+		// dirsync: vfat's rename writes the renamed file's directory
+		// entry (its start cluster and size) only when that inode is
+		// written back, and fsync of the directory does not do it; a cut
+		// after temporary file, fsync, rename, fsync of the directory
+		// then leaves the name pointing at no cluster or at the replaced
+		// file's freed chain (TestUpgradePowerCut saw the running slot's
+		// entry end up so). With dirsync the rename writes it at once.
+		m.Flags |= syscall.MS_DIRSYNC
 		m.Data += ",errors=remount-ro"
 	}
 	if ascii {

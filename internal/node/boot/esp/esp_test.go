@@ -20,7 +20,7 @@ func TestMount(t *testing.T) {
 	esp := part("vda1", "vda", 1, layout.PartESP)
 	disk := []blockdev.Device{{Name: "vda", DevName: "vda"}, esp, part("vda2", "vda", 2, layout.PartRootA)}
 	const (
-		rw       = "/dev/vda1 on T type vfat (nosuid,nodev,noexec,noatime,umask=0077,shortname=mixed,errors=remount-ro"
+		rw       = "/dev/vda1 on T type vfat (nosuid,nodev,noexec,noatime,dirsync,umask=0077,shortname=mixed,errors=remount-ro"
 		ro       = "/dev/vda1 on T type vfat (ro,nosuid,nodev,noexec,noatime,umask=0077,shortname=mixed"
 		codepage = "no such codepage"
 	)
@@ -43,7 +43,7 @@ func TestMount(t *testing.T) {
 		{"ascii fails: no retry", disk, false, Options{}, 1,
 			[]string{rw + ",iocharset=ascii)"}, codepage + " 1"},
 		{"device node by DEVNAME", []blockdev.Device{{Name: "mmcblk0p1", DevName: "mmc/p1", Disk: "mmcblk0", PartNum: 1, PartName: layout.PartESP}},
-			false, Options{}, 0, []string{"/dev/mmc/p1 on T type vfat (nosuid,nodev,noexec,noatime,umask=0077,shortname=mixed,errors=remount-ro,iocharset=ascii)"}, ""},
+			false, Options{}, 0, []string{"/dev/mmc/p1 on T type vfat (nosuid,nodev,noexec,noatime,dirsync,umask=0077,shortname=mixed,errors=remount-ro,iocharset=ascii)"}, ""},
 		{"no ESP", disk[:1], true, Options{}, 0, nil, "no partition named"},
 		{"two ESPs", append([]blockdev.Device{part("vdb1", "vdb", 1, layout.PartESP)}, disk...), true, Options{}, 0, nil, "ambiguous"},
 	} {
