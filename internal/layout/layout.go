@@ -79,6 +79,10 @@ const (
 	StateMount = "/state"
 	// ESPMount is where stage 2 mounts the ESP (boot counting, user config).
 	ESPMount = "/boot/efi"
+	// FsckFAT is Debian's fsck.fat (dosfstools) in the rootfs, with the
+	// glibc files it loads; stage 2 checks the ESP with it before mounting
+	// it read-write. An image built without it has none there.
+	FsckFAT = "/sbin/fsck.fat"
 	// NewRoot is where stage 1 assembles the root before switch_root.
 	NewRoot = "/newroot"
 	// RunDir holds runtime state (boot timings, status) on tmpfs.

@@ -121,6 +121,12 @@ type Debian struct {
 	// Tzdata is the version of Debian's tzdata (architecture "all"), whose
 	// zoneinfo tree kestrel.timezone needs; empty ships no zoneinfo.
 	Tzdata string `yaml:"tzdata,omitempty"`
+	// Dosfstools is the version of Debian's dosfstools, whose fsck.fat
+	// checks the ESP at boot, and Libc6 the glibc it links against (only
+	// the loader and the libraries fsck.fat needs go in). Both or neither:
+	// empty ships no fsck.fat, and stage 2 then mounts the ESP unchecked.
+	Dosfstools string `yaml:"dosfstools,omitempty"`
+	Libc6      string `yaml:"libc6,omitempty"`
 }
 
 // KernelPackage is the Debian package name of the image's kernel.
@@ -243,6 +249,9 @@ func LoadVersions(path string) (Versions, error) {
 		if val == "" {
 			return v, fmt.Errorf("versions %s: %s: missing", path, name)
 		}
+	}
+	if (d.Dosfstools == "") != (d.Libc6 == "") {
+		return v, fmt.Errorf("versions %s: debian.dosfstools and debian.libc6: give both or neither (fsck.fat cannot run without its glibc)", path)
 	}
 	return v, nil
 }

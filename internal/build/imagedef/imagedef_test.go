@@ -88,6 +88,9 @@ func TestLoadVersions(t *testing.T) {
 		{name: "other owners' sections are left alone", data: "k3s:\n  version: v1.33.7+k3s1\nkestrel: 0.1.0\n" + debian},
 		{name: "no kestrel", data: debian, wantErr: `no "kestrel" section`},
 		{name: "unknown key in debian", data: "kestrel: 0.1.0\n" + debian + "  kernel_abbi: x\n", wantErr: "field kernel_abbi not found"},
+		{name: "fsck.fat with its glibc", data: "kestrel: 0.1.0\n" + debian + "  dosfstools: 4.2-1\n  libc6: 2.36-9+deb12u14\n"},
+		{name: "dosfstools without libc6", data: "kestrel: 0.1.0\n" + debian + "  dosfstools: 4.2-1\n", wantErr: "debian.dosfstools and debian.libc6: give both or neither"},
+		{name: "libc6 without dosfstools", data: "kestrel: 0.1.0\n" + debian + "  libc6: 2.36-9+deb12u14\n", wantErr: "debian.dosfstools and debian.libc6: give both or neither"},
 		{name: "missing pin", data: "kestrel: 0.1.0\n" + strings.Replace(debian, "  kernel_version: 6.1.176-1\n", "", 1), wantErr: "debian.kernel_version: missing"},
 	}
 	for _, tt := range tests {

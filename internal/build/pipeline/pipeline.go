@@ -1,7 +1,8 @@
 // Package pipeline is kestrel-build's pipeline: from an image definition
 // and the versions file to the artifacts in the output directory.
 //
-//	fetch + unpack Debian packages (kernel, systemd-boot-efi, busybox-static)
+//	fetch + unpack Debian packages (kernel, systemd-boot-efi, busybox-static,
+//	  tzdata; dosfstools and libc6 for fsck.fat)
 //	-> resolve the initramfs and rootfs module sets
 //	-> build the kestrel binary for the target
 //	-> initramfs (cpio + zstd), rootfs tree -> squashfs
@@ -173,6 +174,7 @@ type inputs struct {
 	release                           string
 	applets                           []string // busybox applet paths
 	tzdataRoot                        string   // unpacked tzdata ("": none)
+	dosfstoolsRoot, libcRoot          string   // unpacked dosfstools and libc6 ("": no fsck.fat)
 }
 
 // Image runs the whole pipeline and returns the manifest it wrote.
@@ -391,22 +393,26 @@ func fetch(o Options) (inputs, error) {
 		{Name: "systemd-boot-efi", Version: v.Debian.SystemdBootEFI, Arch: img.DebianArch},
 		{Name: "busybox-static", Version: v.Debian.BusyboxStatic, Arch: img.DebianArch},
 	}
+	in := inputs{release: v.KernelRelease(img)}
+	dests := []*string{&in.kernelRoot, &in.bootRoot, &in.busyboxRoot}
 	if v.Debian.Tzdata != "" {
 		pkgs = append(pkgs, deb.Package{Name: "tzdata", Version: v.Debian.Tzdata, Arch: "all"})
+		dests = append(dests, &in.tzdataRoot)
 	}
-	var roots []string
-	for _, p := range pkgs {
+	if v.Debian.Dosfstools != "" { // imagedef checked that libc6 comes with it
+		pkgs = append(pkgs,
+			deb.Package{Name: "dosfstools", Version: v.Debian.Dosfstools, Arch: img.DebianArch},
+			deb.Package{Name: "libc6", Version: v.Debian.Libc6, Arch: img.DebianArch})
+		dests = append(dests, &in.dosfstoolsRoot, &in.libcRoot)
+	}
+	for i, p := range pkgs {
 		step := o.Log.Step("deb " + p.String())
 		root, err := deb.FetchUnpack(p, debs, o.Log)
 		if err != nil {
 			return inputs{}, err
 		}
 		step.Done("ready in " + root)
-		roots = append(roots, root)
-	}
-	in := inputs{kernelRoot: roots[0], bootRoot: roots[1], busyboxRoot: roots[2], release: v.KernelRelease(img)}
-	if len(roots) > 3 {
-		in.tzdataRoot = roots[3]
+		*dests[i] = root
 	}
 	listWith := filepath.Join(in.busyboxRoot, "bin/busybox")
 	if img.Arch != runtime.GOARCH && o.HostBusybox != "" {
@@ -536,6 +542,13 @@ func (o Options) writeRootfs(out, dir, kestrelBin string, keys map[string][]byte
 		if err := installZoneinfo(in.tzdataRoot, dir); err != nil {
 			return fmt.Errorf("rootfs: %w", err)
 		}
+	}
+	if in.dosfstoolsRoot != "" {
+		n, err := installFsckFAT(in.dosfstoolsRoot, in.libcRoot, dir)
+		if err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
+		o.Log.Printf("rootfs: %s with its glibc: %s", layout.FsckFAT, progress.Bytes(n))
 	}
 	if o.Manifests != "" {
 		if err := manifests.Ship(o.Manifests, dir, controllerimage.Reference(o.Version)); err != nil {

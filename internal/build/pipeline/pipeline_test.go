@@ -187,6 +187,9 @@ func TestImage(t *testing.T) {
 			"squashfs-root" + layout.ModuleList,
 			"squashfs-root" + layout.StateMount,
 			"squashfs-root" + layout.ESPMount,
+			"squashfs-root" + layout.FsckFAT,
+			"squashfs-root/lib/x86_64-linux-gnu/libc.so.6",
+			"squashfs-root/lib64/ld-linux-x86-64.so.2 -> /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
 		} {
 			if !strings.Contains(list, want) {
 				t.Errorf("rootfs lacks %q", want)

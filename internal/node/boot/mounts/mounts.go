@@ -67,6 +67,7 @@ var flagNames = []struct {
 	{syscall.MS_NODEV, "nodev"},
 	{syscall.MS_NOEXEC, "noexec"},
 	{syscall.MS_NOATIME, "noatime"},
+	{syscall.MS_DIRSYNC, "dirsync"},
 	{syscall.MS_RELATIME, "relatime"},
 	{syscall.MS_REMOUNT, "remount"},
 	{syscall.MS_MOVE, "move"},

@@ -1,5 +1,6 @@
 // Package stage2 is Kestrel's PID 1 after switch_root: it finishes the
-// mounts (devpts, cgroup2 with delegation, securityfs, bpf, the ESP),
+// mounts (devpts, cgroup2 with delegation, securityfs, bpf, the ESP
+// after fsck.fat has checked it),
 // loads the node's kernel modules, sets the hostname, brings up loopback
 // and DHCP on wired interfaces, writes resolv.conf, runs the boot hooks
 // other packages register, starts the console shell under the
@@ -494,11 +495,18 @@ func runHook(ctx context.Context, sys *System, h Hook) (err error) {
 	return h.Run(ctx, sys)
 }
 
-// mountESP mounts the ESP read-write at layout.ESPMount.
+// mountESP mounts the ESP read-write at layout.ESPMount, after checking
+// it with the rootfs's fsck.fat (layout.FsckFAT): a power cut during an
+// upgrade's ESP writes must not leave a FAT error that turns the mount
+// read-only and blocks every later upgrade. What the check repaired or
+// why it failed is a warning; the ESP is mounted either way.
 func mountESP(sys *System, mount mounts.MountFunc) {
 	devs, err := blockdev.List(sys.path("/sys"))
 	if err == nil {
-		err = esp.Mount(devs, esp.Options{Sys: sys.path("/sys"), Dev: sys.path("/dev"), Target: sys.path(layout.ESPMount)}, mount)
+		err = esp.Mount(devs, esp.Options{
+			Sys: sys.path("/sys"), Dev: sys.path("/dev"), Target: sys.path(layout.ESPMount),
+			Check: esp.FsckFAT(sys.path(layout.FsckFAT)), Warn: sys.Warn,
+		}, mount)
 	}
 	if err != nil {
 		sys.Warn("ESP: %v", err)
