@@ -100,16 +100,19 @@ func (s *Server) serve(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	defer func() { recover() }() // a handler's panic ends its connection, not PID 1
 	resp := Response{}
-	if err := s.checkPeer(c); err != nil {
-		resp.Error = err.Error()
+	// The request is read (bounded) even from a caller about to be
+	// refused: answering before the caller has written would make its
+	// write fail with EPIPE instead of reading the refusal.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(io.LimitReader(c, MaxMessage+1))
+	line, err := r.ReadBytes('\n')
+	if perr := s.checkPeer(c); perr != nil {
+		resp.Error = perr.Error()
 		b, _ := json.Marshal(resp)
 		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		c.Write(append(b, '\n'))
 		return
 	}
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(io.LimitReader(c, MaxMessage+1))
-	line, err := r.ReadBytes('\n')
 	var req Request
 	if err != nil && len(line) == 0 {
 		return
