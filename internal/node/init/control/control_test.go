@@ -62,8 +62,9 @@ func serveTest(t *testing.T, s *Server) string {
 	t.Cleanup(cancel)
 	ready := make(chan struct{})
 	go func() {
-		for {
-			if _, err := os.Stat(sock); err == nil {
+		for { // the file exists at bind, before listen: dial until it answers
+			if c, err := net.Dial("unix", sock); err == nil {
+				c.Close()
 				close(ready)
 				return
 			}
