@@ -312,9 +312,6 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 		}
 	}
 	mark("mounts")
-	if n := power.WatchPowerButton(ctx, p("/dev/input"), func() { request(power.Poweroff) }); n == 0 {
-		logf("no input devices: the power button will not be seen")
-	}
 	cgroupsOK := true
 	if _, err := cgroup.Setup(p("/sys/fs/cgroup"), "init", os.Getpid()); err != nil {
 		sys.Warn("cgroup delegation: %v", err)
@@ -342,6 +339,12 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 		}
 	}
 	mark("drivers loaded")
+	// The button's input device exists only once its driver (loaded just
+	// above, with the drivers of present hardware) has probed; signals and
+	// the control socket are handled from the start.
+	if n := power.WatchPowerButton(ctx, p("/dev/input"), func() { request(power.Poweroff) }); n == 0 {
+		logf("no input devices: the power button will not be seen")
+	}
 	mountESP(sys, env.Mount)
 	mark("ESP mounted")
 
