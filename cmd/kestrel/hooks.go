@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -37,7 +38,10 @@ func stage2Hooks() stage2.Hooks {
 	return stage2.Hooks{
 		Boot: []stage2.Hook{{Name: "slots", Run: func(ctx context.Context, sys *stage2.System) error {
 			slot.Chain = bootslot.BLS{ESP: layout.ESPMount, Booted: sys.Slot}
-			slot.Booted, slot.Logf, slot.Warn = sys.Slot, sys.Logf, sys.Warn
+			// Trial's news comes after ready, while someone may be typing
+			// on the console: it goes to the kernel log (dmesg), warnings
+			// to the console and status as usual.
+			slot.Booted, slot.Logf, slot.Warn = sys.Slot, kmsgLogf, sys.Warn
 			slot.Reboot = func() { sys.Power(power.Reboot) }
 			_, err := slot.Start(ctx)
 			return err
@@ -86,8 +90,20 @@ func labelNode(t *trial.Trial) func(context.Context) error {
 				t.Warn("%v", err)
 				return
 			}
-			t.Logf("node labels: Node %s labelled %s=%s, %s=%s", host, nodelabels.LabelVersion, w.Version, nodelabels.LabelSlot, w.Slot)
+			kmsgLogf("node labels: Node %s labelled %s=%s, %s=%s", host, nodelabels.LabelVersion, w.Version, nodelabels.LabelSlot, w.Slot)
 		}()
 		return nil
 	}
+}
+
+// kmsgLogf writes an informational line to the kernel log (/dev/kmsg,
+// level 6: dmesg shows it, a quiet console does not), for what PID 1 has
+// to say after the node is ready.
+func kmsgLogf(format string, args ...any) {
+	f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "<6>kestrel: "+format+"\n", args...)
 }

@@ -3,6 +3,7 @@ package stage1
 import (
 	"fmt"
 	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
+	"path"
 	"path/filepath"
 	"time"
 
@@ -55,6 +56,7 @@ func refuseSlot(env Env, devs []blockdev.Device, slot string, wait time.Duration
 	if err != nil {
 		r.DemoteErr = err
 	} else {
+		from, to = path.Join(layout.ESPEntriesDir, from), path.Join(layout.ESPEntriesDir, to)
 		r.Demoted = to
 		logf("boot entry %s -> %s", from, to)
 	}
