@@ -276,7 +276,9 @@ func (s *Supervisor) run(svc *service) {
 				return
 			case <-time.After(delay):
 			}
-			s.set(svc, func(st *Status) { st.Restarts++ })
+			// The backoff is over: its NextStart goes with it, so nobody
+			// reads the new count next to the old delay.
+			s.set(svc, func(st *Status) { st.Restarts++; st.NextStart = time.Time{} })
 		}
 		select {
 		case <-svc.stop:
