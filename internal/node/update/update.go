@@ -50,6 +50,7 @@ import (
 	"github.com/kestrel-os/kestrel/internal/node/boot/badrelease"
 	"github.com/kestrel-os/kestrel/internal/node/boot/blockdev"
 	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
+	"github.com/kestrel-os/kestrel/internal/node/boot/esp"
 	"github.com/kestrel-os/kestrel/internal/release"
 )
 
@@ -295,8 +296,7 @@ func verifyDevice(devPath string, want release.Part) error {
 	return nil
 }
 
-// writeESPFile replaces path with the part: temporary file, fsync, rename,
-// fsync of the directory.
+// writeESPFile replaces path on the ESP with the part (esp.WriteFile).
 func writeESPFile(rel Release, name, path string) error {
 	r, err := rel.Open(name)
 	if err != nil {
@@ -306,31 +306,5 @@ func writeESPFile(rel Release, name, path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp := path + ".new"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", path, err)
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return esp.WriteFile(path, r)
 }

@@ -41,6 +41,7 @@ import (
 
 	"github.com/kestrel-os/kestrel/internal/bls"
 	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/internal/node/boot/esp"
 )
 
 // sortKeyBelow returns the Kestrel sort key that sorts just before every
@@ -363,47 +364,15 @@ func render(e bls.Entry, sortKey string) []byte {
 	return bytes.Replace(e.Render(), []byte("sort-key "+bls.SortKey+"\n"), []byte("sort-key "+sortKey+"\n"), 1)
 }
 
-// writeFile replaces name in the entries directory: temporary file, fsync,
-// rename, fsync of the directory.
+// writeFile replaces name in the entries directory (esp.WriteFile).
 func (c BLS) writeFile(name string, data []byte) error {
 	if err := os.MkdirAll(c.dir(), 0o755); err != nil {
 		return fmt.Errorf("boot entries: %w", err)
 	}
-	tmp := filepath.Join(c.dir(), ".tmp-"+name)
-	if err := writeSync(tmp, data); err != nil {
-		return fmt.Errorf("boot entry %s: %w", name, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(c.dir(), name)); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("boot entry %s: %w", name, err)
-	}
-	return syncDir(c.dir())
-}
-
-func writeSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
+	if err := esp.WriteFile(filepath.Join(c.dir(), name), bytes.NewReader(data)); err != nil {
+		return fmt.Errorf("boot entry: %w", err)
 	}
 	return nil
 }
+
+func syncDir(dir string) error { return esp.SyncDir(dir) }

@@ -13,7 +13,7 @@ import (
 
 // esp writes entry files (name -> version) as the builder would and
 // returns the ESP directory.
-func esp(t *testing.T, entries map[string]string) string {
+func espDir(t *testing.T, entries map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	ed := filepath.Join(dir, layout.ESPEntriesDir)
@@ -77,7 +77,7 @@ func TestSlots(t *testing.T) {
 		{"a booted on its last try", map[string]string{"kestrel-a+0-3.conf": "2.0", "kestrel-b.conf": "1.0"}, "a:trying@2.0(0) b:good@1.0*"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := summary(t, BLS{ESP: esp(t, tc.entries), Booted: "a"}); got != tc.want {
+			if got := summary(t, BLS{ESP: espDir(t, tc.entries), Booted: "a"}); got != tc.want {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
@@ -87,7 +87,7 @@ func TestSlots(t *testing.T) {
 // TestUpgradeCycle walks the changes an upgrade makes, in order, checking
 // after each one what the loader would boot.
 func TestUpgradeCycle(t *testing.T) {
-	dir := esp(t, map[string]string{"kestrel-a.conf": "1.0"})
+	dir := espDir(t, map[string]string{"kestrel-a.conf": "1.0"})
 	c := BLS{ESP: dir, Booted: "a"}
 	steps := []struct {
 		name string
@@ -133,7 +133,7 @@ func TestUpgradeCycle(t *testing.T) {
 }
 
 func TestRefusals(t *testing.T) {
-	dir := esp(t, map[string]string{"kestrel-a.conf": "1.0", "kestrel-b+0-3.conf": "2.0"})
+	dir := espDir(t, map[string]string{"kestrel-a.conf": "1.0", "kestrel-b+0-3.conf": "2.0"})
 	c := BLS{ESP: dir, Booted: "a"}
 	if err := c.Prefer("b"); err == nil || !strings.Contains(err.Error(), "slot b is bad") {
 		t.Errorf("Prefer(bad slot) = %v", err)
