@@ -8,6 +8,10 @@ OUT     ?= $(CURDIR)/out
 DEF     ?= images/$(ARCH).yaml
 # k3s in the rootfs: none, pinned, or standin (test images, with K3S_BINARY=)
 K3S     ?= none
+# qemu's accelerator for `make run` and the boot tests (test/vm reads it
+# too): tcg (software, the default: KVM hangs on the build machines) or kvm.
+ACCEL   ?= tcg
+export ACCEL
 GO      ?= go
 export GOFLAGS := -buildvcs=false
 

@@ -6,8 +6,10 @@
 //
 // Limits: one serial console (ttyS0 / ttyAMA0) carried over qemu's stdio;
 // commands are run through the shell that Kestrel spawns on the console, so
-// the image must have the console shell enabled. KVM hangs on the machines
-// this runs on, so every machine uses `-accel tcg -smp 1`.
+// the image must have the console shell enabled. Every machine has one CPU
+// (-smp 1). The accelerator is Config.Accel, or the ACCEL environment
+// variable (`make ACCEL=kvm test`), or tcg: KVM hangs on the machines this
+// project is built on, so software emulation is the default.
 //
 // Written here rather than taken from u-root's old pkg/qemu (gone from
 // u-root v0.16; its successor hugelgupf/vmtest pulls in its own initramfs
@@ -63,6 +65,9 @@ type Config struct {
 	Watchdog bool
 	// Memory in MiB; 0 means 768.
 	Memory int
+	// Accel is qemu's accelerator, "tcg" or "kvm"; empty means the ACCEL
+	// environment variable, and tcg when that is empty too.
+	Accel string
 	// Dir holds the overlay disk, firmware variables and console log.
 	Dir string
 	// Log, when set, receives a copy of the console as it arrives.
@@ -92,6 +97,12 @@ func Start(cfg Config) (*VM, error) {
 	}
 	if cfg.Arch == "" {
 		cfg.Arch = AMD64
+	}
+	if cfg.Accel == "" {
+		cfg.Accel = os.Getenv("ACCEL")
+	}
+	if cfg.Accel == "" {
+		cfg.Accel = "tcg"
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("vm dir: %w", err)
@@ -126,13 +137,26 @@ func qemuBinary(a Arch) string {
 }
 
 func qemuArgs(cfg Config) ([]string, error) {
-	args := []string{"-accel", "tcg", "-smp", "1", "-nodefaults", "-display", "none",
+	args := []string{"-smp", "1", "-nodefaults", "-display", "none",
 		"-serial", "stdio", "-no-reboot", "-m", strconv.Itoa(cfg.Memory)}
+	switch cfg.Accel {
+	case "tcg":
+		args = append(args, "-accel", "tcg")
+	case "kvm":
+		// The host's CPU as it is: emulating another model under KVM
+		// is not possible on arm64 and slower on x86_64.
+		args = append(args, "-accel", "kvm", "-cpu", "host")
+	default:
+		return nil, fmt.Errorf("accelerator %q (Config.Accel or ACCEL): want tcg or kvm", cfg.Accel)
+	}
 	switch cfg.Arch {
 	case AMD64:
 		args = append(args, "-M", "q35")
 	case ARM64:
-		args = append(args, "-M", "virt", "-cpu", "cortex-a72")
+		args = append(args, "-M", "virt")
+		if cfg.Accel == "tcg" {
+			args = append(args, "-cpu", "cortex-a72")
+		}
 	default:
 		return nil, fmt.Errorf("unknown arch %q", cfg.Arch)
 	}
