@@ -4,7 +4,7 @@
 //	fetch + unpack Debian packages (kernel, systemd-boot-efi, busybox-static,
 //	  tzdata; dosfstools and libc6 for fsck.fat)
 //	-> resolve the initramfs and rootfs module sets
-//	-> build the kestrel binary for the target
+//	-> build the kestrel binary (and the stage-1 /init) for the target
 //	-> initramfs (cpio + zstd), rootfs tree -> squashfs
 //	-> ESP files, GPT disk image, manifest
 //
@@ -78,6 +78,11 @@ type Options struct {
 	// exists). Same for BaselineInit.
 	Kestrel      string
 	BaselineInit string
+	// Stage1 is the initramfs's /init, a Go package or a prebuilt binary
+	// like Kestrel ("./cmd/kestrel-stage1": stage 1 alone, a quarter of
+	// the kestrel binary, which the kernel unpacks before stage 1
+	// starts). Empty: the kestrel binary is /init too.
+	Stage1 string
 	// Overlay is the rootfs overlay directory.
 	Overlay string
 	// Manifests is the upgrade controller's manifest directory, shipped
@@ -235,8 +240,14 @@ func Image(o Options) (*Manifest, error) {
 	if err := rootfs.CopyFile(filepath.Join(in.kernelRoot, "boot", "vmlinuz-"+in.release), kernelOut, 0o644); err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
+	initBin := kestrelBin
+	if o.Stage1 != "" {
+		if initBin, err = o.binary(o.Stage1, filepath.Join(work, "stage1")); err != nil {
+			return nil, err
+		}
+	}
 	step := o.Log.Step("initramfs")
-	if err := o.writeInitramfs(initrdOut, work, kestrelBin, keys, in, tree, initSel); err != nil {
+	if err := o.writeInitramfs(initrdOut, work, initBin, keys, in, tree, initSel); err != nil {
 		return nil, err
 	}
 	step.Done(fmt.Sprintf("%d modules, %s", len(initSel.Modules), fileSize(initrdOut)))
@@ -480,10 +491,11 @@ func (o Options) cmdline() []string {
 // initramfsDirs are the mount points stage 1 uses inside the initramfs.
 var initramfsDirs = []string{"/proc", "/sys", "/dev", "/run", "/tmp", layout.NewRoot}
 
-// writeInitramfs writes the stage-1 initramfs to out; work is scratch space.
-func (o Options) writeInitramfs(out, work, kestrelBin string, keys map[string][]byte, in inputs, tree *modtree.Tree, sel modtree.Selection) error {
+// writeInitramfs writes the stage-1 initramfs to out, with initBin as
+// /init; work is scratch space.
+func (o Options) writeInitramfs(out, work, initBin string, keys map[string][]byte, in inputs, tree *modtree.Tree, sel modtree.Selection) error {
 	a := initramfs.New(o.Time)
-	if err := a.AddHostFile(layout.Init, kestrelBin); err != nil {
+	if err := a.AddHostFile(layout.Init, initBin); err != nil {
 		return err
 	}
 	if err := a.AddCharDev("/dev/console", 0o600, 5, 1); err != nil {
