@@ -71,7 +71,7 @@ type Boot struct {
 
 // Initramfs describes the stage-1 initramfs.
 type Initramfs struct {
-	// Compression is "zstd" (default) or "gzip".
+	// Compression is "zstd" (default), "gzip" or "none".
 	Compression string `yaml:"compression"`
 	// Modules are loaded by stage 1, in this order (dependencies first,
 	// added by the builder). Entries may be shell globs over module names
@@ -194,9 +194,9 @@ func (img *Image) Validate() error {
 	switch img.Initramfs.Compression {
 	case "":
 		img.Initramfs.Compression = "zstd"
-	case "zstd", "gzip":
+	case "zstd", "gzip", "none":
 	default:
-		errs = append(errs, fmt.Errorf("initramfs.compression %q: want zstd or gzip", img.Initramfs.Compression))
+		errs = append(errs, fmt.Errorf("initramfs.compression %q: want zstd, gzip or none", img.Initramfs.Compression))
 	}
 	switch img.Rootfs.Compression {
 	case "":

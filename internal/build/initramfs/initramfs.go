@@ -10,7 +10,9 @@
 // Limits: hard links are not preserved (each is a separate copy), file
 // contents are held in memory until written (fine for an initramfs, not
 // for a rootfs), and only zstd and gzip are offered because those are what
-// the Debian kernels decompress that Go writes well.
+// the Debian kernels decompress that Go writes well, besides none (the
+// kernel copies the archive as it is: no decompression, but the boot
+// loader reads three times the bytes from the ESP).
 package initramfs
 
 import (
@@ -161,15 +163,21 @@ func (a *Archive) WriteCPIO(w io.Writer) error {
 const (
 	Zstd = "zstd"
 	Gzip = "gzip"
+	None = "none"
 )
 
-// Write writes the archive compressed with compression (Zstd or Gzip).
+// Write writes the archive compressed with compression (Zstd, Gzip or
+// None).
 func (a *Archive) Write(w io.Writer, compression string) error {
 	var raw bytes.Buffer
 	if err := a.WriteCPIO(&raw); err != nil {
 		return err
 	}
 	switch compression {
+	case None:
+		if _, err := raw.WriteTo(w); err != nil {
+			return fmt.Errorf("initramfs: %w", err)
+		}
 	case Zstd:
 		// A bounded window keeps the kernel's decompression workspace
 		// small; without it a single-segment frame asks for the whole
@@ -197,7 +205,7 @@ func (a *Archive) Write(w io.Writer, compression string) error {
 			return fmt.Errorf("initramfs: gzip: %w", err)
 		}
 	default:
-		return fmt.Errorf("initramfs: unknown compression %q (want zstd or gzip)", compression)
+		return fmt.Errorf("initramfs: unknown compression %q (want zstd, gzip or none)", compression)
 	}
 	return nil
 }

@@ -57,6 +57,8 @@ func readBack(t *testing.T, data []byte, compression string) map[string]cpio.Rec
 		}
 		defer d.Close()
 		r = d
+	case None:
+		r = bytes.NewReader(data)
 	case Gzip:
 		g, err := gzip.NewReader(bytes.NewReader(data))
 		if err != nil {
@@ -90,7 +92,7 @@ func readBack(t *testing.T, data []byte, compression string) map[string]cpio.Rec
 }
 
 func TestWriteReadBack(t *testing.T) {
-	for _, c := range []string{Zstd, Gzip} {
+	for _, c := range []string{Zstd, Gzip, None} {
 		t.Run(c, func(t *testing.T) {
 			var buf bytes.Buffer
 			if err := sample(t).Write(&buf, c); err != nil {
