@@ -172,9 +172,9 @@ func BaselineName(target string) string { return "baseline-" + target + ".initrd
 type inputs struct {
 	kernelRoot, bootRoot, busyboxRoot string
 	release                           string
-	applets                           []string // busybox applet paths
-	tzdataRoot                        string   // unpacked tzdata ("": none)
-	dosfstoolsRoot, libcRoot          string   // unpacked dosfstools and libc6 ("": no fsck.fat)
+	applets                           []string          // busybox applet paths
+	tzdataRoot                        string            // unpacked tzdata ("": none)
+	dosfstoolsRoot, libcRoot          string            // unpacked dosfstools and libc6 ("": no fsck.fat)
 	firmwareRoots                     map[string]string // boot.firmware package -> unpacked tree
 }
 
@@ -257,18 +257,18 @@ func Image(o Options) (*Manifest, error) {
 		return nil, err
 	}
 	spec := diskimage.Spec{
-		Arch:      img.Arch,
-		Seed:      Prefix(o.Version, img.Name),
-		ESPMiB:    img.Partitions.ESPMiB,
-		RootMiB:   img.Partitions.RootMiB,
-		StateMiB:  img.Partitions.StateMiB,
-		ESP:       espFiles,
-		ESPData:   espData,
-		HybridMBR: img.Board.SDImage,
+		Arch:       img.Arch,
+		Seed:       Prefix(o.Version, img.Name),
+		ESPMiB:     img.Partitions.ESPMiB,
+		RootMiB:    img.Partitions.RootMiB,
+		StateMiB:   img.Partitions.StateMiB,
+		ESP:        espFiles,
+		ESPData:    espData,
+		HybridMBR:  img.Board.SDImage,
 		PowerOfTwo: img.Board.SDImage,
-		RootA:     rootOut,
-		StateDirs: layout.PersistentDirs,
-		Time:      o.Time,
+		RootA:      rootOut,
+		StateDirs:  layout.PersistentDirs,
+		Time:       o.Time,
 	}
 	step = o.Log.Step("disk image")
 	if err := diskimage.Build(spec, diskOut); err != nil {
