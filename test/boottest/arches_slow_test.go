@@ -1,0 +1,225 @@
+//go:build slow
+
+package boottest
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	diskfs "github.com/diskfs/go-diskfs"
+
+	"github.com/kestrel-os/kestrel/internal/layout"
+	"github.com/kestrel-os/kestrel/test/vm"
+)
+
+// TestFallbackARMv7UBoot: on the U-Boot script chain, a slot on trial
+// whose kernel never reaches init is tried twice, a(2) -> a(1) -> a(0),
+// and the third boot is slot b's, without anyone touching the machine.
+func TestFallbackARMv7UBoot(t *testing.T) { testFallback(t, targetARMv7) }
+
+// TestFallbackARM64UEFI: the same on arm64 with systemd-boot's counter.
+func TestFallbackARM64UEFI(t *testing.T) { testFallback(t, targetARM64) }
+
+var panicRE = regexp.MustCompile(`Kernel panic`)
+
+// testFallback boots the target's image, makes slot b a copy of slot a
+// (root partition, kernel, initramfs, an entry of its own, good), then
+// puts slot a on trial with 2 tries and a command line whose kernel
+// panics (rdinit= names no program), the way a broken release would. Each
+// trial boot panics and reboots (panic=10; qemu exits with -no-reboot and
+// the test starts it again on the same disk); the third boot is slot b's
+// and reaches ready, with slot a shown bad.
+func testFallback(t *testing.T, target archTarget) {
+	img := buildTarget(t, target)
+	dir := t.TempDir()
+	t.Cleanup(func() { keepConsole(t, img, dir) })
+	cfg := vm.Config{Arch: target.Arch, Firmware: target.Firmware, Disk: img.Disk, DiskSize: "2G", Dir: dir}
+	m, ready := bootVM(t, cfg)
+	if ready["slot"] != "a" {
+		t.Fatalf("first boot: %v", ready)
+	}
+	c := console{t, m}
+	rootMiB := int(math.Ceil(float64(artifactSize(t, img, "rootfs")) / (1 << 20)))
+	dev := func(part string) string {
+		return fmt.Sprintf("/dev/$(basename $(dirname $(grep -l '^PARTNAME=%s$' /sys/class/block/*/uevent)))", part)
+	}
+	esp := layout.ESPMount
+	c.run(fmt.Sprintf("dd if=%s of=%s bs=1M count=%d 2>/dev/null", dev(layout.PartRootA), dev(layout.PartRootB), rootMiB))
+	c.run(fmt.Sprintf("mkdir -p %[1]s/kestrel/b && cp %[1]s/kestrel/a/vmlinuz %[1]s/kestrel/a/initrd %[1]s/kestrel/b/", esp))
+	switch target.Firmware {
+	case vm.UBoot:
+		ent := esp + "/kestrel/%s/" + layout.ESPEntryEnvName
+		c.run(fmt.Sprintf("sed 's/kestrel.slot=a/kestrel.slot=b/' %s > %s", fmt.Sprintf(ent, "a"), fmt.Sprintf(ent, "b")))
+		c.run(fmt.Sprintf("sed -i 's/^kestrel_args=.*/& rdinit=\\/nonexistent/' %s", fmt.Sprintf(ent, "a")))
+		c.run(fmt.Sprintf("printf 'AB_ORDER=a b\\nAB_a=2\\nAB_b=good\\n' > %s%s", esp, layout.ESPABState))
+	default:
+		e := esp + layout.ESPEntriesDir
+		c.run(fmt.Sprintf(`sed -e 's/kestrel.slot=a/kestrel.slot=b/' -e 's/(slot a)/(slot b)/' -e 's#/kestrel/a/#/kestrel/b/#' -e 's/^sort-key .*/sort-key kestrel-50001/' %[1]s/kestrel-a.conf > %[1]s/kestrel-b.conf`, e))
+		c.run(fmt.Sprintf(`sed 's/^options .*/& rdinit=\/nonexistent/' %[1]s/kestrel-a.conf > %[1]s/kestrel-a+2.conf && rm %[1]s/kestrel-a.conf`, e))
+	}
+	if got := slotLine(c, "a"); got != testVersion+" trying (2 tries left), booted, boots next" {
+		t.Errorf("slot a set up for trial: %q", got)
+	}
+	if got := slotLine(c, "b"); got != testVersion+" good" {
+		t.Errorf("slot b set up as a good copy: %q", got)
+	}
+	c.run("sync")
+	m.Send("kestrel reboot\n")
+	if _, err := m.Wait(3 * time.Minute); err != nil {
+		t.Fatalf("reboot: %v", err)
+	}
+	m.Kill()
+
+	for try := 1; try <= 2; try++ {
+		m, err := vm.Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Expect(panicRE, bootTimeout); err != nil {
+			m.Kill()
+			t.Fatalf("trial boot %d of slot a: %v\n%s", try, err, tail(m.Console(), 40))
+		}
+		if target.Firmware == vm.UBoot {
+			want := fmt.Sprintf("kestrel: slot a (a=%d b=good)", 2-try)
+			if !strings.Contains(m.Console(), want) {
+				t.Errorf("trial boot %d: U-Boot did not say %q:\n%s", try, want, tail(m.Console(), 60))
+			}
+		}
+		if _, err := m.Wait(time.Minute); err != nil {
+			t.Fatalf("trial boot %d: the panic did not reboot: %v", try, err)
+		}
+		m.Kill()
+	}
+	m, ready = bootVM(t, cfg)
+	if ready["slot"] != "b" {
+		t.Fatalf("after two failed tries of slot a: ready %v, want slot b\n%s", ready, tail(m.Console(), 60))
+	}
+	c = console{t, m}
+	if got := slotLine(c, "a"); got != testVersion+" bad (no tries left)" {
+		t.Errorf("after the fallback, slot a: %q", got)
+	}
+	if got := slotLine(c, "b"); got != testVersion+" good, booted, boots next" {
+		t.Errorf("after the fallback, slot b: %q", got)
+	}
+	if target.Firmware == vm.UBoot {
+		if !strings.Contains(m.Console(), "kestrel: slot b (a=0 b=good)") {
+			t.Errorf("U-Boot did not boot b with a exhausted:\n%s", tail(m.Console(), 80))
+		}
+	} else {
+		c.expect("ls "+esp+layout.ESPEntriesDir, "kestrel-a+0-2.conf\nkestrel-b.conf")
+	}
+}
+
+// artifactSize is the size of the image's artifact of kind in the
+// builder's manifest.
+func artifactSize(t *testing.T, img *Image, kind string) int64 {
+	t.Helper()
+	arts, _ := img.Manifest["artifacts"].([]any)
+	for _, a := range arts {
+		m, _ := a.(map[string]any)
+		if m["kind"] == kind {
+			if n, ok := m["size"].(float64); ok {
+				return int64(n)
+			}
+		}
+	}
+	t.Fatalf("manifest of %s has no %s artifact", filepath.Base(img.Disk), kind)
+	return 0
+}
+
+// The Raspberry Pi SD images on qemu's Pi models. qemu 7.2's raspi3b
+// reads the SD card through U-Boot at ~1 MB/s (45-72 s to the kernel), so
+// these boot the image's kernel directly (-kernel, -dtb, the manifest's
+// command line) with the SD image as the card: the partitions, the ESP
+// with its config.yaml, stage 1 and stage 2 are the image's own; the Pi
+// firmware and U-Boot are not run. The models have no PCI: the config
+// comes from config.yaml on the FAT partition (where a user puts it after
+// flashing), not from a NoCloud disk.
+var (
+	targetRPi3 = archTarget{Name: "rpi3", Arch: vm.ARM64, Machine: "aarch64"}
+	targetRPi2 = archTarget{Name: "rpi2", Arch: vm.ARM, Machine: "armv7l"}
+)
+
+// TestBootRaspi3B: the rpi3 SD image on raspi3b.
+func TestBootRaspi3B(t *testing.T) { testBootRaspi(t, targetRPi3, vm.Raspi3B, "bcm2837-rpi-3-b.dtb") }
+
+// TestBootRaspi2B: the rpi2 SD image on raspi2b.
+func TestBootRaspi2B(t *testing.T) { testBootRaspi(t, targetRPi2, vm.Raspi2B, "bcm2836-rpi-2-b.dtb") }
+
+func testBootRaspi(t *testing.T, target archTarget, board, dtb string) {
+	img := buildTarget(t, target)
+	dir := t.TempDir()
+	t.Cleanup(func() { keepConsole(t, img, dir) })
+	for _, p := range []string{img.Disk, img.Disk + ".xz"} {
+		if st, err := os.Stat(p); err != nil || st.Size() == 0 {
+			t.Errorf("SD image %s: %v", p, err)
+		}
+	}
+	disk := withESPConfig(t, img, dir, fmt.Sprintf(archUserData, target.Name, "esp"))
+	dtbPath := filepath.Join(dir, dtb)
+	if err := os.WriteFile(dtbPath, readESPFile(t, disk, "/"+dtb), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmdline, _ := img.Manifest["cmdline"].(string)
+	start := time.Now()
+	m, ready := bootVM(t, vm.Config{Arch: target.Arch, Board: board, Disk: disk, DiskSize: "4G", Dir: dir,
+		Kernel: img.Kernel, Initrd: img.Initrd, DTB: dtbPath, Append: cmdline})
+	t.Logf("%s on %s: ready after %.1fs wall clock (noisy: shared CPU), guest: kernel %ss, stage1 %ss, stage2 %ss, ready at %ss",
+		target.Name, board, time.Since(start).Seconds(), ready["kernel"], ready["stage1"], ready["stage2"], ready["ready"])
+	if ready["slot"] != "a" || ready["version"] != testVersion {
+		t.Errorf("ready line %v", ready)
+	}
+	c := console{t, m}
+	c.expect("uname -m", target.Machine)
+	c.expect("hostname", "kestrel-"+target.Name)
+	c.expect("cat /var/lib/kestrel-test/arch.txt", "from config esp")
+	// The state partition grew to the end of the 4 GiB card.
+	if size := atoi(t, c.run("cat /sys/class/block/$(basename $(dirname $(grep -l '^PARTNAME=state$' /sys/class/block/*/uevent)))/size")); size < 3<<21 {
+		t.Errorf("state partition: %d sectors, want it grown to the card's end", size)
+	}
+	c.expect("ls "+layout.ESPMount+"/bootcode.bin "+layout.ESPMount+"/u-boot.bin "+layout.ESPMount+"/config.txt "+layout.ESPMount+"/boot.scr",
+		strings.Join([]string{layout.ESPMount + "/bootcode.bin", layout.ESPMount + "/u-boot.bin", layout.ESPMount + "/config.txt", layout.ESPMount + "/boot.scr"}, "\n"))
+	if got := slotLine(c, "a"); got != testVersion+" good, booted, boots next" {
+		t.Errorf("kestrel status: slot a: %q", got)
+	}
+	// Power-off ends qemu only through the Pi's watchdog (no PSCI).
+	m.Send("kestrel poweroff\n")
+	if _, err := m.Wait(2 * time.Minute); err != nil {
+		t.Errorf("poweroff: %v", err)
+	}
+}
+
+// readESPFile reads a file from the ESP of a disk image.
+func readESPFile(t *testing.T, disk, name string) []byte {
+	t.Helper()
+	d, err := diskfs.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	_, n, err := findPartition(d, disk, layout.PartESP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := d.GetFilesystem(n)
+	if err != nil {
+		t.Fatalf("ESP of %s: %v", disk, err)
+	}
+	f, err := fs.OpenFile(name, os.O_RDONLY)
+	if err != nil {
+		t.Fatalf("ESP %s: %v", name, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatalf("ESP %s: %v", name, err)
+	}
+	return data
+}
