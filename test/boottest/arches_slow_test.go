@@ -4,7 +4,6 @@ package boottest
 
 import (
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	diskfs "github.com/diskfs/go-diskfs"
 
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/test/vm"
@@ -40,7 +37,7 @@ func testFallback(t *testing.T, target archTarget) {
 	img := buildTarget(t, target)
 	dir := t.TempDir()
 	t.Cleanup(func() { keepConsole(t, img, dir) })
-	cfg := vm.Config{Arch: target.Arch, Firmware: target.Firmware, Disk: img.Disk, DiskSize: "2G", Dir: dir}
+	cfg := vm.Config{Arch: target.Arch, Firmware: target.Firmware, Disk: img.Disk, DiskSize: "3G", Dir: dir}
 	m, ready := bootVM(t, cfg)
 	if ready["slot"] != "a" {
 		t.Fatalf("first boot: %v", ready)
@@ -134,26 +131,13 @@ func artifactSize(t *testing.T, img *Image, kind string) int64 {
 	return 0
 }
 
-// The Raspberry Pi SD images on qemu's Pi models. qemu 7.2's raspi3b
-// reads the SD card through U-Boot at ~1 MB/s (45-72 s to the kernel), so
-// these boot the image's kernel directly (-kernel, -dtb, the manifest's
-// command line) with the SD image as the card: the partitions, the ESP
-// with its config.yaml, stage 1 and stage 2 are the image's own; the Pi
-// firmware and U-Boot are not run. The models have no PCI: the config
-// comes from config.yaml on the FAT partition (where a user puts it after
-// flashing), not from a NoCloud disk.
-var (
-	targetRPi3 = archTarget{Name: "rpi3", Arch: vm.ARM64, Machine: "aarch64"}
-	targetRPi2 = archTarget{Name: "rpi2", Arch: vm.ARM, Machine: "armv7l"}
-)
-
 // TestBootRaspi3B: the rpi3 SD image on raspi3b.
-func TestBootRaspi3B(t *testing.T) { testBootRaspi(t, targetRPi3, vm.Raspi3B, "bcm2837-rpi-3-b.dtb") }
+func TestBootRaspi3B(t *testing.T) { testBootRaspi(t, targetRPi3) }
 
 // TestBootRaspi2B: the rpi2 SD image on raspi2b.
-func TestBootRaspi2B(t *testing.T) { testBootRaspi(t, targetRPi2, vm.Raspi2B, "bcm2836-rpi-2-b.dtb") }
+func TestBootRaspi2B(t *testing.T) { testBootRaspi(t, targetRPi2) }
 
-func testBootRaspi(t *testing.T, target archTarget, board, dtb string) {
+func testBootRaspi(t *testing.T, target archTarget) {
 	img := buildTarget(t, target)
 	dir := t.TempDir()
 	t.Cleanup(func() { keepConsole(t, img, dir) })
@@ -163,14 +147,9 @@ func testBootRaspi(t *testing.T, target archTarget, board, dtb string) {
 		}
 	}
 	disk := withESPConfig(t, img, dir, fmt.Sprintf(archUserData, target.Name, "esp"))
-	dtbPath := filepath.Join(dir, dtb)
-	if err := os.WriteFile(dtbPath, readESPFile(t, disk, "/"+dtb), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmdline, _ := img.Manifest["cmdline"].(string)
 	start := time.Now()
-	m, ready := bootVM(t, vm.Config{Arch: target.Arch, Board: board, Disk: disk, DiskSize: "4G", Dir: dir,
-		Kernel: img.Kernel, Initrd: img.Initrd, DTB: dtbPath, Append: cmdline})
+	m, ready := bootVM(t, raspiConfig(t, img, target, disk, dir))
+	board := target.Board
 	t.Logf("%s on %s: ready after %.1fs wall clock (noisy: shared CPU), guest: kernel %ss, stage1 %ss, stage2 %ss, ready at %ss",
 		target.Name, board, time.Since(start).Seconds(), ready["kernel"], ready["stage1"], ready["stage2"], ready["ready"])
 	if ready["slot"] != "a" || ready["version"] != testVersion {
@@ -196,30 +175,71 @@ func testBootRaspi(t *testing.T, target archTarget, board, dtb string) {
 	}
 }
 
-// readESPFile reads a file from the ESP of a disk image.
-func readESPFile(t *testing.T, disk, name string) []byte {
-	t.Helper()
-	d, err := diskfs.Open(disk)
-	if err != nil {
-		t.Fatal(err)
+// TestUpgradeARMv7UBoot and TestUpgradeARM64UEFI: `kestrel upgrade` on
+// each boot chain with the k3s stand-in built for the target: an upgrade
+// to a release that never becomes healthy is tried until the chain's tries
+// run out and the node is back on the old slot by itself, the release
+// recorded as bad; then the same release, forced, with the stand-in
+// healthy, is marked good.
+func TestUpgradeARMv7UBoot(t *testing.T) { testArchUpgrade(t, targetARMv7) }
+func TestUpgradeARM64UEFI(t *testing.T)  { testArchUpgrade(t, targetARM64) }
+
+func testArchUpgrade(t *testing.T, target archTarget) {
+	needArchTools(t, target.Arch)
+	img := buildImageWith(t, imageOpts{Name: "test-standin-" + target.Name, K3s: "standin", Target: target.Name})
+	rel := buildRelease(t, imageOpts{Name: "test-release-v2-" + target.Name, K3s: "standin", Target: target.Name}, upgradeVersion)
+	dir := t.TempDir()
+	t.Cleanup(func() { keepConsole(t, img, dir) })
+	n := &node{t: t, cfg: vm.Config{Arch: target.Arch, Firmware: target.Firmware, Disk: withESPConfig(t, img, dir, upgradeConfig), DiskSize: "3G", Dir: dir}}
+	url := serve(t, rel.Dir)
+
+	if r := n.boot(); r["slot"] != "a" || r["version"] != testVersion {
+		t.Fatalf("first boot: %v", r)
 	}
-	defer d.Close()
-	_, n, err := findPartition(d, disk, layout.PartESP)
-	if err != nil {
-		t.Fatal(err)
+	n.g.waitHealth(healthWait)
+	if s := n.slots().summary(); s != "a:good@"+testVersion+"* b:empty" {
+		t.Fatalf("fresh slots: %s", s)
 	}
-	fs, err := d.GetFilesystem(n)
-	if err != nil {
-		t.Fatalf("ESP of %s: %v", disk, err)
+
+	// v2 while the stand-in is unhealthy: tried, given up, back to v1.
+	n.g.run("mkdir -p /var/lib/rancher/k3s-standin && echo unhealthy > /var/lib/rancher/k3s-standin/mode")
+	n.send(fmt.Sprintf("kestrel upgrade --bundle %s/%s > /var/log/upgrade.log 2>&1", url, filepath.Base(rel.Bundle)))
+	n.waitReboot(8 * time.Minute)
+	var back map[string]string
+	for boot := 1; boot <= 4; boot++ {
+		r := n.boot()
+		if r["version"] == testVersion {
+			back = r
+			break
+		}
+		if r["slot"] != "b" || r["version"] != upgradeVersion {
+			t.Fatalf("trial boot %d: %v", boot, r)
+		}
+		n.waitReboot(healthWait + time.Minute)
 	}
-	f, err := fs.OpenFile(name, os.O_RDONLY)
-	if err != nil {
-		t.Fatalf("ESP %s: %v", name, err)
+	if back == nil || back["slot"] != "a" {
+		t.Fatalf("the node did not fall back to v1 in slot a: %v", back)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(f)
-	if err != nil {
-		t.Fatalf("ESP %s: %v", name, err)
+	st := n.slots()
+	if st.summary() != "a:good@"+testVersion+"* b:bad@"+upgradeVersion {
+		t.Errorf("slots after the fallback: %s", st.summary())
 	}
-	return data
+	if len(st.BadReleases) != 1 || st.BadReleases[0].Version != upgradeVersion {
+		t.Errorf("bad releases: %+v", st.BadReleases)
+	}
+
+	// The same release, forced, with the stand-in healthy: marked good.
+	n.g.waitHealth(healthWait)
+	n.g.run("rm -f /var/lib/rancher/k3s-standin/mode")
+	n.send(fmt.Sprintf("kestrel upgrade --force --bundle %s/%s > /var/log/upgrade.log 2>&1", url, filepath.Base(rel.Bundle)))
+	n.waitReboot(8 * time.Minute)
+	if r := n.boot(); r["slot"] != "b" || r["version"] != upgradeVersion {
+		t.Fatalf("boot after the forced upgrade: %v", r)
+	}
+	if h := n.g.waitHealth(healthWait); h.State != "good" {
+		t.Fatalf("v2's boot: %s", h.String())
+	}
+	waitFor(t, "slot b marked good", func() bool {
+		return n.slots().summary() == "a:good@"+testVersion+" b:good@"+upgradeVersion+"*"
+	}, n)
 }
