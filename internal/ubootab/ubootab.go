@@ -20,6 +20,11 @@
 // box with no good slot left keeps trying rather than stop at a prompt).
 // Marking good, offering and preferring a slot are each one rewrite of
 // this one file, so a power cut leaves either the old or the new state.
+// The script writes the file (fatwrite, in place) only when it counts a
+// try, never when it boots a good slot, so a box that boots normally does
+// not write its FAT at all before Linux. A missing state file (a cut
+// during that write) counts every slot with an entry as good, here and
+// in the script, rather than leave the box at U-Boot's prompt.
 //
 // A slot's entry file (/kestrel/<slot>/entry.env, same format) holds what
 // a BLS entry holds: the release version, the kernel command line and the
@@ -207,13 +212,14 @@ func Script(kernelCmd string) ([]byte, error) {
 setenv AB_ORDER "a b"
 setenv AB_a
 setenv AB_b
-if load ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} ` + layout.ESPABState + `; then env import -t ${kernel_addr_r} ${filesize}; fi
+if load ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} ` + layout.ESPABState + `; then env import -t ${kernel_addr_r} ${filesize}; else echo "kestrel: no ` + layout.ESPABState + `: every slot with an entry counts as good"; setenv AB_a ` + Good + `; setenv AB_b ` + Good + `; fi
 setenv kslot
+setenv kwrite
 for s in ${AB_ORDER}; do
 `)
 	for _, slot := range layout.Slots {
 		fmt.Fprintf(&b, `  if test -z "${kslot}" && test "${s}" = %[1]s && test -e ${devtype} ${devnum}:${distro_bootpart} %[3]s; then
-    if test "${AB_%[1]s}" = %[2]s; then setenv kslot %[1]s; elif test -n "${AB_%[1]s}" && test ${AB_%[1]s} -gt 0; then setexpr AB_%[1]s ${AB_%[1]s} - 1; setenv kslot %[1]s; fi
+    if test "${AB_%[1]s}" = %[2]s; then setenv kslot %[1]s; elif test -n "${AB_%[1]s}" && test ${AB_%[1]s} -gt 0; then setexpr AB_%[1]s ${AB_%[1]s} - 1; setenv kslot %[1]s; setenv kwrite 1; fi
   fi
 `, slot, Good, EntryPath(slot))
 	}
@@ -227,8 +233,10 @@ if test -z "${kslot}"; then
 	b.WriteString(`  done
 fi
 if test -z "${kslot}"; then echo "kestrel: no slot to boot in ` + layout.ESPABState + `"; exit; fi
-env export -t ${kernel_addr_r} AB_ORDER AB_a AB_b
-fatwrite ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} ` + layout.ESPABState + ` ${filesize}
+if test -n "${kwrite}"; then
+  env export -t ${kernel_addr_r} AB_ORDER AB_a AB_b
+  fatwrite ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} ` + layout.ESPABState + ` ${filesize}
+fi
 echo "kestrel: slot ${kslot} (a=${AB_a} b=${AB_b})"
 load ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} ` + layout.ESPSlotDir + `/${kslot}/` + layout.ESPEntryEnvName + `
 env import -t ${kernel_addr_r} ${filesize}

@@ -76,8 +76,11 @@ func TestScript(t *testing.T) {
 				t.Errorf("%s script lacks %q", cmd, want)
 			}
 		}
-		// The state is written back before the kernel overwrites
-		// ${kernel_addr_r}.
+		// The state is written back (only when a try was counted)
+		// before the kernel overwrites ${kernel_addr_r}.
+		if !strings.Contains(text, "setenv kslot a; setenv kwrite 1") || !strings.Contains(text, "if test -n \"${kwrite}\"; then") {
+			t.Errorf("%s script does not write the state only after counting a try", cmd)
+		}
 		if strings.Index(text, "fatwrite") > strings.Index(text, "/vmlinuz") {
 			t.Errorf("%s script loads the kernel before writing the state", cmd)
 		}

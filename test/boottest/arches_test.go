@@ -169,14 +169,16 @@ func TestBootARM64UEFI(t *testing.T) {
 var ubootSlotRE = regexp.MustCompile(`kestrel: slot a \(a=good b=\)`)
 
 // TestBootARMv7UBoot: the armv7 image through U-Boot and the A/B boot
-// script: the script picked slot a from the state file on the ESP and
-// wrote the state back with fatwrite, and the node reads the same state.
+// script: the script picked slot a from the state file on the ESP, and
+// the node reads the same state. (Counting tries and fatwrite are shown by
+// TestFallbackARMv7UBoot.)
 func TestBootARMv7UBoot(t *testing.T) {
 	m, c, _ := bootTarget(t, targetARMv7)
 	if !ubootSlotRE.MatchString(m.Console()) {
 		t.Errorf("U-Boot's console lacks %q:\n%s", ubootSlotRE, tail(m.Console(), 80))
 	}
-	c.expect("tr -d '\\000' < "+layout.ESPMount+layout.ESPABState, "AB_ORDER=a b\nAB_a=good")
+	// A good slot boots without a write: the file is still the builder's.
+	c.expect("cat "+layout.ESPMount+layout.ESPABState, "AB_ORDER=a b\nAB_a=good\nAB_b=")
 	c.contains("cat /proc/cmdline", "kestrel.slot=a")
 }
 

@@ -16,10 +16,10 @@ import (
 )
 
 // Open returns the chain the image on the ESP mounted at dir was built
-// with: UBoot when the U-Boot script's state file is there, BLS otherwise.
+// with: UBoot when the U-Boot boot script is there, BLS otherwise.
 // booted is the slot this system booted ("" if unknown).
 func Open(dir, booted string) Chain {
-	if _, err := os.Stat(filepath.Join(dir, layout.ESPABState)); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, layout.ESPBootScript)); err == nil {
 		return UBoot{ESP: dir, Booted: booted}
 	}
 	return BLS{ESP: dir, Booted: booted}
@@ -41,7 +41,12 @@ func (c UBoot) statePath() string { return filepath.Join(c.ESP, layout.ESPABStat
 func (c UBoot) state() (ubootab.State, error) {
 	data, err := os.ReadFile(c.statePath())
 	if errors.Is(err, os.ErrNotExist) {
-		return ubootab.ParseState(nil)
+		// As the boot script does: every slot with an entry is good.
+		st, err := ubootab.ParseState(nil)
+		for _, s := range layout.Slots {
+			st.Slots[s] = ubootab.Good
+		}
+		return st, err
 	}
 	if err != nil {
 		return ubootab.State{}, fmt.Errorf("boot state: %w", err)

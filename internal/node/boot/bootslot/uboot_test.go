@@ -19,8 +19,13 @@ func ubootESP(t *testing.T, state string, entries map[string]string) string {
 	if err := os.MkdirAll(filepath.Join(dir, layout.ESPSlotDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, layout.ESPABState), []byte(state), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, layout.ESPBootScript), []byte("boot.scr"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if state != "missing" {
+		if err := os.WriteFile(filepath.Join(dir, layout.ESPABState), []byte(state), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for slot, v := range entries {
 		p := filepath.Join(dir, ubootab.EntryPath(slot))
@@ -50,6 +55,8 @@ func TestUBootSlots(t *testing.T) {
 		{"state names b, entry missing", "AB_ORDER=b a\nAB_a=good\nAB_b=3\n", map[string]string{"a": "1.0"}, "a:good@1.0* b:empty"},
 		{"every slot exhausted: first in order anyway", "AB_ORDER=b a\nAB_a=0\nAB_b=0\n", both, "a:trying@1.0(0) b:bad@2.0*"},
 		{"order incomplete", "AB_ORDER=b\nAB_a=good\nAB_b=\n", map[string]string{"a": "1.0"}, "a:good@1.0* b:empty"},
+		// A cut during U-Boot's fatwrite: as the script, every slot with an entry is good.
+		{"state file missing", "missing", map[string]string{"a": "1.0"}, "a:good@1.0* b:empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := ubootESP(t, tc.state, tc.entries)
