@@ -110,7 +110,7 @@ func testFallback(t *testing.T, target archTarget) {
 			t.Errorf("U-Boot did not boot b with a exhausted:\n%s", tail(m.Console(), 80))
 		}
 	} else {
-		c.expect("ls "+esp+layout.ESPEntriesDir, "kestrel-a+0-2.conf\nkestrel-b.conf")
+		c.expect("ls -1 "+esp+layout.ESPEntriesDir, "kestrel-a+0-2.conf\nkestrel-b.conf")
 	}
 }
 
@@ -163,8 +163,9 @@ func testBootRaspi(t *testing.T, target archTarget) {
 	if size := atoi(t, c.run("cat /sys/class/block/$(basename $(dirname $(grep -l '^PARTNAME=state$' /sys/class/block/*/uevent)))/size")); size < 3<<21 {
 		t.Errorf("state partition: %d sectors, want it grown to the card's end", size)
 	}
-	c.expect("ls "+layout.ESPMount+"/bootcode.bin "+layout.ESPMount+"/u-boot.bin "+layout.ESPMount+"/config.txt "+layout.ESPMount+"/boot.scr",
-		strings.Join([]string{layout.ESPMount + "/bootcode.bin", layout.ESPMount + "/u-boot.bin", layout.ESPMount + "/config.txt", layout.ESPMount + "/boot.scr"}, "\n"))
+	// What the Pi's boot ROM and U-Boot need on the FAT partition.
+	c.expect("cd "+layout.ESPMount+" && ls -1 bootcode.bin start.elf u-boot.bin config.txt boot.scr",
+		"boot.scr\nbootcode.bin\nconfig.txt\nstart.elf\nu-boot.bin")
 	if got := slotLine(c, "a"); got != testVersion+" good, booted, boots next" {
 		t.Errorf("kestrel status: slot a: %q", got)
 	}
