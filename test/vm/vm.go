@@ -253,9 +253,15 @@ func raspiArgs(cfg Config) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []string{"-accel", "tcg", "-M", cfg.Board, "-display", "none", "-serial", "stdio", "-no-reboot",
+	serial := []string{"-serial", "stdio"}
+	if cfg.Board == Raspi3B {
+		// The image's console is the mini UART (ttyS1), qemu's second
+		// serial port: the PL011 belongs to Bluetooth in the device tree.
+		serial = []string{"-serial", "null", "-serial", "stdio"}
+	}
+	return append(append([]string{"-accel", "tcg", "-M", cfg.Board, "-display", "none"}, serial...), "-no-reboot",
 		"-kernel", cfg.Kernel, "-initrd", cfg.Initrd, "-dtb", cfg.DTB, "-append", cfg.Append,
-		"-drive", "if=sd,format=qcow2,file=" + disk}, nil
+		"-drive", "if=sd,format=qcow2,file="+disk), nil
 }
 
 // ubootBIOS is u-boot-qemu's build for the virt machine of arch.
