@@ -34,8 +34,14 @@
 // UpgradeImage packs the builds found in the output directory into the
 // upgrade image, ControllerImage builds the controller's image.
 //
+// Boot chains (bootchain.go): systemd-boot (loader, loader.conf, a BLS
+// entry) or the U-Boot script (boot.scr compiled with mkimage, the A/B
+// state file, slot a's entry, device trees and the firmware files of
+// boot.firmware). An SD image (board.sd_image) also gets a hybrid MBR, a
+// power-of-two size and kestrel-<v>-<name>.img.xz.
+//
 // Limits: one slot (a) is installed; root-b stays empty until the first
-// upgrade. Only the systemd-boot chain is implemented.
+// upgrade.
 package pipeline
 
 import (
