@@ -2,6 +2,8 @@
 # every test (boot tests included), `make bench` prints the benchmarks.
 # Everything the targets need is installed by scripts/deps.sh.
 
+# ARCH names a target (images/<ARCH>.yaml): amd64, arm64, armv7, rpi2,
+# rpi3, rpi4; DEF= another definition (its file name is the target name).
 ARCH    ?= amd64
 VERSION ?= 0.1.0-dev
 OUT     ?= $(CURDIR)/out
@@ -15,7 +17,8 @@ export ACCEL
 GO      ?= go
 export GOFLAGS := -buildvcs=false
 
-IMAGE := $(OUT)/kestrel-$(VERSION)-$(ARCH).img
+TARGET := $(basename $(notdir $(DEF)))
+IMAGE := $(OUT)/kestrel-$(VERSION)-$(TARGET).img
 # Release signing: a dev key pair is made once under $(OUT)/keys unless
 # SIGN_KEY= (private key) and TRUSTED_KEYS= (comma-separated public keys
 # baked into the image) are given.
@@ -39,7 +42,7 @@ image: deps $(if $(filter $(DEV_KEYS)/release.key,$(SIGN_KEY)),$(DEV_KEYS)/relea
 
 # The signed single-file release bundle: out/kestrel-<version>-<arch>.bundle.
 bundle: image
-	$(GO) run ./cmd/kestrel-build bundle -out $(OUT) -version $(VERSION) -target $(ARCH) -key $(SIGN_KEY)
+	$(GO) run ./cmd/kestrel-build bundle -out $(OUT) -version $(VERSION) -target $(TARGET) -key $(SIGN_KEY)
 
 # The upgrade image (OCI archive, verified) from the image build; PUSH=REF
 # also pushes it to a registry.
@@ -47,7 +50,7 @@ upgrade-image: image
 	$(GO) run ./cmd/kestrel-build upgrade-image -out $(OUT) -version $(VERSION) $(if $(PUSH),-push $(PUSH))
 
 run: image
-	bash scripts/run-qemu.sh $(IMAGE)
+	bash scripts/run-qemu.sh $(IMAGE) $(TARGET)
 
 k8s-test-bins:
 	bash scripts/k8s-test-bins.sh

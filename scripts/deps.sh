@@ -19,16 +19,41 @@ pkgs=(
   openssl                                  # test PKI for the kube-apiserver
   socat                                    # serial console helpers
   cryptsetup-bin                           # veritysetup: checks the builder's dm-verity trees
+  qemu-system-arm qemu-efi-aarch64         # arm64 (AAVMF) and armv7 boot tests, Raspberry Pi models
+  u-boot-qemu                              # U-Boot for qemu's virt machines (armv7, arm64)
+  u-boot-tools                             # mkimage: compiles the A/B boot script
 )
 
+# The arm targets' Debian packages (kernels, busybox, systemd-boot, U-Boot)
+# are fetched with apt-get download pkg:arch=version: apt must know those
+# architectures.
+foreign=(arm64 armhf)
+
 stamp="$top/.cache/deps.stamp"
-want=$(printf '%s\n' "${pkgs[@]}" | sort | sha256sum | cut -c1-16)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && dpkg -s "${pkgs[@]}" >/dev/null 2>&1; then
+want=$(printf '%s\n' "${pkgs[@]}" "${foreign[@]}" | sort | sha256sum | cut -c1-16)
+have_foreign() { for a in "${foreign[@]}"; do dpkg --print-foreign-architectures | grep -qx "$a" || return 1; done; }
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && have_foreign && [ -f /etc/apt/sources.list.d/kestrel-raspi-firmware.sources ] && dpkg -s "${pkgs[@]}" >/dev/null 2>&1; then
   exit 0
 fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt_opts=(-o "Dir::Cache::Archives=$cache/archives" -y -q)
+# The Raspberry Pi firmware (raspi-firmware, fetched by the builder for
+# images/rpi*.yaml) is in Debian's non-free-firmware component.
+fw_sources=/etc/apt/sources.list.d/kestrel-raspi-firmware.sources
+if ! have_foreign || [ ! -f "$fw_sources" ]; then
+  for a in "${foreign[@]}"; do dpkg --add-architecture "$a"; done
+  [ -f "$fw_sources" ] || cat > "$fw_sources" <<'EOF'
+# Added by Kestrel's scripts/deps.sh: Debian's raspi-firmware (component
+# non-free-firmware) for the Raspberry Pi SD images.
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: non-free-firmware
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  apt-get update -q
+fi
 if ! dpkg -s "${pkgs[@]}" >/dev/null 2>&1; then
   apt-get update -q
   apt-get install "${apt_opts[@]}" --no-install-recommends "${pkgs[@]}"

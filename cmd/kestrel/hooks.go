@@ -37,7 +37,7 @@ func stage2Hooks() stage2.Hooks {
 	slot := &trial.Trial{Root: "/", Now: time.Now}
 	return stage2.Hooks{
 		Boot: []stage2.Hook{{Name: "slots", Run: func(ctx context.Context, sys *stage2.System) error {
-			slot.Chain = bootslot.BLS{ESP: layout.ESPMount, Booted: sys.Slot}
+			slot.Chain = bootslot.Open(layout.ESPMount, sys.Slot)
 			// Trial's news comes after ready, while someone may be typing
 			// on the console: it goes to the kernel log (dmesg), warnings
 			// to the console and status as usual.

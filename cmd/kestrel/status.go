@@ -40,7 +40,7 @@ func statusCmd(args []string) int {
 	} else {
 		st.BootHealth = h
 	}
-	chain := bootslot.BLS{ESP: layout.ESPMount, Booted: st.Slot}
+	chain := bootslot.Open(layout.ESPMount, st.Slot)
 	if slots, err := chain.Slots(); err != nil {
 		fmt.Fprintf(os.Stderr, "kestrel status: %v\n", err)
 	} else {

@@ -132,7 +132,7 @@ func nodeOf(host string) (update.Node, error) {
 	}
 	return update.Node{
 		Host: host, Sys: "/sys", Slot: slot, Version: osr["VERSION_ID"], Arch: runtime.GOARCH, Board: osr["KESTREL_BOARD"],
-		Chain: bootslot.BLS{ESP: filepath.Join(host, layout.ESPMount), Booted: slot},
+		Chain: bootslot.Open(filepath.Join(host, layout.ESPMount), slot),
 	}, nil
 }
 

@@ -91,7 +91,7 @@ func slotVerity(slot string) (verity.Params, string, error) {
 	if !slices.Contains(layout.Slots, slot) {
 		return verity.Params{}, "", fmt.Errorf("%q is not a slot (want one of %s)", slot, strings.Join(layout.Slots, ", "))
 	}
-	slots, err := bootslot.BLS{ESP: layout.ESPMount}.Slots()
+	slots, err := bootslot.Open(layout.ESPMount, "").Slots()
 	if err != nil {
 		return verity.Params{}, "", err
 	}

@@ -43,6 +43,12 @@ const (
 	ESPInitrdName      = "initrd"
 	ESPUserConfig      = "/config.yaml" // user-editable config next to the bootloader
 	ESPEntryNamePrefix = "kestrel-"     // entries are kestrel-<slot>[+tries].conf
+	// The U-Boot script chain (internal/ubootab): the script U-Boot's
+	// distro boot runs, its A/B state file, and each slot's entry file
+	// (/kestrel/<slot>/entry.env).
+	ESPBootScript   = "/boot.scr"
+	ESPABState      = "/kestrel/ab.env"
+	ESPEntryEnvName = "entry.env"
 )
 
 // Kernel command-line keys.

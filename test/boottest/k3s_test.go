@@ -44,6 +44,9 @@ type imageOpts struct {
 	K3s     string // -k3s of the builder: none, standin
 	Version string // release version; testVersion when empty
 	Bundle  bool   // also `make bundle` (the signed release bundle)
+	// Target is the image definition, images/<Target>.yaml; "" is amd64.
+	// The stand-in is built for its arch.
+	Target string
 }
 
 var (
@@ -81,6 +84,9 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 			bin := filepath.Join(out, "k3s-standin")
 			build := exec.Command("go", "build", "-trimpath", "-o", bin, "./test/k3s-standin")
 			build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+			if goarch, ok := targetGOARCH[o.Target]; ok {
+				build.Env = append(build.Env, goarch...)
+			}
 			build.Stdout, build.Stderr = os.Stderr, os.Stderr
 			if err := build.Run(); err != nil {
 				b.err = fmt.Errorf("build the k3s stand-in: %w", err)
@@ -99,7 +105,10 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 		if o.K3s == "" {
 			o.K3s = "none"
 		}
-		args := append(makeImageArgs(t, o.Version, out), "K3S="+o.K3s)
+		if o.Target == "" {
+			o.Target = "amd64"
+		}
+		args := append(makeImageArgs(t, o.Version, out), "K3S="+o.K3s, "ARCH="+o.Target)
 		if o.Bundle {
 			args = append(args, "bundle")
 		}
@@ -110,12 +119,18 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 			b.err = fmt.Errorf("make image K3S=%s: %w", o.K3s, err)
 			return
 		}
-		b.img, b.err = readManifest(out, o.Version, "amd64")
+		b.img, b.err = readManifest(out, o.Version, o.Target)
 	})
 	if b.err != nil {
 		t.Fatal(b.err)
 	}
 	return b.img
+}
+
+// targetGOARCH is the Go environment of a target's binaries.
+var targetGOARCH = map[string][]string{
+	"arm64": {"GOARCH=arm64"}, "rpi3": {"GOARCH=arm64"}, "rpi4": {"GOARCH=arm64"},
+	"armv7": {"GOARCH=arm", "GOARM=7"}, "rpi2": {"GOARCH=arm", "GOARM=7"},
 }
 
 // withESPConfig copies the image's disk into dir and puts configYAML on its

@@ -28,7 +28,11 @@ func buildRelease(t testing.TB, o imageOpts, version string) testRelease {
 	t.Helper()
 	o.Version, o.Bundle = version, true
 	img := buildImageWith(t, o)
-	bundle := filepath.Join(img.Dir, fmt.Sprintf("kestrel-%s-amd64.bundle", version))
+	target := o.Target
+	if target == "" {
+		target = "amd64"
+	}
+	bundle := filepath.Join(img.Dir, fmt.Sprintf("kestrel-%s-%s.bundle", version, target))
 	rel := testRelease{Dir: img.Dir, Bundle: bundle}
 	rel.DirFiles = splitBundle(t, bundle, filepath.Join(img.Dir, "dir"))
 	return rel

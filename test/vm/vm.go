@@ -4,6 +4,10 @@
 // output, run shell commands on the console shell, and send ACPI power
 // events through the qemu monitor.
 //
+// Machines: x86_64 q35 with OVMF; arm64 virt with AAVMF or U-Boot; armv7
+// virt with U-Boot; Raspberry Pi 3B and 2B models booting a kernel
+// directly with the disk as SD card.
+//
 // Limits: one serial console (ttyS0 / ttyAMA0) carried over qemu's stdio;
 // commands are run through the shell that Kestrel spawns on the console, so
 // the image must have the console shell enabled. Every machine has one CPU
@@ -38,6 +42,26 @@ type Arch string
 const (
 	AMD64 Arch = "amd64"
 	ARM64 Arch = "arm64"
+	ARM   Arch = "arm" // armv7: -M virt,highmem=off -cpu cortex-a15
+)
+
+// Firmware boots a Disk.
+type Firmware string
+
+const (
+	// UEFI is OVMF (amd64) or AAVMF (arm64): the default of those arches.
+	UEFI Firmware = "uefi"
+	// UBoot is Debian's u-boot-qemu build for the virt machine (qemu_arm,
+	// qemu_arm64), passed as -bios: the default of ARM.
+	UBoot Firmware = "uboot"
+)
+
+// Raspberry Pi machines (Config.Board). qemu's models boot a kernel
+// directly (Kernel, Initrd, Append and DTB given) with the disk as the SD
+// card; there is no PCI, so no virtio NIC, watchdog or extra drives.
+const (
+	Raspi3B = "raspi3b" // arm64
+	Raspi2B = "raspi2b" // armv7
 )
 
 // Config describes one machine.
@@ -50,8 +74,14 @@ type Config struct {
 	// DiskSize is the virtual size of the overlay (e.g. "3G"); larger than
 	// the image to exercise growing the state partition. Empty: image size.
 	DiskSize string
-	// Kernel and Initrd boot directly (no firmware, no disk) when set.
+	// Kernel and Initrd boot directly (no firmware) when set; without a
+	// Board, the Disk is then not attached.
 	Kernel, Initrd, Append string
+	// Firmware that boots the Disk; "" is the arch's default.
+	Firmware Firmware
+	// Board is a Raspberry Pi machine (Raspi3B, Raspi2B) instead of the
+	// generic one; DTB is then the device tree given to the kernel.
+	Board, DTB string
 	// ExtraDrives are attached as further virtio disks (e.g. a NoCloud disk).
 	ExtraDrives []string
 	// HostFwd forwards a loopback TCP port to a guest port ("tcp::2222-:22").
@@ -130,13 +160,19 @@ func Start(cfg Config) (*VM, error) {
 }
 
 func qemuBinary(a Arch) string {
-	if a == ARM64 {
+	switch a {
+	case ARM64:
 		return "qemu-system-aarch64"
+	case ARM:
+		return "qemu-system-arm"
 	}
 	return "qemu-system-x86_64"
 }
 
 func qemuArgs(cfg Config) ([]string, error) {
+	if cfg.Board != "" {
+		return raspiArgs(cfg)
+	}
 	args := []string{"-smp", "1", "-nodefaults", "-display", "none",
 		"-serial", "stdio", "-no-reboot", "-m", strconv.Itoa(cfg.Memory)}
 	switch cfg.Accel {
@@ -153,9 +189,16 @@ func qemuArgs(cfg Config) ([]string, error) {
 	case AMD64:
 		args = append(args, "-M", "q35")
 	case ARM64:
+		// cortex-a72: -cpu max is 5x slower under TCG.
 		args = append(args, "-M", "virt")
 		if cfg.Accel == "tcg" {
 			args = append(args, "-cpu", "cortex-a72")
+		}
+	case ARM:
+		// highmem=off, or the virtio-pci disk never appears.
+		args = append(args, "-M", "virt,highmem=off")
+		if cfg.Accel == "tcg" {
+			args = append(args, "-cpu", "cortex-a15")
 		}
 	default:
 		return nil, fmt.Errorf("unknown arch %q", cfg.Arch)
@@ -171,8 +214,25 @@ func qemuArgs(cfg Config) ([]string, error) {
 			"-device", fmt.Sprintf("virtio-net-pci,netdev=net%d", i))
 	}
 
+	fw := cfg.Firmware
+	if fw == "" {
+		fw = UEFI
+		if cfg.Arch == ARM {
+			fw = UBoot
+		}
+	}
 	if cfg.Kernel != "" {
 		args = append(args, "-kernel", cfg.Kernel, "-initrd", cfg.Initrd, "-append", cfg.Append)
+	} else if fw == UBoot {
+		bios, err := ubootBIOS(cfg.Arch)
+		if err != nil {
+			return nil, err
+		}
+		disk, err := overlay(cfg)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "-bios", bios, "-drive", "if=virtio,format=qcow2,file="+disk)
 	} else {
 		code, vars, err := firmware(cfg.Arch)
 		if err != nil {
@@ -205,6 +265,42 @@ func qemuArgs(cfg Config) ([]string, error) {
 		args = append(args, "-drive", "if=virtio,format=raw,readonly=on,file="+d)
 	}
 	return args, nil
+}
+
+// raspiArgs is a Raspberry Pi model: fixed CPUs and memory, the disk as
+// the SD card, the kernel booted directly.
+func raspiArgs(cfg Config) ([]string, error) {
+	if cfg.Kernel == "" || cfg.DTB == "" {
+		return nil, fmt.Errorf("board %s: qemu boots it only with Kernel and DTB given", cfg.Board)
+	}
+	if cfg.Watchdog || cfg.ExtraNICs > 0 || len(cfg.ExtraDrives) > 0 || len(cfg.HostFwd) > 0 {
+		return nil, fmt.Errorf("board %s: no PCI: no watchdog, extra NICs, drives or forwarded ports", cfg.Board)
+	}
+	disk, err := overlay(cfg)
+	if err != nil {
+		return nil, err
+	}
+	serial := []string{"-serial", "stdio"}
+	if cfg.Board == Raspi3B {
+		// The image's console is the mini UART (ttyS1), qemu's second
+		// serial port: the PL011 belongs to Bluetooth in the device tree.
+		serial = []string{"-serial", "null", "-serial", "stdio"}
+	}
+	return append(append([]string{"-accel", "tcg", "-M", cfg.Board, "-display", "none"}, serial...), "-no-reboot",
+		"-kernel", cfg.Kernel, "-initrd", cfg.Initrd, "-dtb", cfg.DTB, "-append", cfg.Append,
+		"-drive", "if=sd,format=qcow2,file="+disk), nil
+}
+
+// ubootBIOS is u-boot-qemu's build for the virt machine of arch.
+func ubootBIOS(a Arch) (string, error) {
+	p := map[Arch]string{ARM64: "/usr/lib/u-boot/qemu_arm64/u-boot.bin", ARM: "/usr/lib/u-boot/qemu_arm/u-boot.bin"}[a]
+	if p == "" {
+		return "", fmt.Errorf("no U-Boot for arch %s", a)
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("U-Boot for %s: %w (scripts/deps.sh installs u-boot-qemu)", a, err)
+	}
+	return p, nil
 }
 
 func firmware(a Arch) (code, vars string, err error) {

@@ -15,8 +15,8 @@
 // distribution's disk image. Nothing may rely on them being unique: stage
 // 1 looks partitions up by name.
 //
-// Limits: GPT only (no MBR, no hybrid for Raspberry Pi firmware yet); 512
-// byte sectors; the ESP is written once, files are never updated in place;
+// Limits: GPT, with an optional hybrid MBR for the Raspberry Pi's boot
+// ROM (Spec.HybridMBR; no pure MBR layout); 512 byte sectors; the ESP is written once, files are never updated in place;
 // the state filesystem holds only empty directories.
 package diskimage
 
@@ -77,6 +77,12 @@ type Spec struct {
 	// Time is the fixed timestamp (seconds) of every file on the ESP
 	// (from 1980 on, FAT's epoch) and in the state filesystem.
 	Time int64
+	// HybridMBR writes a hybrid MBR naming the ESP as a FAT32 partition
+	// next to the GPT (hybridmbr.go), for boards whose boot ROM reads MBR.
+	HybridMBR bool
+	// PowerOfTwo rounds the image size up to a power of two (SD cards in
+	// qemu); the state partition still ends where its size says.
+	PowerOfTwo bool
 }
 
 // Partitions returns the GPT partitions of spec, in on-disk order, and the
@@ -115,7 +121,11 @@ func (s Spec) Partitions() ([]*gpt.Partition, int64, error) {
 		start += sectors
 	}
 	// One MiB at the end leaves room for the backup GPT (33 sectors).
-	return parts, int64(start+alignSectors) * sectorSize, nil
+	size := int64(start+alignSectors) * sectorSize
+	if s.PowerOfTwo {
+		size = nextPowerOfTwo(size)
+	}
+	return parts, size, nil
 }
 
 // volumeID is the ESP's FAT serial number, derived like the GUIDs.
@@ -165,6 +175,15 @@ func fill(d *disk.Disk, s Spec, parts []*gpt.Partition, tmpDir string) error {
 	}
 	if err := d.Partition(table); err != nil {
 		return fmt.Errorf("partition: %w", err)
+	}
+	if s.HybridMBR {
+		w, err := d.Backend.Writable()
+		if err != nil {
+			return err
+		}
+		if err := writeHybridMBR(w, parts[0].Start, parts[0].Size/sectorSize); err != nil {
+			return err
+		}
 	}
 	if err := writeESP(d, 1, int64(parts[0].Start*sectorSize), int64(parts[0].Size), s); err != nil {
 		return err

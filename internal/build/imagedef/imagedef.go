@@ -7,8 +7,10 @@
 // decoded, and they strictly; other top-level sections are left to their
 // owners.
 //
-// Limits: one definition describes one arch/board; only the "systemd-boot"
-// boot chain is implemented by the builder so far (Validate says so).
+// Limits: one definition describes one arch/board. Two boot chains:
+// "systemd-boot" (UEFI, BLS entries with boot counting) and "uboot-script"
+// (a U-Boot boot script keeping A/B state in a file on the ESP,
+// internal/ubootab).
 package imagedef
 
 import (
@@ -41,6 +43,7 @@ type Image struct {
 	Initramfs  Initramfs  `yaml:"initramfs"`
 	Rootfs     Rootfs     `yaml:"rootfs"`
 	Partitions Partitions `yaml:"partitions"`
+	Board      Board      `yaml:"board,omitempty"`
 }
 
 // Kernel selects the Debian kernel flavour; the ABI and the exact package
@@ -48,25 +51,75 @@ type Image struct {
 type Kernel struct {
 	// Flavour is the Debian kernel flavour: amd64, arm64, armmp.
 	Flavour string `yaml:"flavour"`
+	// DTBs are device trees (globs relative to the kernel package's
+	// /usr/lib/linux-image-<release>/, e.g. "broadcom/bcm2837-rpi-3-b.dtb")
+	// copied to /dtbs/ on the ESP for the U-Boot script chain (U-Boot
+	// loads /dtbs/${fdtfile}); with DTBsAtRoot also to the ESP's root,
+	// where the Raspberry Pi firmware looks for its own.
+	DTBs       []string `yaml:"dtbs,omitempty"`
+	DTBsAtRoot bool     `yaml:"dtbs_at_root,omitempty"`
 }
+
+// Boot chains (Boot.Chain).
+const (
+	ChainSystemdBoot = "systemd-boot"
+	ChainUBootScript = "uboot-script"
+)
 
 // Boot describes the boot chain and the kernel command line.
 type Boot struct {
-	// Chain is the boot chain; "systemd-boot" (UEFI, BLS type-1 entries).
+	// Chain is the boot chain: "systemd-boot" (UEFI, BLS type-1 entries)
+	// or "uboot-script" (boot.scr and an A/B state file, internal/ubootab).
 	Chain string `yaml:"chain"`
 	// Loader is the systemd-boot binary's file name inside the
-	// systemd-boot-efi package, e.g. systemd-bootx64.efi.
-	Loader string `yaml:"loader"`
+	// systemd-boot-efi package, e.g. systemd-bootx64.efi (systemd-boot
+	// only).
+	Loader string `yaml:"loader,omitempty"`
 	// LoaderPath is where the loader goes on the ESP, e.g.
 	// /EFI/BOOT/BOOTX64.EFI (the removable-media path firmware boots
 	// without NVRAM entries).
-	LoaderPath string `yaml:"loader_path"`
+	LoaderPath string `yaml:"loader_path,omitempty"`
+	// KernelCommand is U-Boot's command for the kernel (uboot-script
+	// only): booti for an arm64 Image, bootz for an arm zImage.
+	KernelCommand string `yaml:"kernel_command,omitempty"`
+	// Firmware are files of Debian packages put on the ESP (uboot-script
+	// only): U-Boot itself and the Raspberry Pi firmware for SD images;
+	// none for boards whose U-Boot lives in flash.
+	Firmware []Firmware `yaml:"firmware,omitempty"`
+	// ConfigTxt is written as /config.txt on the ESP (the Raspberry Pi
+	// firmware's configuration); empty writes none.
+	ConfigTxt string `yaml:"config_txt,omitempty"`
 	// Console is the serial console, e.g. "ttyS0,115200".
 	Console string `yaml:"console"`
 	// Quiet adds "quiet" to the command line.
 	Quiet bool `yaml:"quiet"`
 	// Cmdline holds extra kernel command-line words.
 	Cmdline []string `yaml:"cmdline"`
+}
+
+// Firmware is one Debian package's files copied onto the ESP. The package
+// version is pinned in versions.yaml (debian.firmware.<package>).
+type Firmware struct {
+	// Package is the Debian package, e.g. u-boot-rpi.
+	Package string `yaml:"package"`
+	// Arch is its Debian architecture when it differs from the image's
+	// (raspi-firmware is "arm64" on both Pi arches; "all" for
+	// architecture-independent packages).
+	Arch string `yaml:"arch,omitempty"`
+	// Files maps a path on the ESP to a path in the package, e.g.
+	// /u-boot.bin: usr/lib/u-boot/rpi_arm64/u-boot.bin. A path in the
+	// package ending in "/*" copies that directory's files (not its
+	// subdirectories) into the ESP directory named.
+	Files map[string]string `yaml:"files"`
+}
+
+// Board is the image's board-specific disk layout.
+type Board struct {
+	// SDImage writes a disk for SD cards: a hybrid MBR naming the ESP as
+	// a FAT32 partition next to the GPT (the Raspberry Pi's boot ROM reads
+	// only MBR), the image size rounded up to a power of two (qemu's SD
+	// model requires it), and an .img.xz next to the .img.
+	SDImage bool `yaml:"sd_image,omitempty"`
 }
 
 // Initramfs describes the stage-1 initramfs.
@@ -127,6 +180,9 @@ type Debian struct {
 	// empty ships no fsck.fat, and stage 2 then mounts the ESP unchecked.
 	Dosfstools string `yaml:"dosfstools,omitempty"`
 	Libc6      string `yaml:"libc6,omitempty"`
+	// Firmware pins the packages image definitions take boot firmware
+	// from (boot.firmware), by package name.
+	Firmware map[string]string `yaml:"firmware,omitempty"`
 }
 
 // KernelPackage is the Debian package name of the image's kernel.
@@ -180,11 +236,28 @@ func (img *Image) Validate() error {
 	if img.Kernel.Flavour == "" {
 		errs = append(errs, errors.New("kernel.flavour: missing"))
 	}
-	if img.Boot.Chain != "systemd-boot" {
-		errs = append(errs, fmt.Errorf("boot.chain %q: only systemd-boot is implemented", img.Boot.Chain))
-	}
-	if img.Boot.Loader == "" || img.Boot.LoaderPath == "" {
-		errs = append(errs, errors.New("boot.loader and boot.loader_path: both required"))
+	switch img.Boot.Chain {
+	case ChainSystemdBoot:
+		if img.Boot.Loader == "" || img.Boot.LoaderPath == "" {
+			errs = append(errs, errors.New("boot.loader and boot.loader_path: both required for systemd-boot"))
+		}
+		if img.Boot.KernelCommand != "" || len(img.Boot.Firmware) > 0 || img.Boot.ConfigTxt != "" {
+			errs = append(errs, errors.New("boot.kernel_command, boot.firmware, boot.config_txt: only for uboot-script"))
+		}
+	case ChainUBootScript:
+		if img.Boot.Loader != "" || img.Boot.LoaderPath != "" {
+			errs = append(errs, errors.New("boot.loader, boot.loader_path: only for systemd-boot"))
+		}
+		if img.Boot.KernelCommand != "booti" && img.Boot.KernelCommand != "bootz" {
+			errs = append(errs, fmt.Errorf("boot.kernel_command %q: want booti (arm64 Image) or bootz (arm zImage)", img.Boot.KernelCommand))
+		}
+		for i, f := range img.Boot.Firmware {
+			if f.Package == "" || len(f.Files) == 0 {
+				errs = append(errs, fmt.Errorf("boot.firmware[%d]: package and files required", i))
+			}
+		}
+	default:
+		errs = append(errs, fmt.Errorf("boot.chain %q: want %s or %s", img.Boot.Chain, ChainSystemdBoot, ChainUBootScript))
 	}
 	for _, w := range img.Boot.Cmdline {
 		if w == "" || strings.ContainsAny(w, " \t\n") {

@@ -3,6 +3,7 @@ package imagedef
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -47,7 +48,19 @@ func TestLoadImage(t *testing.T) {
 		{name: "ESP too small", edit: func(s string) string { return strings.Replace(s, "esp_mib: 256", "esp_mib: 64", 1) }, wantErr: "partitions.esp_mib 64: want >= 100"},
 		{name: "ESP size go-diskfs formats wrongly", edit: func(s string) string { return strings.Replace(s, "esp_mib: 256", "esp_mib: 505", 1) }, wantErr: "img.yaml: partitions.esp_mib: 505 MiB"},
 		{name: "ESP size go-diskfs formats wrongly, nearest good sizes named", edit: func(s string) string { return strings.Replace(s, "esp_mib: 256", "esp_mib: 259", 1) }, wantErr: "use 258 or 260"},
-		{name: "other boot chain", edit: func(s string) string { return strings.Replace(s, "chain: systemd-boot", "chain: u-boot", 1) }, wantErr: "only systemd-boot"},
+		{name: "unknown boot chain", edit: func(s string) string { return strings.Replace(s, "chain: systemd-boot", "chain: u-boot", 1) }, wantErr: `boot.chain "u-boot": want systemd-boot or uboot-script`},
+		{name: "uboot-script with systemd-boot's loader", edit: func(s string) string {
+			return strings.Replace(s, "chain: systemd-boot", "chain: uboot-script\n  kernel_command: booti", 1)
+		}, wantErr: "boot.loader, boot.loader_path: only for systemd-boot"},
+		{name: "uboot-script without a kernel command", edit: func(s string) string {
+			return noLoader(strings.Replace(s, "chain: systemd-boot", "chain: uboot-script", 1))
+		}, wantErr: `boot.kernel_command "": want booti`},
+		{name: "uboot-script SD image", edit: func(s string) string {
+			return noLoader(strings.Replace(s, "chain: systemd-boot", "chain: uboot-script\n  kernel_command: bootz", 1)) + "board: {sd_image: true}\n"
+		}},
+		{name: "firmware without files", edit: func(s string) string {
+			return noLoader(strings.Replace(s, "chain: systemd-boot", "chain: uboot-script\n  kernel_command: bootz\n  firmware: [{package: u-boot-rpi}]", 1))
+		}, wantErr: "boot.firmware[0]: package and files required"},
 		{name: "cmdline word with space", edit: func(s string) string {
 			return strings.Replace(s, "  console: ttyS0,115200\n", "  console: ttyS0,115200\n  cmdline: [\"a b\"]\n", 1)
 		}, wantErr: "not one word"},
@@ -130,4 +143,9 @@ func TestRepositoryFiles(t *testing.T) {
 	if _, err := LoadVersions("../../../versions.yaml"); err != nil {
 		t.Error(err)
 	}
+}
+
+// noLoader drops systemd-boot's loader lines from a definition.
+func noLoader(s string) string {
+	return regexp.MustCompile(`(?m)^  loader.*\n`).ReplaceAllString(s, "")
 }

@@ -34,8 +34,14 @@
 // UpgradeImage packs the builds found in the output directory into the
 // upgrade image, ControllerImage builds the controller's image.
 //
+// Boot chains (bootchain.go): systemd-boot (loader, loader.conf, a BLS
+// entry) or the U-Boot script (boot.scr compiled with mkimage, the A/B
+// state file, slot a's entry, device trees and the firmware files of
+// boot.firmware). An SD image (board.sd_image) also gets a hybrid MBR, a
+// power-of-two size and kestrel-<v>-<name>.img.xz.
+//
 // Limits: one slot (a) is installed; root-b stays empty until the first
-// upgrade. Only the systemd-boot chain is implemented.
+// upgrade.
 package pipeline
 
 import (
@@ -177,9 +183,10 @@ func BaselineName(target string) string { return "baseline-" + target + ".initrd
 type inputs struct {
 	kernelRoot, bootRoot, busyboxRoot string
 	release                           string
-	applets                           []string // busybox applet paths
-	tzdataRoot                        string   // unpacked tzdata ("": none)
-	dosfstoolsRoot, libcRoot          string   // unpacked dosfstools and libc6 ("": no fsck.fat)
+	applets                           []string          // busybox applet paths
+	tzdataRoot                        string            // unpacked tzdata ("": none)
+	dosfstoolsRoot, libcRoot          string            // unpacked dosfstools and libc6 ("": no fsck.fat)
+	firmwareRoots                     map[string]string // boot.firmware package -> unpacked tree
 }
 
 // Image runs the whole pipeline and returns the manifest it wrote.
@@ -262,30 +269,38 @@ func Image(o Options) (*Manifest, error) {
 	step.Done(fmt.Sprintf("%d data blocks, tree %d bytes, root hash %s", vp.DataBlocks, verity.TreeSize(vp.DataBlocks), vp.RootHash))
 
 	entry := bls.Entry{Slot: layout.Slots[0], Version: o.Version, Options: append(o.cmdline(), vp.CmdlineOptions()...)}
+	espFiles, espData, err := o.espContents(in, entry, kernelOut, initrdOut, work)
+	if err != nil {
+		return nil, err
+	}
 	spec := diskimage.Spec{
-		Arch:     img.Arch,
-		Seed:     Prefix(o.Version, img.Name),
-		ESPMiB:   img.Partitions.ESPMiB,
-		RootMiB:  img.Partitions.RootMiB,
-		StateMiB: img.Partitions.StateMiB,
-		ESP: map[string]string{
-			img.Boot.LoaderPath:        filepath.Join(in.bootRoot, "usr/lib/systemd/boot/efi", img.Boot.Loader),
-			bls.KernelPath(entry.Slot): kernelOut,
-			bls.InitrdPath(entry.Slot): initrdOut,
-		},
-		ESPData: map[string][]byte{
-			layout.ESPLoaderConf: bls.LoaderConf(),
-			entry.FileName():     entry.Render(),
-		},
-		RootA:     rootOut,
-		StateDirs: layout.PersistentDirs,
-		Time:      o.Time,
+		Arch:       img.Arch,
+		Seed:       Prefix(o.Version, img.Name),
+		ESPMiB:     img.Partitions.ESPMiB,
+		RootMiB:    img.Partitions.RootMiB,
+		StateMiB:   img.Partitions.StateMiB,
+		ESP:        espFiles,
+		ESPData:    espData,
+		HybridMBR:  img.Board.SDImage,
+		PowerOfTwo: img.Board.SDImage,
+		RootA:      rootOut,
+		StateDirs:  layout.PersistentDirs,
+		Time:       o.Time,
 	}
 	step = o.Log.Step("disk image")
 	if err := diskimage.Build(spec, diskOut); err != nil {
 		return nil, err
 	}
 	step.Done(fmt.Sprintf("%s, ESP %d MiB, root %d MiB ×2, state %d MiB", filepath.Base(diskOut), spec.ESPMiB, spec.RootMiB, spec.StateMiB))
+	var xzOut string
+	if img.Board.SDImage {
+		xzOut = diskOut + ".xz"
+		step = o.Log.Step("xz " + filepath.Base(diskOut))
+		if err := xzFile(diskOut, xzOut); err != nil {
+			return nil, err
+		}
+		step.Done(fileSize(xzOut))
+	}
 	baseline, err := Baseline(o)
 	if err != nil {
 		return nil, err
@@ -311,8 +326,11 @@ func Image(o Options) (*Manifest, error) {
 	}
 	for _, a := range []struct{ kind, path string }{
 		{"disk", diskOut}, {"kernel", kernelOut}, {"initrd", initrdOut}, {"rootfs", rootOut}, {"squashfs", squashOut},
-		{"baseline-initrd", baseline},
+		{"baseline-initrd", baseline}, {"disk-xz", xzOut},
 	} {
+		if a.path == "" {
+			continue
+		}
 		art, err := describe(a.kind, a.path)
 		if err != nil {
 			return nil, err
@@ -399,13 +417,32 @@ func (o Options) workDir() (string, error) {
 func fetch(o Options) (inputs, error) {
 	img, v := o.Image, o.Versions
 	debs := filepath.Join(o.CacheDir, "debs")
-	pkgs := []deb.Package{
-		{Name: v.KernelPackage(img), Version: v.Debian.KernelVersion, Arch: img.DebianArch},
-		{Name: "systemd-boot-efi", Version: v.Debian.SystemdBootEFI, Arch: img.DebianArch},
-		{Name: "busybox-static", Version: v.Debian.BusyboxStatic, Arch: img.DebianArch},
+	in := inputs{release: v.KernelRelease(img), firmwareRoots: map[string]string{}}
+	pkgs := []deb.Package{{Name: v.KernelPackage(img), Version: v.Debian.KernelVersion, Arch: img.DebianArch}}
+	dests := []*string{&in.kernelRoot}
+	if img.Boot.Chain == imagedef.ChainSystemdBoot {
+		pkgs = append(pkgs, deb.Package{Name: "systemd-boot-efi", Version: v.Debian.SystemdBootEFI, Arch: img.DebianArch})
+		dests = append(dests, &in.bootRoot)
 	}
-	in := inputs{release: v.KernelRelease(img)}
-	dests := []*string{&in.kernelRoot, &in.bootRoot, &in.busyboxRoot}
+	pkgs = append(pkgs, deb.Package{Name: "busybox-static", Version: v.Debian.BusyboxStatic, Arch: img.DebianArch})
+	dests = append(dests, &in.busyboxRoot)
+	fwRoots := map[string]*string{}
+	for _, fw := range img.Boot.Firmware {
+		if fwRoots[fw.Package] != nil {
+			continue
+		}
+		ver, ok := v.Debian.Firmware[fw.Package]
+		if !ok {
+			return inputs{}, fmt.Errorf("boot.firmware %s: no version pinned in the versions file (debian.firmware.%s)", fw.Package, fw.Package)
+		}
+		arch := fw.Arch
+		if arch == "" {
+			arch = img.DebianArch
+		}
+		fwRoots[fw.Package] = new(string)
+		pkgs = append(pkgs, deb.Package{Name: fw.Package, Version: ver, Arch: arch})
+		dests = append(dests, fwRoots[fw.Package])
+	}
 	if v.Debian.Tzdata != "" {
 		pkgs = append(pkgs, deb.Package{Name: "tzdata", Version: v.Debian.Tzdata, Arch: "all"})
 		dests = append(dests, &in.tzdataRoot)
@@ -424,6 +461,9 @@ func fetch(o Options) (inputs, error) {
 		}
 		step.Done("ready in " + root)
 		*dests[i] = root
+	}
+	for name, root := range fwRoots {
+		in.firmwareRoots[name] = *root
 	}
 	listWith := filepath.Join(in.busyboxRoot, "bin/busybox")
 	if img.Arch != runtime.GOARCH && o.HostBusybox != "" {

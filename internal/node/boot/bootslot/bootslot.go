@@ -6,8 +6,8 @@
 //
 // Chain is the interface; BLS implements it for systemd-boot's Boot Loader
 // Specification entries with boot counting on the ESP (x86_64 and arm64
-// UEFI). A U-Boot script chain (armv7, Raspberry Pi) is the other planned
-// implementation.
+// UEFI), UBoot (uboot.go) for the U-Boot script chain of internal/ubootab
+// (armv7, Raspberry Pi). Open picks the one the image was built with.
 //
 // How BLS orders the slots: systemd-boot sorts entries whose tries are
 // exhausted last, then by sort-key (ascending), then by version (newest
@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -108,7 +109,8 @@ type Chain interface {
 	// Prefer makes a slot with a good entry the next to boot.
 	Prefer(slot string) error
 	// Demote makes a slot's entry exhausted, so the loader skips it; it
-	// returns the entry's old and new file names.
+	// returns where on the ESP that was recorded, before and after (for
+	// BLS the entry's old and new paths).
 	Demote(slot string) (from, to string, err error)
 }
 
@@ -326,14 +328,15 @@ func (c BLS) Demote(slot string) (from, to string, err error) {
 	if s.State == Empty {
 		return "", "", fmt.Errorf("demote slot %s: it has no boot entry in %s", slot, c.dir())
 	}
+	from = path.Join(layout.ESPEntriesDir, s.File)
 	if s.exhausted || (s.TriesLeft == 0 && s.TriesDone > 0) {
-		return s.File, s.File, nil
+		return from, from, nil
 	}
-	to = fmt.Sprintf("%s%s+0-%d.conf", layout.ESPEntryNamePrefix, slot, max(s.TriesDone, 1))
-	if err := os.Rename(filepath.Join(c.dir(), s.File), filepath.Join(c.dir(), to)); err != nil {
-		return s.File, "", fmt.Errorf("demote slot %s: %w", slot, err)
+	name := fmt.Sprintf("%s%s+0-%d.conf", layout.ESPEntryNamePrefix, slot, max(s.TriesDone, 1))
+	if err := os.Rename(filepath.Join(c.dir(), s.File), filepath.Join(c.dir(), name)); err != nil {
+		return from, "", fmt.Errorf("demote slot %s: %w", slot, err)
 	}
-	return s.File, to, syncDir(c.dir())
+	return from, path.Join(layout.ESPEntriesDir, name), syncDir(c.dir())
 }
 
 func (c BLS) slot(name string) (Slot, error) {

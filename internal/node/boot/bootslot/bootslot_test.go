@@ -38,7 +38,7 @@ func files(t *testing.T, dir string) []string {
 	return out
 }
 
-func summary(t *testing.T, c BLS) string {
+func summary(t *testing.T, c Chain) string {
 	t.Helper()
 	slots, err := c.Slots()
 	if err != nil {

@@ -2,13 +2,12 @@ package stage1
 
 import (
 	"fmt"
-	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
-	"path"
 	"path/filepath"
 	"time"
 
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/node/boot/blockdev"
+	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
 	"github.com/kestrel-os/kestrel/internal/node/boot/esp"
 )
 
@@ -52,11 +51,10 @@ func refuseSlot(env Env, devs []blockdev.Device, slot string, wait time.Duration
 		r.DemoteErr = fmt.Errorf("mount the ESP: %w", err)
 		return r
 	}
-	from, to, err := bootslot.BLS{ESP: target}.Demote(slot)
+	from, to, err := bootslot.Open(target, "").Demote(slot)
 	if err != nil {
 		r.DemoteErr = err
 	} else {
-		from, to = path.Join(layout.ESPEntriesDir, from), path.Join(layout.ESPEntriesDir, to)
 		r.Demoted = to
 		logf("boot entry %s -> %s", from, to)
 	}

@@ -59,7 +59,7 @@ func Timer(logf func(string, ...any)) console.RescueTimer {
 	cmd, _ := kcmdline.Read("/proc/cmdline")
 	t := console.RescueTimer{Timeout: console.RescueTimeout(cmd, logf)}
 	slot := cmd.Value(layout.CmdlineSlot, "")
-	if slots, err := (bootslot.BLS{ESP: layout.ESPMount, Booted: slot}).Slots(); err == nil {
+	if slots, err := bootslot.Open(layout.ESPMount, slot).Slots(); err == nil {
 		for _, s := range slots {
 			t.OnTrial = t.OnTrial || (s.Name == slot && s.State == bootslot.Trying)
 		}
