@@ -19,6 +19,7 @@ pkgs=(
   openssl                                  # test PKI for the kube-apiserver
   socat                                    # serial console helpers
   cryptsetup-bin                           # veritysetup: checks the builder's dm-verity trees
+  xorriso gdisk                            # the hybrid ISO (make iso), read back with sgdisk
 )
 
 stamp="$top/.cache/deps.stamp"
