@@ -44,6 +44,7 @@ type imageOpts struct {
 	K3s     string // -k3s of the builder: none, standin
 	Version string // release version; testVersion when empty
 	Bundle  bool   // also `make bundle` (the signed release bundle)
+	ISO     bool   // `make iso` instead of `make image` (the image and the ISO)
 }
 
 var (
@@ -100,6 +101,9 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 			o.K3s = "none"
 		}
 		args := append(makeImageArgs(t, o.Version, out), "K3S="+o.K3s)
+		if o.ISO {
+			args[2] = "iso"
+		}
 		if o.Bundle {
 			args = append(args, "bundle")
 		}

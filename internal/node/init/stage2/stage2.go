@@ -470,6 +470,11 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 		// for whoever holds the console.
 		consoleSpec.Path, consoleSpec.Args = env.Login, nil
 	}
+	if sys.Live && cmd.Value(layout.CmdlineMode, "") == layout.ModeInstall {
+		// The ISO's Install entry: the installer instead of a shell (it
+		// starts again if left without installing).
+		consoleSpec.Path, consoleSpec.Args = layout.KestrelBin, []string{"install"}
+	}
 	if err := sup.Start(consoleSpec); err != nil {
 		sys.Warn("console: %v", err)
 	}
