@@ -329,6 +329,11 @@ func Run(ctx context.Context, o Options) error {
 	if err := esp.Mount([]blockdev.Device{parts[layout.PartESP]}, esp.Options{Sys: o.Sys, Dev: o.Dev, Target: espDir}, o.Mount); err != nil {
 		return fmt.Errorf("mount the new ESP: %w", err)
 	}
+	// The ESP image has loader.conf but no entries yet.
+	if err := os.MkdirAll(filepath.Join(espDir, layout.ESPEntriesDir), 0o755); err != nil {
+		o.Unmount(espDir, 0)
+		return fmt.Errorf("the new ESP: %w", err)
+	}
 	_, err = update.WriteSlot(ctx, rel, update.Target{
 		Slot: layout.Slots[0], Device: parts[layout.PartRootA].Path(o.Dev), ESP: espDir,
 		Chain: bootslot.BLS{ESP: espDir}, Options: l.Options,
