@@ -240,7 +240,7 @@ func TestISOInstall(t *testing.T) {
 		t.Errorf("installed slots: %s", s)
 	}
 	if out := n.g.run("df -m /state | tail -1"); !grownState(out) {
-		t.Errorf("state not grown to the 4 GiB disk: %s", out)
+		t.Errorf("state not grown to the rest of the 4 GiB disk (~1.7 GiB): %s", out)
 	}
 
 	// 3. An A/B upgrade on the installed disk.
@@ -258,14 +258,16 @@ func TestISOInstall(t *testing.T) {
 	}, n)
 }
 
-// grownState reads `df -m` 's last line: more than 3 GiB in total.
+// grownState reads `df -m` 's last line: more than 1.5 GiB in total
+// (the image's state partition is 64 MiB; a 4 GiB disk leaves ~1.7 GiB
+// after the ESP and two 1 GiB roots).
 func grownState(df string) bool {
 	f := strings.Fields(df)
 	if len(f) < 2 {
 		return false
 	}
 	total, err := strconv.Atoi(f[1])
-	return err == nil && total > 3000
+	return err == nil && total > 1500
 }
 
 // keepConsoleIn copies a failed test's console log to out/test-iso/logs.

@@ -308,7 +308,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer rel.Close()
 	m := rel.Manifest()
-	say("installing Kestrel %s onto %s (%s %s)", m.Version, k.Path, blockdev.HumanSize(k.Size), k.Model)
+	say("installing Kestrel %s onto %s (%s)", m.Version, k.Path, strings.TrimSpace(blockdev.HumanSize(k.Size)+" "+k.Model))
 
 	if err := partition(k, l); err != nil {
 		return err
