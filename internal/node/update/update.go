@@ -16,6 +16,9 @@
 //     the sort key that makes the loader boot it next, its command line the
 //     running entry's with the new release's verity parameters.
 //
+// WriteSlot is steps 2 to 4 alone: `kestrel install` (internal/node/install)
+// writes slot A of a new disk with it, as a good entry.
+//
 // Nothing is written before the release has been verified whole (the
 // release package checks the signature and every part's hash first) and
 // before the policy checks pass: same arch and board, not older than the
