@@ -81,7 +81,7 @@ func BenchmarkISOInstall(b *testing.B) {
 	install := elapsed("kestrel install --device /dev/vda --force --silent --no-reboot > /tmp/install.log 2>&1")
 	run("tail -1 /tmp/install.log")
 	dd := elapsed("dd if=$k/rootfs of=/dev/vda2 bs=4M conv=fsync 2>/dev/null; zcat $k/esp.img.gz | dd of=/dev/vda1 bs=4M conv=fsync 2>/dev/null; zcat $k/state.img.gz | dd of=/dev/vda4 bs=4M conv=fsync 2>/dev/null")
-	out = run("echo bytes=$(( $(stat -c %s $k/rootfs) + $(zcat $k/esp.img.gz | wc -c) + $(zcat $k/state.img.gz | wc -c) ))")
+	out := run("echo bytes=$(( $(stat -c %s $k/rootfs) + $(zcat $k/esp.img.gz | wc -c) + $(zcat $k/state.img.gz | wc -c) ))")
 	bytes := field(b, out, `bytes=(\d+)`)
 	fmt.Printf("\ninstall inside the VM (%.1f MB written besides the GPT):\n", bytes/1e6)
 	fmt.Printf("  kestrel install %.1f s, dd of the same bytes %.1f s: ratio %.2f (install time / dd time; TCG, shared CPU: noisy)\n",
