@@ -26,7 +26,7 @@ DEV_KEYS     := $(OUT)/keys
 SIGN_KEY     ?= $(DEV_KEYS)/release.key
 TRUSTED_KEYS ?= $(DEV_KEYS)/release.pub
 
-.PHONY: all deps image bundle upgrade-image run test test-short test-all bench k8s-test-bins clean
+.PHONY: all deps image iso bundle upgrade-image run test test-short test-all bench k8s-test-bins clean
 
 all: image
 
@@ -38,6 +38,11 @@ $(DEV_KEYS)/release.key:
 
 image: deps $(if $(filter $(DEV_KEYS)/release.key,$(SIGN_KEY)),$(DEV_KEYS)/release.key)
 	$(GO) run ./cmd/kestrel-build image -def $(DEF) -out $(OUT) -version $(VERSION) -k3s $(K3S) \
+		-sign-key $(SIGN_KEY) -trusted-keys $(TRUSTED_KEYS)
+
+# The image plus the hybrid live/installer ISO: out/kestrel-<version>-<arch>.iso.
+iso: deps $(if $(filter $(DEV_KEYS)/release.key,$(SIGN_KEY)),$(DEV_KEYS)/release.key)
+	$(GO) run ./cmd/kestrel-build iso -def $(DEF) -out $(OUT) -version $(VERSION) -k3s $(K3S) \
 		-sign-key $(SIGN_KEY) -trusted-keys $(TRUSTED_KEYS)
 
 # The signed single-file release bundle: out/kestrel-<version>-<arch>.bundle.

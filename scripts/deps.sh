@@ -22,6 +22,7 @@ pkgs=(
   qemu-system-arm qemu-efi-aarch64         # arm64 (AAVMF) and armv7 boot tests, Raspberry Pi models
   u-boot-qemu                              # U-Boot for qemu's virt machines (armv7, arm64)
   u-boot-tools                             # mkimage: compiles the A/B boot script
+  xorriso gdisk                            # the hybrid ISO (make iso), read back with sgdisk
 )
 
 # The arm targets' Debian packages (kernels, busybox, systemd-boot, U-Boot)

@@ -1,6 +1,7 @@
 // Command kestrel-build is Kestrel's host-side image builder.
 //
 //	kestrel-build image -def images/amd64.yaml [-out out] [-version 0.1.0] [-k3s none|pinned|standin] [-sign-key KEY] [-trusted-keys PUB[,PUB...]]
+//	kestrel-build iso  (the image's flags; also writes kestrel-<v>-<target>.iso)
 //	kestrel-build baseline-initrd -def images/amd64.yaml [-out out]
 //	kestrel-build keygen -out DIR
 //	kestrel-build bundle -key KEY [-out out] [-version 0.1.0] [-target amd64]
@@ -30,6 +31,7 @@ const usage = `usage: kestrel-build <command> [flags]
 
 commands:
   image            build the disk image and its parts (kernel, initrd, rootfs with verity tree, manifests)
+  iso              "image", then the hybrid live and installer ISO (CD or USB stick)
   baseline-initrd  build the boot benchmark's baseline initramfs
   keygen           write a release signing key pair (release.key, release.pub) into -out
   bundle           write the signed single-file release bundle of an image build
@@ -64,7 +66,7 @@ func run(command string, args []string, stderr io.Writer) error {
 	case "bundle":
 		return runBundle(args)
 	}
-	if command != "image" && command != "baseline-initrd" {
+	if command != "image" && command != "iso" && command != "baseline-initrd" {
 		return errors.New(usage)
 	}
 	fs := flag.NewFlagSet(command, flag.ExitOnError)
@@ -101,7 +103,7 @@ func run(command string, args []string, stderr io.Writer) error {
 		Image: img, Versions: v, Version: *version, OutDir: *out, CacheDir: *cache,
 		Kestrel: *kestrel, Stage1: *stage1, BaselineInit: *baseline, Overlay: *overlay, Manifests: *manifests, CABundle: *ca,
 		HostBusybox: *hostBusybox, K3s: *k3s, VersionsFile: *versions, Time: epoch, Log: plog,
-		SignKey: *signKey, TrustedKeys: splitList(*trusted),
+		SignKey: *signKey, TrustedKeys: splitList(*trusted), ISO: command == "iso",
 	}
 	if command == "baseline-initrd" {
 		path, err := pipeline.Baseline(o)

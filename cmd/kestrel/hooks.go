@@ -35,8 +35,14 @@ func stage2Hooks() stage2.Hooks {
 	cfg := newPhases() // the config phases; cfg.Config() is the merged config
 	sshdBoot, sshdNetworkUp := sshdHooks(func() supervisor.Spec { return sshdSpec(cfg) })
 	slot := &trial.Trial{Root: "/", Now: time.Now}
+	// A live boot (the ISO) has no slot on trial: nothing to mark good,
+	// demote or roll back.
+	live := false
 	return stage2.Hooks{
 		Boot: []stage2.Hook{{Name: "slots", Run: func(ctx context.Context, sys *stage2.System) error {
+			if live = sys.Live; live {
+				return nil
+			}
 			slot.Chain = bootslot.Open(layout.ESPMount, sys.Slot)
 			// Trial's news comes after ready, while someone may be typing
 			// on the console: it goes to the kernel log (dmesg), warnings
@@ -52,18 +58,32 @@ func stage2Hooks() stage2.Hooks {
 			return c != nil && c.Kestrel.ConsoleShell != nil && !*c.Kestrel.ConsoleShell
 		},
 		Ready: []stage2.Hook{{Name: "verity check", Run: func(ctx context.Context, _ *stage2.System) error {
+			if live {
+				return nil
+			}
 			slot.CheckRoot(ctx)
 			return nil
 		}}},
 		NetworkUp: []stage2.Hook{
 			{Name: "config (network-up)", Run: cfg.NetworkUp},
 			sshdNetworkUp,
+			// The live ISO's unattended install (install.go).
+			unattendedInstall(cfg.Config),
 			k3sManifestsHook(cfg.Config),
 			// k3s last: it reads the config the phases before it merged.
 			service.Hook(service.Options{
 				Root: "/", Mount: unix.Mount, Swapoff: service.Swapoff, Config: cfg.Config,
-				OnBootGood:    []func(context.Context) error{slot.Good, labelNode(slot)},
-				OnBootNotGood: []func(string){slot.NotGood},
+				OnBootGood: []func(context.Context) error{func(ctx context.Context) error {
+					if live {
+						return nil
+					}
+					return slot.Good(ctx)
+				}, labelNode(slot)},
+				OnBootNotGood: []func(string){func(why string) {
+					if !live {
+						slot.NotGood(why)
+					}
+				}},
 			}),
 		},
 	}

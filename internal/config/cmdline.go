@@ -16,7 +16,7 @@ import (
 //   - only kestrel.* and k3os.* (legacy) keys are config; everything else
 //     (console=, root=, quiet) is ignored;
 //   - the boot switches stage 1 and stage 2 read (kestrel.slot,
-//     kestrel.debug, k3OS's mode, fallback_mode, rescue, and the dm-verity
+//     kestrel.debug, kestrel.live, k3OS's mode, fallback_mode, rescue, and the dm-verity
 //     parameters kestrel.verity.* of internal/verity) are not config;
 //   - a bare key means "true" (kestrel.console_shell);
 //   - the rest of the key is a config path; every occurrence is kept in
@@ -73,7 +73,7 @@ var cmdlinePrefixes = []string{"kestrel.", "k3os."}
 // bootSwitches are kestrel./k3os. keys that stage 1 and stage 2 read
 // from the command line themselves; they are not config. A name ending
 // in '.' stands for every key below it.
-var bootSwitches = []string{"slot", "debug", "mode", "fallback_mode", "rescue", "rescue_timeout", "verity."}
+var bootSwitches = []string{"slot", "debug", "mode", "fallback_mode", "rescue", "rescue_timeout", "verity.", "live"}
 
 // cmdlineConfigPath returns the config path of a command-line key, and
 // whether the key is config at all.

@@ -46,6 +46,8 @@ func TestParseCmdline(t *testing.T) {
 // columns, and that a bare key is true.
 func TestCmdlineConfigKeys(t *testing.T) {
 	line := `console=ttyS0 kestrel.slot=a kestrel.debug k3os.mode=live k3os.rescue kestrel. other.hostname=x kestrel.hostname=h kestrel.console_shell`
+	// The live ISO's entries (internal/build/isoimage).
+	line += " kestrel.live kestrel.mode=install kestrel.rescue kestrel.rescue_timeout=0"
 	// The builder's boot entries carry stage 1's verity parameters.
 	v := verity.Params{RootHash: strings.Repeat("ab", 32), DataBlocks: 10, HashOffset: 40960}
 	line += " " + strings.Join(v.CmdlineOptions(), " ")
@@ -57,6 +59,15 @@ func TestCmdlineConfigKeys(t *testing.T) {
 	want := Config{Hostname: "h", Kestrel: Section{ConsoleShell: bp(true)}}
 	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("got  %+v\nwant %+v", *got, want)
+	}
+	// The installer's keys are config, k3OS's spelling too.
+	d, err = ParseCmdline("cmdline", "kestrel.install.device=/dev/sda k3os.install.power_off=true k3os.install.config_url=https://x/c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = d.Config()
+	if in := got.Kestrel.Install; in.Device != "/dev/sda" || !in.PowerOff || in.ConfigURL != "https://x/c.yaml" {
+		t.Errorf("install keys: %+v", in)
 	}
 	// Columns count from the parameter's first byte, quote included.
 	_, err = ParseCmdline("cmdline", `quiet "kestrel.hostnme=a b"`)

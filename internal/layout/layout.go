@@ -113,6 +113,43 @@ const (
 	RandomSeed = "/var/lib/kestrel/random-seed"
 )
 
+// The live ISO (kestrel-build's isoimage writes it, stage 1's live path
+// boots it, `kestrel install` copies from it). Stage 1 finds the ISO by its
+// volume identifier on any whole disk (a CD drive, or a USB stick the ISO
+// was written to), never by partition: a CD has no partition table.
+const (
+	ISOVolumeID = "KESTREL_LIVE"          // ISO 9660 volume identifier
+	ISORootfs   = "/kestrel/rootfs"       // root partition image: squashfs + dm-verity tree
+	ISORelease  = "/kestrel/release.json" // signed release manifest of the parts below
+	ISOKernel   = "/kestrel/vmlinuz"
+	ISOInitrd   = "/kestrel/initrd"
+	// ISOESPImage and ISOStateImage are an installed disk's ESP (FAT32
+	// with the loader and loader.conf, no slot yet) and empty state
+	// filesystem (ext4, grown on first boot), gzip-compressed: what
+	// kestrel install writes besides slot A, made by the disk image's code.
+	ISOESPImage   = "/kestrel/esp.img.gz"
+	ISOStateImage = "/kestrel/state.img.gz"
+	ISOInstall    = "/kestrel/install.json" // the disk layout and command line the installer writes
+	// ISOMount is where live stage 1 leaves the ISO mounted (read-only)
+	// in the new root.
+	ISOMount = "/run/kestrel/iso"
+	// PartLiveESP is the GPT name of the ISO's FAT partition when the ISO
+	// is a USB disk: not PartESP, so that a live stick plugged into an
+	// installed node never makes that node's ESP ambiguous.
+	PartLiveESP = "kestrel-live"
+	// CmdlineLive makes stage 1 boot the ISO's root with state on tmpfs;
+	// stage 2 then leaves the ESP and boot counting alone.
+	CmdlineLive = "kestrel.live"
+	// CmdlineMode=ModeInstall (the ISO's Install entry) runs kestrel
+	// install on the console instead of a shell (k3OS: k3os.mode=install).
+	CmdlineMode = "kestrel.mode"
+	ModeInstall = "install"
+	// CmdlineRescue makes stage 1 drop to the rescue shell at once.
+	CmdlineRescue = "kestrel.rescue"
+	// SlotLive is kestrel.slot on the ISO's entries.
+	SlotLive = "live"
+)
+
 // PersistentDirs are bind-mounted from StateMount/<dir> onto /<dir>.
 var PersistentDirs = []string{"var", "home", "root"}
 

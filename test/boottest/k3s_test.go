@@ -47,6 +47,7 @@ type imageOpts struct {
 	// Target is the image definition, images/<Target>.yaml; "" is amd64.
 	// The stand-in is built for its arch.
 	Target string
+	ISO     bool   // `make iso` instead of `make image` (the image and the ISO)
 }
 
 var (
@@ -109,6 +110,9 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 			o.Target = "amd64"
 		}
 		args := append(makeImageArgs(t, o.Version, out), "K3S="+o.K3s, "ARCH="+o.Target)
+		if o.ISO {
+			args[2] = "iso"
+		}
 		if o.Bundle {
 			args = append(args, "bundle")
 		}

@@ -82,6 +82,11 @@ type Config struct {
 	// Board is a Raspberry Pi machine (Raspi3B, Raspi2B) instead of the
 	// generic one; DTB is then the device tree given to the kernel.
 	Board, DTB string
+	// CDROM is an ISO attached as a CD (q35's AHCI), USB a raw image
+	// attached as a USB stick on an xHCI controller (written to a
+	// snapshot, so the file stays as it is). With either, Disk may be ""
+	// (no virtio disk) or a blank disk to install to.
+	CDROM, USB string
 	// ExtraDrives are attached as further virtio disks (e.g. a NoCloud disk).
 	ExtraDrives []string
 	// HostFwd forwards a loopback TCP port to a guest port ("tcp::2222-:22").
@@ -246,14 +251,23 @@ func qemuArgs(cfg Config) ([]string, error) {
 				return nil, err
 			}
 		}
-		disk, err := overlay(cfg)
-		if err != nil {
-			return nil, err
-		}
 		args = append(args,
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
-			"-drive", "if=pflash,format=raw,unit=1,file="+varsCopy,
-			"-drive", "if=virtio,format=qcow2,file="+disk)
+			"-drive", "if=pflash,format=raw,unit=1,file="+varsCopy)
+		if cfg.Disk != "" {
+			disk, err := overlay(cfg)
+			if err != nil {
+				return nil, err
+			}
+			args = append(args, "-drive", "if=virtio,format=qcow2,file="+disk)
+		}
+		if cfg.CDROM != "" {
+			args = append(args, "-drive", "if=none,id=cd0,media=cdrom,readonly=on,format=raw,file="+cfg.CDROM, "-device", "ide-cd,drive=cd0")
+		}
+		if cfg.USB != "" {
+			args = append(args, "-device", "qemu-xhci,id=xhci", "-drive", "if=none,id=usb0,format=raw,snapshot=on,file="+cfg.USB,
+				"-device", "usb-storage,bus=xhci.0,drive=usb0")
+		}
 		if cfg.Arch == ARM64 {
 			args = append(args, "-boot", "menu=on,splash-time=0")
 		}

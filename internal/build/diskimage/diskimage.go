@@ -191,7 +191,7 @@ func fill(d *disk.Disk, s Spec, parts []*gpt.Partition, tmpDir string) error {
 	if err := copyInto(d, parts[1], s.RootA); err != nil {
 		return fmt.Errorf("%s: %w", layout.PartRootA, err)
 	}
-	state, err := makeState(s, int64(parts[3].Size), tmpDir)
+	state, err := MakeState(s, int64(parts[3].Size), tmpDir)
 	if err != nil {
 		return err
 	}
@@ -299,13 +299,14 @@ func copyInto(d *disk.Disk, p *gpt.Partition, src string) error {
 	return nil
 }
 
-// makeState creates the ext4 state filesystem in a temporary file in dir
-// and returns its path. 4 KiB blocks (mkfs.ext4 would pick 1 KiB for a
+// MakeState creates the ext4 state filesystem of size bytes in a
+// temporary file in dir and returns its path (the ISO carries one for
+// kestrel install). 4 KiB blocks (mkfs.ext4 would pick 1 KiB for a
 // small filesystem) because stage 1 grows it to the whole disk online.
 // The directories are made with debugfs rather than mkfs.ext4 -d, which
 // would copy the build host's ctime into the inodes: with
 // E2FSPROGS_FAKE_TIME every timestamp is s.Time and the bytes repeat.
-func makeState(s Spec, size int64, dir string) (string, error) {
+func MakeState(s Spec, size int64, dir string) (string, error) {
 	f, err := os.CreateTemp(dir, ".state-*.ext4")
 	if err != nil {
 		return "", fmt.Errorf("state: %w", err)
@@ -349,4 +350,30 @@ func makeState(s Spec, size int64, dir string) (string, error) {
 		return "", fmt.Errorf("state: debugfs: %v %s", err, strings.Join(problems, "; "))
 	}
 	return img, nil
+}
+
+// BuildFAT writes s's ESP alone, as a FAT32 filesystem image of s.ESPMiB
+// MiB with no partition table, to out (replacing it): the ISO's EFI boot
+// image (internal/build/isoimage) is this. Only Arch, Seed, ESPMiB, ESP,
+// ESPData and Time are read.
+func BuildFAT(s Spec, out string) error {
+	size := s.ESPMiB * mib
+	tmp := out + ".partial"
+	os.Remove(tmp)
+	defer os.Remove(tmp)
+	d, err := diskfs.Create(tmp, size, diskfs.SectorSize512)
+	if err != nil {
+		return fmt.Errorf("FAT image %s: %w", out, err)
+	}
+	err = writeESP(d, 0, 0, size, s)
+	if cerr := d.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("FAT image %s: %w", out, err)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return fmt.Errorf("FAT image %s: %w", out, err)
+	}
+	return nil
 }

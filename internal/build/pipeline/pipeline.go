@@ -120,6 +120,9 @@ type Options struct {
 	TrustedKeys []string
 	// Time stamps every file in the images (SOURCE_DATE_EPOCH).
 	Time int64
+	// ISO also writes the live and installer ISO, kestrel-<v>-<name>.iso
+	// (iso.go; needs SignKey).
+	ISO bool
 	// Log receives progress lines (kestrel-build: on stderr): each step
 	// with its duration, downloads with bytes and rate; nil discards them.
 	Log *progress.Log
@@ -134,7 +137,7 @@ const (
 
 // Artifact is one output file in the manifest.
 type Artifact struct {
-	Kind   string `json:"kind"` // disk, kernel, initrd, rootfs (partition image), squashfs, baseline-initrd, release (signed manifest)
+	Kind   string `json:"kind"` // disk, kernel, initrd, rootfs (partition image), squashfs, baseline-initrd, release (signed manifest), iso
 	Path   string `json:"path"` // relative to the manifest
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
@@ -342,6 +345,17 @@ func Image(o Options) (*Manifest, error) {
 			return nil, err
 		}
 		art, err := describe("release", prefix+".release.json")
+		if err != nil {
+			return nil, err
+		}
+		m.Artifacts = append(m.Artifacts, art)
+	}
+	if o.ISO {
+		iso, err := o.writeISO(prefix, in.bootRoot, work, vp)
+		if err != nil {
+			return nil, err
+		}
+		art, err := describe("iso", iso)
 		if err != nil {
 			return nil, err
 		}

@@ -16,6 +16,9 @@
 //     the sort key that makes the loader boot it next, its command line the
 //     running entry's with the new release's verity parameters.
 //
+// WriteSlot is steps 2 to 4 alone: `kestrel install` (internal/node/install)
+// writes slot A of a new disk with it, as a good entry.
+//
 // Nothing is written before the release has been verified whole (the
 // release package checks the signature and every part's hash first) and
 // before the policy checks pass: same arch and board, not older than the
@@ -184,35 +187,76 @@ func Apply(ctx context.Context, n Node, rel Release, o Options) (Result, error) 
 	}
 	p.line("step 1/4: boot entry of slot %s removed", target)
 
+	opts := slices.DeleteFunc(slices.Clone(slots[running].Options), func(o string) bool {
+		return strings.HasPrefix(o, "kestrel.verity.")
+	})
+	return writeSlot(ctx, rel, Target{
+		Slot: target, Device: dev.Path(filepath.Join(n.Host, "dev")), ESP: filepath.Join(n.Host, layout.ESPMount),
+		Chain: n.Chain, Options: opts, Tries: bootslot.DefaultTries,
+	}, &p)
+}
+
+// Target is where WriteSlot writes a release.
+type Target struct {
+	Slot   string // a or b
+	Device string // the slot's root partition (device node)
+	ESP    string // where the ESP is mounted
+	Chain  bootslot.Chain
+	// Options is the entry's kernel command line without the verity
+	// parameters (the release's are added) and kestrel.slot.
+	Options []string
+	// Tries is the entry's boot tries; 0 writes a good entry (an install).
+	Tries int
+}
+
+// WriteSlot writes a verified release into t: steps 2 to 4 of the
+// package doc (root image streamed and read back, kernel and initramfs on
+// the ESP, the entry last). Apply runs it after its checks and step 1;
+// `kestrel install` runs it for slot A of a new disk. The caller must
+// have made sure the loader cannot boot t.Slot meanwhile.
+func WriteSlot(ctx context.Context, rel Release, t Target, o Options) (Result, error) {
+	p := progress{out: o.Out, terminal: o.Terminal, now: o.Now}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	return writeSlot(ctx, rel, t, &p)
+}
+
+func writeSlot(ctx context.Context, rel Release, t Target, p *progress) (Result, error) {
+	m := rel.Manifest()
+	rootfs, ok := part(m, PartRootfs)
+	if !ok {
+		return Result{}, fmt.Errorf("release %s has no %s", m.Version, PartRootfs)
+	}
 	// 2. Root image into the partition, then read back.
 	start := p.now()
-	if err := writeRoot(ctx, rel, rootfs, dev.Path(filepath.Join(n.Host, "dev")), &p); err != nil {
-		return Result{}, fmt.Errorf("slot %s root: %w", target, err)
+	if err := writeRoot(ctx, rel, rootfs, t.Device, p); err != nil {
+		return Result{}, fmt.Errorf("slot %s root: %w", t.Slot, err)
 	}
-	res := Result{Slot: target, Version: m.Version, Bytes: rootfs.Size, Write: p.now().Sub(start)}
-	if err := verifyDevice(dev.Path(filepath.Join(n.Host, "dev")), rootfs); err != nil {
-		return Result{}, fmt.Errorf("slot %s root: %w", target, err)
+	res := Result{Slot: t.Slot, Version: m.Version, Bytes: rootfs.Size, Write: p.now().Sub(start)}
+	if err := verifyDevice(t.Device, rootfs); err != nil {
+		return Result{}, fmt.Errorf("slot %s root: %w", t.Slot, err)
 	}
 	p.line("step 2/4: root image written and read back (%s, sha256 ok)", blockdev.HumanSize(rootfs.Size))
 
 	// 3. Kernel and initramfs on the ESP.
-	esp := filepath.Join(n.Host, layout.ESPMount)
-	for _, f := range []struct{ part, path string }{{PartKernel, bls.KernelPath(target)}, {PartInitrd, bls.InitrdPath(target)}} {
-		if err := writeESPFile(rel, f.part, filepath.Join(esp, f.path)); err != nil {
-			return Result{}, fmt.Errorf("slot %s: %w", target, err)
+	for _, f := range []struct{ part, path string }{{PartKernel, bls.KernelPath(t.Slot)}, {PartInitrd, bls.InitrdPath(t.Slot)}} {
+		if err := writeESPFile(rel, f.part, filepath.Join(t.ESP, f.path)); err != nil {
+			return Result{}, fmt.Errorf("slot %s: %w", t.Slot, err)
 		}
 	}
 	p.line("step 3/4: kernel and initramfs written to the ESP")
 
 	// 4. Offer the slot.
-	opts := slices.DeleteFunc(slices.Clone(slots[running].Options), func(o string) bool {
-		return strings.HasPrefix(o, "kestrel.verity.")
-	})
-	entry := bls.Entry{Slot: target, Version: m.Version, Options: append(opts, m.Verity.CmdlineOptions()...)}
-	if err := n.Chain.Offer(entry, bootslot.DefaultTries); err != nil {
+	entry := bls.Entry{Slot: t.Slot, Version: m.Version, Options: append(slices.Clone(t.Options), m.Verity.CmdlineOptions()...)}
+	if err := t.Chain.Offer(entry, t.Tries); err != nil {
 		return Result{}, err
 	}
-	p.line("step 4/4: slot %s offered for %d boot tries", target, bootslot.DefaultTries)
+	if t.Tries > 0 {
+		p.line("step 4/4: slot %s offered for %d boot tries", t.Slot, t.Tries)
+	} else {
+		p.line("step 4/4: slot %s's boot entry written", t.Slot)
+	}
 	return res, nil
 }
 

@@ -45,6 +45,8 @@ type Options struct {
 	Dev      string // directory of the device nodes, normally "/dev"
 	Target   string // mount point; created 0700 when missing
 	ReadOnly bool
+	// Name is the partition's GPT name; "" is layout.PartESP.
+	Name string
 	// Check, when set, checks and repairs the device before a read-write
 	// mount (never before a read-only one). Its report and its error go
 	// to Warn; neither stops the mount.
@@ -69,7 +71,11 @@ type Checker func(dev string) (repaired string, err error)
 //
 // A read-write mount with o.Check runs the check first (see Options).
 func Mount(devs []blockdev.Device, o Options, mount mounts.MountFunc) error {
-	d, err := blockdev.ByPartName(devs, layout.PartESP)
+	name := o.Name
+	if name == "" {
+		name = layout.PartESP
+	}
+	d, err := blockdev.ByPartName(devs, name)
 	if err != nil {
 		return err
 	}

@@ -89,6 +89,9 @@ func Run(env Env) error {
 	debug := cmd.Has(layout.CmdlineDebug)
 	mark := boottime.NewSteps(env.Clock, start, debug, logf).Mark // per-step timing
 	mark("stage 1 start")
+	if cmd.Has(layout.CmdlineLive) {
+		return runLive(env, cmd, start, mark, debug, logf) // live.go
+	}
 	slot := cmd.Value(layout.CmdlineSlot, layout.Slots[0])
 	if !slices.Contains(layout.Slots, slot) {
 		return fmt.Errorf("kernel command line: %s=%q is not a slot (want one of %s)", layout.CmdlineSlot, slot, strings.Join(layout.Slots, ", "))

@@ -142,8 +142,11 @@ type System struct {
 	Control    *control.Server
 	Version    string
 	Slot       string
-	Hostname   string
-	Logf       func(format string, args ...any)
+	// Live is a boot from the live ISO (layout.CmdlineLive): state on
+	// tmpfs, no ESP, no boot counting.
+	Live     bool
+	Hostname string
+	Logf     func(format string, args ...any)
 	// Power asks PID 1's main loop for a clean poweroff, reboot or halt
 	// (the same path as the control socket's ops).
 	Power func(power.Action)
@@ -287,6 +290,7 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 		sys.Warn("%v", err)
 	}
 	sys.Slot = cmd.Value(layout.CmdlineSlot, "unknown")
+	sys.Live = cmd.Has(layout.CmdlineLive)
 	debug := cmd.Has(layout.CmdlineDebug)
 	// Stage 2 counts from where stage 1 handed over, so that switch_root
 	// and loading /sbin/init are not lost between the two: kernel +
@@ -345,7 +349,13 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 	if n := power.WatchPowerButton(ctx, p("/dev/input"), func() { request(power.Poweroff) }); n == 0 {
 		logf("no input devices: the power button will not be seen")
 	}
-	mountESP(sys, env.Mount)
+	if sys.Live {
+		// Stage 1 mounted the ISO's FAT read-only there (or nothing, from
+		// a CD); an installed disk's ESP is left alone.
+		logf("live system: state on tmpfs, no boot counting, %s is the ISO's (read-only)", layout.ESPMount)
+	} else {
+		mountESP(sys, env.Mount)
+	}
 	mark("ESP mounted")
 
 	wired, _ := netup.WiredInterfaces(p("/sys/class/net"))
@@ -459,6 +469,11 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 		// 5 times OpenSSH's bound, not the minutes of 256 KiB, and only
 		// for whoever holds the console.
 		consoleSpec.Path, consoleSpec.Args = env.Login, nil
+	}
+	if sys.Live && cmd.Value(layout.CmdlineMode, "") == layout.ModeInstall {
+		// The ISO's Install entry: the installer instead of a shell (it
+		// starts again if left without installing).
+		consoleSpec.Path, consoleSpec.Args = layout.KestrelBin, []string{"install"}
 	}
 	if err := sup.Start(consoleSpec); err != nil {
 		sys.Warn("console: %v", err)
