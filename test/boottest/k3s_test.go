@@ -47,7 +47,7 @@ type imageOpts struct {
 	// Target is the image definition, images/<Target>.yaml; "" is amd64.
 	// The stand-in is built for its arch.
 	Target string
-	ISO     bool   // `make iso` instead of `make image` (the image and the ISO)
+	ISO    bool // `make iso` instead of `make image` (the image and the ISO)
 }
 
 var (
