@@ -41,7 +41,7 @@ const (
 // imageOpts selects a test image variant.
 type imageOpts struct {
 	Name    string // output directory under out/
-	K3s     string // -k3s of the builder: none, standin
+	K3s     string // -k3s of the builder: none, standin, kubelet
 	Version string // release version; testVersion when empty
 	Bundle  bool   // also `make bundle` (the signed release bundle)
 }
@@ -59,7 +59,8 @@ type variantBuild struct {
 
 // buildImageWith builds a test image variant once per test binary with
 // `make image`; for K3s "standin" it first builds the k3s stand-in
-// (static) and hands it to the builder as K3S_BINARY.
+// (static) and hands it to the builder as K3S_BINARY; for "kubelet" the
+// same with test/k3s-kubelet, after scripts/k8s-node-bins.sh.
 func buildImageWith(t testing.TB, o imageOpts) *Image {
 	t.Helper()
 	needTools(t)
@@ -77,9 +78,19 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 		if o.Version == "" {
 			o.Version = testVersion
 		}
-		if o.K3s == "standin" {
+		if o.K3s == "standin" || o.K3s == "kubelet" {
+			pkg := "./test/k3s-standin"
+			if o.K3s == "kubelet" { // the stand-in that runs upstream containerd + kubelet
+				pkg = "./test/k3s-kubelet"
+				script := exec.Command("bash", "scripts/k8s-node-bins.sh")
+				script.Dir, script.Stdout, script.Stderr = root, os.Stderr, os.Stderr
+				if err := script.Run(); err != nil {
+					b.err = fmt.Errorf("scripts/k8s-node-bins.sh: %w", err)
+					return
+				}
+			}
 			bin := filepath.Join(out, "k3s-standin")
-			build := exec.Command("go", "build", "-trimpath", "-o", bin, "./test/k3s-standin")
+			build := exec.Command("go", "build", "-trimpath", "-o", bin, pkg)
 			build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
 			build.Stdout, build.Stderr = os.Stderr, os.Stderr
 			if err := build.Run(); err != nil {
@@ -120,7 +131,7 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 
 // withESPConfig copies the image's disk into dir and puts configYAML on its
 // ESP as layout.ESPUserConfig, where a user would after flashing.
-func withESPConfig(t *testing.T, img *Image, dir, configYAML string) string {
+func withESPConfig(t testing.TB, img *Image, dir, configYAML string) string {
 	t.Helper()
 	disk := filepath.Join(dir, "disk.img")
 	if err := copyDisk(img.Disk, disk); err != nil {
