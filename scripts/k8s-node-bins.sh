@@ -9,7 +9,8 @@
 # (versions.yaml), fetched by the image builder.
 #
 # Output: .cache/k8s-node-bins/{kubelet,containerd,containerd-shim-runc-v2,ctr},
-# all static (CGO off). The image builder's `-k3s kubelet` takes them from
+# all static (CGO off), and kube-controller-manager + kube-scheduler, which
+# run on the host (not in an image) for the end-to-end Plan test. The image builder's `-k3s kubelet` takes them from
 # there (KESTREL_K8S_NODE_BINS overrides the directory).
 #
 # Idempotent: a stamp records a hash of go.mod, go.sum, tools.go, this
@@ -25,11 +26,13 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 mod="$top/hack/k8s-node-bins"
 out="${KESTREL_K8S_NODE_BINS:-$top/.cache/k8s-node-bins}"
-bins=(kubelet containerd containerd-shim-runc-v2 ctr)
+bins=(kubelet containerd containerd-shim-runc-v2 ctr kube-controller-manager kube-scheduler)
 pkgs=(k8s.io/kubernetes/cmd/kubelet
   github.com/containerd/containerd/v2/cmd/containerd
   github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
-  github.com/containerd/containerd/v2/cmd/ctr)
+  github.com/containerd/containerd/v2/cmd/ctr
+  k8s.io/kubernetes/cmd/kube-controller-manager
+  k8s.io/kubernetes/cmd/kube-scheduler)
 
 want=$(cat "$mod/go.mod" "$mod/go.sum" "$mod/tools.go" "$0" <(printf '%s\n' "${bins[@]}") | sha256sum | cut -c1-16)
 stamp="$out/.stamp"
@@ -56,7 +59,7 @@ trap 'rm -rf "$tmpdir"' EXIT
   cflags="-X github.com/containerd/containerd/v2/version.Version=$cver"
   for i in "${!bins[@]}"; do
     flags=$cflags
-    [ "${bins[$i]}" = kubelet ] && flags=$kflags
+    case ${bins[$i]} in kube*) flags=$kflags ;; esac
     # no_btrfs/no_devmapper/no_zfs: snapshotters a node on ext4 does not use
     # (btrfs also needs cgo); overlayfs and native stay.
     CGO_ENABLED=0 go build -mod=readonly -trimpath -tags 'no_btrfs no_devmapper no_zfs' \

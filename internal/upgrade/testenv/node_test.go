@@ -6,12 +6,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -114,4 +118,58 @@ func TestNodeCredentialsAndKubeletProxy(t *testing.T) {
 	if d := e.KubeletDials(); len(d) == 0 || d[0] != "10.0.2.15:"+port {
 		t.Errorf("proxy asked for %v, want 10.0.2.15:%s first", d, port)
 	}
+}
+
+// TestControllersScheduleAJob: with Options.Controllers the Job
+// controller makes a Job's pod and the scheduler binds it to a Ready node.
+func TestControllersScheduleAJob(t *testing.T) {
+	if _, err := BinDir(); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	bins := filepath.Join(filepath.Dir(mustBinDir(t)), "k8s-node-bins")
+	if !isExec(filepath.Join(bins, "kube-scheduler")) {
+		t.Skipf("skipping: no kube-controller-manager/kube-scheduler in %s (scripts/k8s-node-bins.sh)", bins)
+	}
+	e, err := StartWith(t.TempDir(), Options{Controllers: true, ControllerBins: bins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	ctx := WaitContext(t, 2*time.Minute)
+	cs := kubernetes.NewForConfigOrDie(e.Config)
+	n, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"kubernetes.io/hostname": "n1"}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("2Gi"), corev1.ResourcePods: resource.MustParse("10")}
+	n.Status = corev1.NodeStatus{Capacity: res, Allocatable: res,
+		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now()}}}
+	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "j", Namespace: "default"},
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{Name: "c", Image: "x"}}}}}}
+	if _, err := cs.BatchV1().Jobs("default").Create(ctx, job, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "job-name=j"})
+		if err == nil && len(pods.Items) == 1 && pods.Items[0].Spec.NodeName == "n1" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no pod of the Job bound to n1: %v %v", pods, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func mustBinDir(t *testing.T) string {
+	d, err := BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

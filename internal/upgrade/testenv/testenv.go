@@ -109,6 +109,8 @@ type Env struct {
 
 	bins              string
 	opt               Options
+	others            []*exec.Cmd // controller-manager, scheduler
+	othersDone        []chan struct{}
 	caCert            *x509.Certificate
 	caKey             *ecdsa.PrivateKey
 	proxy             *kubeletProxy
@@ -125,6 +127,12 @@ type Options struct {
 	// KubeletAddr, when set, is where every kubelet connection of the
 	// apiserver goes (a host port forwarded to a guest's kubelet port).
 	KubeletAddr string
+	// Controllers also runs kube-controller-manager (the Job, garbage
+	// collector and node lifecycle controllers) and kube-scheduler from ControllerBins
+	// (scripts/k8s-node-bins.sh builds them), so that a Job's pod is made
+	// and scheduled onto a real node.
+	Controllers    bool
+	ControllerBins string
 }
 
 // Start runs etcd and kube-apiserver under dir (created if missing) and
@@ -166,6 +174,12 @@ func StartWith(dir string, opt Options) (*Env, error) {
 	if err := e.StartAPIServer(); err != nil {
 		e.Stop()
 		return nil, err
+	}
+	if opt.Controllers {
+		if err := e.startControllers(); err != nil {
+			e.Stop()
+			return nil, err
+		}
 	}
 	return e, nil
 }
@@ -357,8 +371,12 @@ func (e *Env) StopAPIServer() {
 	e.apiserver = nil
 }
 
-// Stop stops both processes (and the kubelet proxy). Safe to call twice.
+// Stop stops every process (and the kubelet proxy). Safe to call twice.
 func (e *Env) Stop() {
+	for i, c := range e.others {
+		stop(c, e.othersDone[i])
+	}
+	e.others, e.othersDone = nil, nil
 	stop(e.apiserver, e.apiDone)
 	stop(e.etcd, e.etcdDone)
 	e.apiserver, e.etcd = nil, nil
