@@ -26,6 +26,10 @@
 //     SIGTERM stops the kubelet, then containerd (containers keep running,
 //     as with k3s: a reboot ends them).
 //
+// When /var/lib/rancher/k3s-kubelet/never-healthy-version names the
+// release the node runs (VERSION_ID in /etc/os-release), it starts nothing
+// and waits for SIGTERM: the boot tests' release that is never healthy.
+//
 // Started as /pause (argv[0] "pause") it is the pod sandbox's pause process
 // of the test pause image: it reaps children and sleeps until SIGTERM or
 // SIGINT.
@@ -81,6 +85,10 @@ const (
 	BusyboxImage = "kestrel.test/busybox:1"
 )
 
+// NeverHealthyFile names the release on which the stand-in plays a k3s
+// that never becomes healthy.
+const NeverHealthyFile = "/var/lib/rancher/k3s-kubelet/never-healthy-version"
+
 // PodSubnet is the CNI bridge's pod network on the (single) node.
 const PodSubnet = "10.42.0.0/24"
 
@@ -130,6 +138,11 @@ type agentConfig struct {
 
 func run(ctx context.Context) error {
 	fmt.Println(Name + ": starting")
+	if v, bad := neverHealthy(NeverHealthyFile, "/etc/os-release"); bad {
+		fmt.Printf("%s: %s names this release (%s): starting nothing, never healthy\n", Name, NeverHealthyFile, v)
+		<-ctx.Done()
+		return nil
+	}
 	for _, r := range k3sprereq.Check(k3sprereq.Env{}) {
 		fmt.Println("check", r)
 	}
@@ -188,6 +201,25 @@ func run(ctx context.Context) error {
 	case <-cdDone:
 		return fmt.Errorf("containerd exited: %v", containerd.ProcessState)
 	}
+}
+
+// neverHealthy reports whether file names the release in osRelease.
+func neverHealthy(file, osRelease string) (string, bool) {
+	want, err := os.ReadFile(file)
+	if err != nil {
+		return "", false
+	}
+	data, err := os.ReadFile(osRelease)
+	if err != nil {
+		return "", false
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VERSION_ID="); ok {
+			v = strings.Trim(v, `"`)
+			return v, v == strings.TrimSpace(string(want))
+		}
+	}
+	return "", false
 }
 
 func readConfig(path string) (agentConfig, error) {
