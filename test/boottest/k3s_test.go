@@ -44,6 +44,8 @@ type imageOpts struct {
 	K3s     string // -k3s of the builder: none, standin, kubelet
 	Version string // release version; testVersion when empty
 	Bundle  bool   // also `make bundle` (the signed release bundle)
+	// UpgradeImage also runs `make upgrade-image` (the OCI upgrade image).
+	UpgradeImage bool
 }
 
 var (
@@ -77,6 +79,16 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 		env := os.Environ()
 		if o.Version == "" {
 			o.Version = testVersion
+		}
+		// KESTREL_TEST_REUSE_IMAGES=1 takes an image already built in out/
+		// as it is (while iterating on a test, not on the image).
+		if os.Getenv("KESTREL_TEST_REUSE_IMAGES") == "1" {
+			if img, err := readManifest(out, o.Version, "amd64"); err == nil {
+				if _, err := os.Stat(img.Disk); err == nil {
+					b.img = img
+					return
+				}
+			}
 		}
 		if o.K3s == "standin" || o.K3s == "kubelet" {
 			pkg := "./test/k3s-standin"
@@ -113,6 +125,9 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 		args := append(makeImageArgs(t, o.Version, out), "K3S="+o.K3s)
 		if o.Bundle {
 			args = append(args, "bundle")
+		}
+		if o.UpgradeImage {
+			args = append(args, "upgrade-image")
 		}
 		cmd := exec.Command("make", args...)
 		cmd.Env = env

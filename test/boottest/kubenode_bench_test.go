@@ -34,7 +34,7 @@ func BenchmarkKubeNodeReady(b *testing.B) {
 	defer e.Stop()
 	cs := kubernetes.NewForConfigOrDie(e.Config)
 	dir := b.TempDir()
-	disk := withESPConfig(b, img, dir, kubeNodeConfig(b, e))
+	disk := withESPConfig(b, img, dir, kubeNodeConfig(b, e, "10m"))
 	cfg := vm.Config{Disk: disk, DiskSize: "6G", Dir: dir, Memory: 2048,
 		HostFwd: []string{fmt.Sprintf("tcp:127.0.0.1:%d-:10250", port)}}
 	var times []float64

@@ -45,12 +45,13 @@ type kubeNode struct {
 	node
 	env *testenv.Env
 	cs  *kubernetes.Clientset
+	img *Image
 }
 
 // kubeNodeConfig is the node's config.yaml: its name, the kubelet's
 // credentials and the apiserver's CA via write_files (k3s's own paths, so
 // nodelabels finds them), and the agent role pointing at the host.
-func kubeNodeConfig(t testing.TB, e *testenv.Env) string {
+func kubeNodeConfig(t testing.TB, e *testenv.Env, healthTimeout string) string {
 	kc, err := e.NodeKubeconfig(kubeNodeName, e.GuestServer())
 	if err != nil {
 		t.Fatal(err)
@@ -71,13 +72,17 @@ kestrel:
     role: agent
     server_url: %s
     token: unused-the-kubelet-stand-in-has-its-kubeconfig
-    health_timeout: 10m
-`, kubeNodeName, nodelabels.KubeletKubeconfig, b64(kc), b64(e.CACert()), e.GuestServer())
+    health_timeout: %s
+`, kubeNodeName, nodelabels.KubeletKubeconfig, b64(kc), b64(e.CACert()), e.GuestServer(), healthTimeout)
 }
 
-// startKubeNode starts the apiserver and boots the test-kubelet image
-// once, returning when the boot is declared good.
-func startKubeNode(t *testing.T) *kubeNode {
+// startKubeNode starts the apiserver and prepares the test-kubelet image
+// (not booted yet).
+func startKubeNode(t *testing.T) *kubeNode { return startKubeNodeWith(t, testenv.Options{}, "10m") }
+
+// startKubeNodeWith is startKubeNode with apiserver options (KubeletAddr
+// is set here) and the node's kestrel.k3s.health_timeout.
+func startKubeNodeWith(t *testing.T, opt testenv.Options, healthTimeout string) *kubeNode {
 	t.Helper()
 	if _, err := testenv.BinDir(); err != nil {
 		t.Skipf("skipping: needs the real kube-apiserver: %v", err)
@@ -90,7 +95,8 @@ func startKubeNode(t *testing.T) *kubeNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := testenv.StartWith(t.TempDir(), testenv.Options{KubeletAddr: fmt.Sprintf("127.0.0.1:%d", port)})
+	opt.KubeletAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	e, err := testenv.StartWith(t.TempDir(), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +109,8 @@ func startKubeNode(t *testing.T) *kubeNode {
 			for _, f := range []struct{ from, to string }{
 				{filepath.Join(dir, "console.log"), t.Name() + ".console.log"},
 				{filepath.Join(e.Dir, "kube-apiserver.log"), t.Name() + ".kube-apiserver.log"},
+				{filepath.Join(e.Dir, "kube-controller-manager.log"), t.Name() + ".kube-controller-manager.log"},
+				{filepath.Join(e.Dir, "kube-scheduler.log"), t.Name() + ".kube-scheduler.log"},
 			} {
 				if data, err := os.ReadFile(f.from); err == nil {
 					os.WriteFile(filepath.Join(logs, f.to), data, 0o644)
@@ -111,8 +119,8 @@ func startKubeNode(t *testing.T) *kubeNode {
 			}
 		}
 	})
-	disk := withESPConfig(t, img, dir, kubeNodeConfig(t, e))
-	k := &kubeNode{env: e, cs: kubernetes.NewForConfigOrDie(e.Config)}
+	disk := withESPConfig(t, img, dir, kubeNodeConfig(t, e, healthTimeout))
+	k := &kubeNode{env: e, cs: kubernetes.NewForConfigOrDie(e.Config), img: img}
 	k.node = node{t: t, cfg: vm.Config{Disk: disk, DiskSize: "6G", Dir: dir, Memory: 2048,
 		HostFwd: []string{fmt.Sprintf("tcp:127.0.0.1:%d-:10250", port)}}}
 	return k
