@@ -18,8 +18,9 @@
 # Cold build, measured on this project's shared 2-core machine (noisy: other
 # builds ran beside it): 457 s (4m46 user CPU) with the Go build cache
 # already warm from k8s-test-bins' kube-apiserver (most of k8s.io is shared);
-# expect several more minutes on an empty Go cache. A relink after a flag
-# change: ~20 s. The time is printed.
+# expect several more minutes on an empty Go cache. Adding
+# kube-controller-manager and kube-scheduler later: 322 s more. A relink
+# after a flag change: ~20 s. The time is printed.
 #
 #   scripts/k8s-node-bins.sh          build if needed, print the directory
 set -euo pipefail
