@@ -8,7 +8,9 @@ ARCH    ?= amd64
 VERSION ?= 0.1.0-dev
 OUT     ?= $(CURDIR)/out
 DEF     ?= images/$(ARCH).yaml
-# k3s in the rootfs: none, pinned, or standin (test images, with K3S_BINARY=)
+# k3s in the rootfs: none, pinned, or standin (test images, with K3S_BINARY=),
+# or kubelet (test images: K3S_BINARY= the k3s-kubelet stand-in, plus the
+# upstream kubelet + containerd of scripts/k8s-node-bins.sh)
 K3S     ?= none
 # qemu's accelerator for `make run` and the boot tests (test/vm reads it
 # too): tcg (software, the default: KVM hangs on the build machines) or kvm.
@@ -26,7 +28,7 @@ DEV_KEYS     := $(OUT)/keys
 SIGN_KEY     ?= $(DEV_KEYS)/release.key
 TRUSTED_KEYS ?= $(DEV_KEYS)/release.pub
 
-.PHONY: all deps image iso bundle upgrade-image run test test-short test-all bench k8s-test-bins clean
+.PHONY: all deps image iso bundle upgrade-image run test test-short test-all bench k8s-test-bins k8s-node-bins clean
 
 all: image
 
@@ -59,6 +61,9 @@ run: image
 
 k8s-test-bins:
 	bash scripts/k8s-test-bins.sh
+
+k8s-node-bins:
+	bash scripts/k8s-node-bins.sh
 
 # The default suite (never from the test cache: -count=1): unit tests, the controller against a real
 # kube-apiserver, and the x86_64 boot tests.

@@ -1,6 +1,6 @@
 // Command kestrel-build is Kestrel's host-side image builder.
 //
-//	kestrel-build image -def images/amd64.yaml [-out out] [-version 0.1.0] [-k3s none|pinned|standin] [-sign-key KEY] [-trusted-keys PUB[,PUB...]]
+//	kestrel-build image -def images/amd64.yaml [-out out] [-version 0.1.0] [-k3s none|pinned|standin|kubelet] [-sign-key KEY] [-trusted-keys PUB[,PUB...]]
 //	kestrel-build iso  (the image's flags; also writes kestrel-<v>-<target>.iso)
 //	kestrel-build baseline-initrd -def images/amd64.yaml [-out out]
 //	kestrel-build keygen -out DIR
@@ -81,7 +81,8 @@ func run(command string, args []string, stderr io.Writer) error {
 	overlay := fs.String("overlay", "overlay", "rootfs overlay directory")
 	manifests := fs.String("manifests", "manifests/upgrade-controller", "upgrade controller manifests shipped in the rootfs (empty: none)")
 	ca := fs.String("ca", "/etc/ssl/certs/ca-certificates.crt", "CA bundle for the rootfs (the host's, from Debian's ca-certificates)")
-	k3s := fs.String("k3s", "none", "k3s in the rootfs: none, pinned (versions file; $K3S_BINARY, cache or download) or standin (test images: $K3S_BINARY may be the test stand-in)")
+	k3s := fs.String("k3s", "none", "k3s in the rootfs: none, pinned (versions file; $K3S_BINARY, cache or download) standin (test images: $K3S_BINARY may be the test stand-in) or kubelet (test images: $K3S_BINARY is the k3s-kubelet stand-in, with the upstream kubelet + containerd of -node-bins)")
+	nodeBins := fs.String("node-bins", ".cache/k8s-node-bins", "kubelet, containerd, containerd-shim-runc-v2 and ctr for -k3s kubelet (scripts/k8s-node-bins.sh)")
 	hostBusybox := fs.String("host-busybox", "/bin/busybox", "host busybox-static listing applets for foreign-arch targets")
 	signKey := fs.String("sign-key", "", "private key file signing the release manifest (kestrel-<v>-<target>.release.json); empty: none")
 	trusted := fs.String("trusted-keys", "", "comma-separated public key files baked into the rootfs and the initramfs as the node's trusted release keys")
@@ -102,7 +103,7 @@ func run(command string, args []string, stderr io.Writer) error {
 	o := pipeline.Options{
 		Image: img, Versions: v, Version: *version, OutDir: *out, CacheDir: *cache,
 		Kestrel: *kestrel, Stage1: *stage1, BaselineInit: *baseline, Overlay: *overlay, Manifests: *manifests, CABundle: *ca,
-		HostBusybox: *hostBusybox, K3s: *k3s, VersionsFile: *versions, Time: epoch, Log: plog,
+		HostBusybox: *hostBusybox, K3s: *k3s, NodeBins: *nodeBins, VersionsFile: *versions, Time: epoch, Log: plog,
 		SignKey: *signKey, TrustedKeys: splitList(*trusted), ISO: command == "iso",
 	}
 	if command == "baseline-initrd" {

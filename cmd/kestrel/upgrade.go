@@ -80,6 +80,14 @@ func upgradeCmd(args []string) int {
 	m := rel.Manifest()
 	fmt.Printf("release %s (%s) verified: signature and %d parts\n", m.Version, m.Arch, len(m.Parts))
 	res, err := update.Apply(ctx, n, rel, update.Options{Force: *force, Out: os.Stdout, Terminal: isTerminal(os.Stdout)})
+	if *from != "" && errors.Is(err, update.ErrRunning) {
+		// The Job form, run again after the node rebooted into this
+		// release: the reboot ended the first pod before its kubelet
+		// reported it, so the Job retries. Nothing is left to do, and
+		// failing would fail the rollout of a node that upgraded.
+		fmt.Printf("release %s is already running: nothing to do\n", m.Version)
+		return 0
+	}
 	if err != nil {
 		return fail(err)
 	}

@@ -41,13 +41,15 @@ const (
 // imageOpts selects a test image variant.
 type imageOpts struct {
 	Name    string // output directory under out/
-	K3s     string // -k3s of the builder: none, standin
+	K3s     string // -k3s of the builder: none, standin, kubelet
 	Version string // release version; testVersion when empty
 	Bundle  bool   // also `make bundle` (the signed release bundle)
 	// Target is the image definition, images/<Target>.yaml; "" is amd64.
 	// The stand-in is built for its arch.
 	Target string
 	ISO    bool // `make iso` instead of `make image` (the image and the ISO)
+	// UpgradeImage also runs `make upgrade-image` (the OCI upgrade image).
+	UpgradeImage bool
 }
 
 var (
@@ -63,7 +65,8 @@ type variantBuild struct {
 
 // buildImageWith builds a test image variant once per test binary with
 // `make image`; for K3s "standin" it first builds the k3s stand-in
-// (static) and hands it to the builder as K3S_BINARY.
+// (static) and hands it to the builder as K3S_BINARY; for "kubelet" the
+// same with test/k3s-kubelet, after scripts/k8s-node-bins.sh.
 func buildImageWith(t testing.TB, o imageOpts) *Image {
 	t.Helper()
 	needTools(t)
@@ -81,9 +84,32 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 		if o.Version == "" {
 			o.Version = testVersion
 		}
-		if o.K3s == "standin" {
+		if o.Target == "" {
+			o.Target = "amd64"
+		}
+		// KESTREL_TEST_REUSE_IMAGES=1 takes an image already built in out/
+		// as it is (while iterating on a test, not on the image).
+		if os.Getenv("KESTREL_TEST_REUSE_IMAGES") == "1" {
+			if img, err := readManifest(out, o.Version, o.Target); err == nil {
+				if _, err := os.Stat(img.Disk); err == nil {
+					b.img = img
+					return
+				}
+			}
+		}
+		if o.K3s == "standin" || o.K3s == "kubelet" {
+			pkg := "./test/k3s-standin"
+			if o.K3s == "kubelet" { // the stand-in that runs upstream containerd + kubelet
+				pkg = "./test/k3s-kubelet"
+				script := exec.Command("bash", "scripts/k8s-node-bins.sh")
+				script.Dir, script.Stdout, script.Stderr = root, os.Stderr, os.Stderr
+				if err := script.Run(); err != nil {
+					b.err = fmt.Errorf("scripts/k8s-node-bins.sh: %w", err)
+					return
+				}
+			}
 			bin := filepath.Join(out, "k3s-standin")
-			build := exec.Command("go", "build", "-trimpath", "-o", bin, "./test/k3s-standin")
+			build := exec.Command("go", "build", "-trimpath", "-o", bin, pkg)
 			build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
 			if goarch, ok := targetGOARCH[o.Target]; ok {
 				build.Env = append(build.Env, goarch...)
@@ -106,15 +132,15 @@ func buildImageWith(t testing.TB, o imageOpts) *Image {
 		if o.K3s == "" {
 			o.K3s = "none"
 		}
-		if o.Target == "" {
-			o.Target = "amd64"
-		}
 		args := append(makeImageArgs(t, o.Version, out), "K3S="+o.K3s, "ARCH="+o.Target)
 		if o.ISO {
 			args[2] = "iso"
 		}
 		if o.Bundle {
 			args = append(args, "bundle")
+		}
+		if o.UpgradeImage {
+			args = append(args, "upgrade-image")
 		}
 		cmd := exec.Command("make", args...)
 		cmd.Env = env
@@ -139,7 +165,7 @@ var targetGOARCH = map[string][]string{
 
 // withESPConfig copies the image's disk into dir and puts configYAML on its
 // ESP as layout.ESPUserConfig, where a user would after flashing.
-func withESPConfig(t *testing.T, img *Image, dir, configYAML string) string {
+func withESPConfig(t testing.TB, img *Image, dir, configYAML string) string {
 	t.Helper()
 	disk := filepath.Join(dir, "disk.img")
 	if err := copyDisk(img.Disk, disk); err != nil {

@@ -28,46 +28,68 @@ import (
 // stderr that it uses its built-in code page 850 table, which is all it
 // needs to print short names.
 func installFsckFAT(dosfstoolsRoot, libcRoot, dir string) (int64, error) {
-	var added int64
-	bin := filepath.Join(dosfstoolsRoot, "sbin/fsck.fat")
-	if err := rootfs.CopyFile(bin, filepath.Join(dir, layout.FsckFAT), 0o755); err != nil {
+	n, err := installWithLibs(filepath.Join(dosfstoolsRoot, "sbin/fsck.fat"), layout.FsckFAT, []string{libcRoot}, dir)
+	if err != nil {
 		return 0, fmt.Errorf("fsck.fat: %w", err)
+	}
+	return n, nil
+}
+
+// installWithLibs copies the ELF program bin to the in-image path target
+// under dir with exactly the files of the unpacked packages libRoots it
+// loads, as installFsckFAT describes; a library is taken from the first
+// root that holds it, the ELF interpreter from the last (glibc's). It
+// returns the bytes added.
+func installWithLibs(bin, target string, libRoots []string, dir string) (int64, error) {
+	var added int64
+	if err := rootfs.CopyFile(bin, filepath.Join(dir, target), 0o755); err != nil {
+		return 0, err
 	}
 	st, err := os.Stat(bin)
 	if err != nil {
-		return 0, fmt.Errorf("fsck.fat: %w", err)
+		return 0, err
 	}
 	added += st.Size()
 
 	done := map[string]bool{}  // in-image paths copied
 	files := map[string]bool{} // host files they end at: the loader has two names
+	type lib struct{ root, path string }
 	queue := []string{bin}
 	for len(queue) > 0 {
 		obj := queue[0]
 		queue = queue[1:]
 		interp, needed, err := elfDeps(obj)
 		if err != nil {
-			return 0, fmt.Errorf("fsck.fat: %w", err)
+			return 0, err
 		}
-		var paths []string // in-image paths of what obj loads
+		var paths []lib // what obj loads
 		if interp != "" {
-			paths = append(paths, interp)
+			paths = append(paths, lib{libRoots[len(libRoots)-1], interp})
 		}
 		for _, name := range needed {
-			p, err := findLib(libcRoot, name)
-			if err != nil {
-				return 0, fmt.Errorf("fsck.fat: %s needs %s: %w", filepath.Base(obj), name, err)
+			var p lib
+			var errs []string
+			for _, root := range libRoots {
+				found, err := findLib(root, name)
+				if err == nil {
+					p = lib{root, found}
+					break
+				}
+				errs = append(errs, err.Error())
+			}
+			if p.path == "" {
+				return 0, fmt.Errorf("%s needs %s: %s", filepath.Base(obj), name, strings.Join(errs, "; "))
 			}
 			paths = append(paths, p)
 		}
 		for _, p := range paths {
-			if done[p] {
+			if done[p.path] {
 				continue
 			}
-			done[p] = true
-			file, n, err := copyResolved(libcRoot, p, dir)
+			done[p.path] = true
+			file, n, err := copyResolved(p.root, p.path, dir)
 			if err != nil {
-				return 0, fmt.Errorf("fsck.fat: %s: %w", p, err)
+				return 0, fmt.Errorf("%s: %w", p.path, err)
 			}
 			if !files[file] {
 				files[file] = true

@@ -105,8 +105,13 @@ type Options struct {
 	// K3sPinned (the release pinned in the versions file, via internal/k3s/fetch:
 	// $K3S_BINARY, cache or download, always checked against the pin) or
 	// K3sStandin (like K3sPinned but $K3S_BINARY may be the test stand-in;
-	// for test images only).
+	// for test images only) or K3sKubelet (test images only: $K3S_BINARY
+	// must be the k3s-kubelet stand-in, and the upstream node runtime from
+	// NodeBins goes in with it: kubenode.go).
 	K3s string
+	// NodeBins is the directory scripts/k8s-node-bins.sh builds the
+	// kubelet and containerd into; read only for K3sKubelet.
+	NodeBins string
 	// VersionsFile is the versions file path, read by internal/k3s/fetch for the
 	// k3s pin.
 	VersionsFile string
@@ -133,6 +138,7 @@ const (
 	K3sNone    = "none"
 	K3sPinned  = "pinned"
 	K3sStandin = "standin"
+	K3sKubelet = "kubelet"
 )
 
 // Artifact is one output file in the manifest.
@@ -174,6 +180,9 @@ type K3sInfo struct {
 	SHA256  string `json:"sha256"`
 	Source  string `json:"source"` // local, cache, download
 	Standin bool   `json:"standin,omitempty"`
+	// NodeRuntime is true when the TEST-ONLY upstream kubelet + containerd
+	// went in with the stand-in (K3sKubelet).
+	NodeRuntime bool `json:"node_runtime,omitempty"`
 }
 
 // Prefix is the common file name stem: kestrel-<v>-<name>.
@@ -325,7 +334,7 @@ func Image(o Options) (*Manifest, error) {
 		}
 	}
 	if k3s != nil {
-		m.K3s = &K3sInfo{Version: k3s.Version, SHA256: k3s.SHA256, Source: string(k3s.Source), Standin: k3s.Standin}
+		m.K3s = &K3sInfo{Version: k3s.Version, SHA256: k3s.SHA256, Source: string(k3s.Source), Standin: k3s.Standin, NodeRuntime: o.K3s == K3sKubelet}
 	}
 	for _, a := range []struct{ kind, path string }{
 		{"disk", diskOut}, {"kernel", kernelOut}, {"initrd", initrdOut}, {"rootfs", rootOut}, {"squashfs", squashOut},
@@ -510,9 +519,9 @@ func (o Options) fetchK3s() (*k3sfetch.Result, error) {
 	switch o.K3s {
 	case "", K3sNone:
 		return nil, nil
-	case K3sPinned, K3sStandin:
+	case K3sPinned, K3sStandin, K3sKubelet:
 	default:
-		return nil, fmt.Errorf("k3s %q: want %s, %s or %s", o.K3s, K3sNone, K3sPinned, K3sStandin)
+		return nil, fmt.Errorf("k3s %q: want %s, %s, %s or %s", o.K3s, K3sNone, K3sPinned, K3sStandin, K3sKubelet)
 	}
 	pin, err := k3sfetch.LoadPin(o.VersionsFile)
 	if err != nil {
@@ -521,7 +530,7 @@ func (o Options) fetchK3s() (*k3sfetch.Result, error) {
 	step := o.Log.Step("k3s " + pin.Version)
 	res, err := k3sfetch.Fetch(context.Background(), k3sfetch.Options{
 		Pin: pin, Arch: o.Image.Arch, CacheDir: filepath.Join(o.CacheDir, "k3s"),
-		Log: o.Log, AllowStandin: o.K3s == K3sStandin,
+		Log: o.Log, AllowStandin: o.K3s == K3sStandin || o.K3s == K3sKubelet,
 	})
 	if err != nil {
 		return nil, err
@@ -637,6 +646,11 @@ func (o Options) writeRootfs(out, dir, kestrelBin string, keys map[string][]byte
 	}
 	if k3s != nil {
 		if err := k3sfetch.Install(*k3s, dir); err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
+	}
+	if o.K3s == K3sKubelet {
+		if err := o.installKubeNode(dir, k3s, in); err != nil {
 			return fmt.Errorf("rootfs: %w", err)
 		}
 	}

@@ -98,6 +98,9 @@ type Result struct {
 	Write   time.Duration // streaming the root image to the partition
 }
 
+// ErrRunning is wrapped by Check's error for the release the node runs.
+var ErrRunning = errors.New("already running")
+
 // Check applies the policy without writing anything.
 func Check(n Node, m *release.Manifest, o Options) error {
 	if m.Arch != n.Arch {
@@ -107,7 +110,7 @@ func Check(n Node, m *release.Manifest, o Options) error {
 		return fmt.Errorf("release %s is for board %q, this node is %q (--force to write it anyway)", m.Version, m.Board, n.Board)
 	}
 	if m.Version == n.Version && !o.Force {
-		return fmt.Errorf("release %s is already running (--force to write it to the other slot anyway)", m.Version)
+		return fmt.Errorf("release %s is %w (--force to write it to the other slot anyway)", m.Version, ErrRunning)
 	}
 	if c, ok := Compare(m.Version, n.Version); !ok && !o.Force {
 		return fmt.Errorf("cannot order versions %q and %q (not semantic versions; --force to write anyway)", m.Version, n.Version)

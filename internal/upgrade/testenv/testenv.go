@@ -7,10 +7,23 @@
 // apiserver can be stopped and started again on the same port with the
 // same credentials: clients built before a restart keep working after it.
 //
+// Real nodes (the boot tests' kubelet in a qemu guest): the serving
+// certificate also covers 10.0.2.2, the address under which qemu's user
+// network shows the host's loopback to a guest; authorization is
+// Node,RBAC with the NodeRestriction admission plugin, so a kubelet with a
+// certificate from NodeKubeconfig is held to its own Node and pods; the
+// apiserver presents the admin certificate to kubelets. With
+// Options.KubeletAddr every connection the apiserver opens to a kubelet
+// (logs, exec) goes through an HTTP CONNECT proxy on a unix socket (the
+// "cluster" egress selector, as konnectivity and k3s's agent tunnel do) to
+// that one address: the node's own address (10.0.2.15 in a guest) is not
+// reachable from the host, a port forwarded to it is.
+//
 // Limits: no kube-controller-manager, scheduler or kubelet run, so nothing
 // completes Jobs, schedules pods or reports node status; tests play those
 // parts (see the controller tests' node simulator). Admission plugin
-// ServiceAccount is off (no token controller runs either).
+// ServiceAccount is off (no token controller runs either). The kubelet
+// proxy knows one address: one node.
 package testenv
 
 import (
@@ -95,14 +108,39 @@ type Env struct {
 	Dir string
 
 	bins              string
+	opt               Options
+	others            []*exec.Cmd // controller-manager, scheduler
+	othersDone        []chan struct{}
+	caCert            *x509.Certificate
+	caKey             *ecdsa.PrivateKey
+	proxy             *kubeletProxy
 	etcd, apiserver   *exec.Cmd
 	etcdPort, apiPort int
 	etcdDone, apiDone chan struct{}
 }
 
+// GuestHost is the host's loopback as a qemu user-network guest reaches it.
+const GuestHost = "10.0.2.2"
+
+// Options change how Start runs the apiserver.
+type Options struct {
+	// KubeletAddr, when set, is where every kubelet connection of the
+	// apiserver goes (a host port forwarded to a guest's kubelet port).
+	KubeletAddr string
+	// Controllers also runs kube-controller-manager (the Job, garbage
+	// collector and node lifecycle controllers) and kube-scheduler from ControllerBins
+	// (scripts/k8s-node-bins.sh builds them), so that a Job's pod is made
+	// and scheduled onto a real node.
+	Controllers    bool
+	ControllerBins string
+}
+
 // Start runs etcd and kube-apiserver under dir (created if missing) and
 // waits until the apiserver is ready.
-func Start(dir string) (*Env, error) {
+func Start(dir string) (*Env, error) { return StartWith(dir, Options{}) }
+
+// StartWith is Start with options.
+func StartWith(dir string, opt Options) (*Env, error) {
 	bins, err := BinDir()
 	if err != nil {
 		return nil, err
@@ -110,7 +148,7 @@ func Start(dir string) (*Env, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("testenv dir: %w", err)
 	}
-	e := &Env{Dir: dir, bins: bins}
+	e := &Env{Dir: dir, bins: bins, opt: opt}
 	if e.etcdPort, err = freePort(); err != nil {
 		return nil, err
 	}
@@ -120,12 +158,28 @@ func Start(dir string) (*Env, error) {
 	if err := e.writePKI(); err != nil {
 		return nil, err
 	}
+	if opt.KubeletAddr != "" {
+		if e.proxy, err = startKubeletProxy(filepath.Join(dir, "kubelet-proxy.sock"), opt.KubeletAddr); err != nil {
+			return nil, err
+		}
+		egress := fmt.Sprintf(egressConfig, e.proxy.socket)
+		if err := os.WriteFile(filepath.Join(dir, "egress.yaml"), []byte(egress), 0o644); err != nil {
+			return nil, fmt.Errorf("egress config: %w", err)
+		}
+	}
 	if err := e.startEtcd(); err != nil {
+		e.Stop()
 		return nil, err
 	}
 	if err := e.StartAPIServer(); err != nil {
 		e.Stop()
 		return nil, err
+	}
+	if opt.Controllers {
+		if err := e.startControllers(); err != nil {
+			e.Stop()
+			return nil, err
+		}
 	}
 	return e, nil
 }
@@ -258,7 +312,10 @@ func (e *Env) StartAPIServer() error {
 		"--tls-cert-file", filepath.Join(pki, "serving.crt"),
 		"--tls-private-key-file", filepath.Join(pki, "serving.key"),
 		"--client-ca-file", filepath.Join(pki, "ca.crt"),
-		"--authorization-mode=RBAC",
+		"--authorization-mode=Node,RBAC",
+		"--enable-admission-plugins=NodeRestriction",
+		"--kubelet-client-certificate", filepath.Join(pki, "admin.crt"),
+		"--kubelet-client-key", filepath.Join(pki, "admin.key"),
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file", filepath.Join(pki, "sa.key"),
 		"--service-account-signing-key-file", filepath.Join(pki, "sa.key"),
@@ -267,6 +324,10 @@ func (e *Env) StartAPIServer() error {
 		"--allow-privileged=true",
 		"--endpoint-reconciler-type=none",
 	)
+	if e.proxy != nil {
+		cmd.Args = append(cmd.Args, "--egress-selector-config-file", filepath.Join(e.Dir, "egress.yaml"),
+			"--kubelet-preferred-address-types=InternalIP,Hostname")
+	}
 	var err error
 	if cmd.Stdout, err = e.logFile("kube-apiserver"); err != nil {
 		return err
@@ -310,11 +371,19 @@ func (e *Env) StopAPIServer() {
 	e.apiserver = nil
 }
 
-// Stop stops both processes. Safe to call twice.
+// Stop stops every process (and the kubelet proxy). Safe to call twice.
 func (e *Env) Stop() {
+	for i, c := range e.others {
+		stop(c, e.othersDone[i])
+	}
+	e.others, e.othersDone = nil, nil
 	stop(e.apiserver, e.apiDone)
 	stop(e.etcd, e.etcdDone)
 	e.apiserver, e.etcd = nil, nil
+	if e.proxy != nil {
+		e.proxy.close()
+		e.proxy = nil
+	}
 }
 
 func stop(cmd *exec.Cmd, done chan struct{}) {
@@ -366,32 +435,15 @@ func (e *Env) writePKI() error {
 		return fmt.Errorf("ca cert: %w", err)
 	}
 	caCert, _ := x509.ParseCertificate(caDER)
-	issue := func(serial int64, tmpl *x509.Certificate) ([]byte, []byte, error) {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, nil, err
-		}
-		tmpl.SerialNumber = big.NewInt(serial)
-		tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.Add(24*time.Hour)
-		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
-		if err != nil {
-			return nil, nil, err
-		}
-		kb, err := x509.MarshalECPrivateKey(k)
-		if err != nil {
-			return nil, nil, err
-		}
-		return pemBytes("CERTIFICATE", der), pemBytes("EC PRIVATE KEY", kb), nil
-	}
-	srvCrt, srvKey, err := issue(2, &x509.Certificate{
+	e.caCert, e.caKey = caCert, caKey
+	srvCrt, srvKey, err := e.issue(2, &x509.Certificate{
 		Subject: pkix.Name{CommonName: "kube-apiserver"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(GuestHost)}, DNSNames: []string{"localhost"},
 	})
 	if err != nil {
 		return fmt.Errorf("serving cert: %w", err)
 	}
-	admCrt, admKey, err := issue(3, &x509.Certificate{
+	admCrt, admKey, err := e.issue(3, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "kestrel-admin", Organization: []string{"system:masters"}},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
@@ -427,6 +479,28 @@ func (e *Env) writePKI() error {
 	return nil
 }
 
+// issue signs a certificate of tmpl (valid from an hour ago for a day)
+// with the Env's CA and returns it and its key, PEM-encoded.
+func (e *Env) issue(serial int64, tmpl *x509.Certificate) ([]byte, []byte, error) {
+	now := time.Now()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl.SerialNumber = big.NewInt(serial)
+	tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.Add(24*time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, e.caCert, &k.PublicKey, e.caKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	kb, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pemBytes("CERTIFICATE", der), pemBytes("EC PRIVATE KEY", kb), nil
+}
+
 func pemBytes(typ string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
 }
@@ -443,4 +517,44 @@ func (e *Env) WriteKubeconfig(path string) error {
 		return fmt.Errorf("write kubeconfig %s: %w", path, err)
 	}
 	return nil
+}
+
+// CACert is the PEM of the Env's CA: it signs the apiserver's serving
+// certificate and every client certificate (a kubelet's client CA).
+func (e *Env) CACert() []byte { return e.Config.CAData }
+
+// NodeKubeconfig returns a kubeconfig for the kubelet of node: a client
+// certificate for system:node:<node> in group system:nodes (what the Node
+// authorizer and NodeRestriction recognise), the CA, and server as the
+// apiserver's address (e.g. GuestServer() for a qemu guest).
+func (e *Env) NodeKubeconfig(node, server string) ([]byte, error) {
+	crt, key, err := e.issue(time.Now().UnixNano(), &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node %s certificate: %w", node, err)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["testenv"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: e.Config.CAData}
+	cfg.AuthInfos["node"] = &clientcmdapi.AuthInfo{ClientCertificateData: crt, ClientKeyData: key}
+	cfg.Contexts["node"] = &clientcmdapi.Context{Cluster: "testenv", AuthInfo: "node"}
+	cfg.CurrentContext = "node"
+	b, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return nil, fmt.Errorf("node %s kubeconfig: %w", node, err)
+	}
+	return b, nil
+}
+
+// GuestServer is the apiserver's URL as a qemu user-network guest reaches it.
+func (e *Env) GuestServer() string { return fmt.Sprintf("https://%s:%d", GuestHost, e.apiPort) }
+
+// KubeletDials lists the addresses the apiserver asked the kubelet proxy
+// for, oldest first (nil without Options.KubeletAddr).
+func (e *Env) KubeletDials() []string {
+	if e.proxy == nil {
+		return nil
+	}
+	return e.proxy.asked()
 }
