@@ -23,7 +23,7 @@ const (
 var readyRE = regexp.MustCompile(layout.ReadyMarker + `[^\n]*\n`) // whole line: the console arrives in chunks
 
 // bootVM starts a machine on dir's disk and waits for the ready line.
-func bootVM(t *testing.T, cfg vm.Config) (*vm.VM, map[string]string) {
+func bootVM(t testing.TB, cfg vm.Config) (*vm.VM, map[string]string) {
 	t.Helper()
 	log, err := os.OpenFile(filepath.Join(cfg.Dir, "console.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {

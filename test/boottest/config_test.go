@@ -537,7 +537,7 @@ var configWarning = regexp.MustCompile(`warning:\s+config:`)
 
 // console runs commands on the VM's console shell for one test.
 type console struct {
-	t *testing.T
+	t testing.TB
 	m *vm.VM
 }
 

@@ -66,3 +66,20 @@ func BenchmarkKubeNodeReady(b *testing.B) {
 	b.ReportMetric(times[0], "first-boot-to-Ready-s")
 	b.ReportMetric(times[1], "reboot-to-Ready-s")
 }
+
+// BenchmarkKubePlanUpgrade measures a whole v1 -> v2 Plan on the real node
+// (TestKubeNodePlanUpgrade's first half): from the Plan's creation to its
+// Complete condition, through the controller's Job, the drain, `kestrel
+// upgrade` in the kubelet's pod, the reboot into slot b and the node's
+// return to Ready. Two image builds and three boots: about 15 minutes here.
+// Guest time under TCG on a shared machine: a figure, not a bound.
+func BenchmarkKubePlanUpgrade(b *testing.B) {
+	needTools(b)
+	if _, err := testenv.BinDir(); err != nil {
+		b.Skipf("skipping: %v", err)
+	}
+	kp := startKubePlan(b, "0.0.1-kube")
+	_, elapsed := kp.upgradeTo("0.0.1-kube")
+	fmt.Printf("\nreal node, Plan v1 -> v2 (creation to Complete; TCG, shared CPU): %.1f s\n", elapsed.Seconds())
+	b.ReportMetric(elapsed.Seconds(), "plan-v1-v2-s")
+}

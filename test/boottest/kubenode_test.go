@@ -82,7 +82,7 @@ func startKubeNode(t *testing.T) *kubeNode { return startKubeNodeWith(t, testenv
 
 // startKubeNodeWith is startKubeNode with apiserver options (KubeletAddr
 // is set here) and the node's kestrel.k3s.health_timeout.
-func startKubeNodeWith(t *testing.T, opt testenv.Options, healthTimeout string) *kubeNode {
+func startKubeNodeWith(t testing.TB, opt testenv.Options, healthTimeout string) *kubeNode {
 	t.Helper()
 	if _, err := testenv.BinDir(); err != nil {
 		t.Skipf("skipping: needs the real kube-apiserver: %v", err)

@@ -34,7 +34,7 @@ kestrel:
 
 // node is one VM disk booted again and again, as a machine reboots.
 type node struct {
-	t   *testing.T
+	t   testing.TB
 	cfg vm.Config
 	m   *vm.VM
 	g   guest
