@@ -84,7 +84,9 @@ type Input struct {
 	// Legacy carries the k3OS `k3os:` keys as they were written.
 	Legacy Legacy `yaml:"legacy,omitempty"`
 
-	// Version is the running Kestrel version, Slot the root slot (a|b).
+	// Version is the running Kestrel version, Slot the root slot (a|b),
+	// or "live" on the ISO's live system (its node is labelled so, and no
+	// Plan selecting slots a and b takes it).
 	Version string `yaml:"version"`
 	Slot    string `yaml:"slot"`
 }
@@ -165,7 +167,7 @@ type configFile struct {
 const header = "# Written by kestrel at boot from the node config; edits here are lost at the next boot.\n"
 
 var (
-	slotRE     = regexp.MustCompile(`^[ab]$`)
+	slotRE     = regexp.MustCompile(`^(a|b|live)$`)
 	envNameRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	labelKeyRE = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
 	labelValRE = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`)
@@ -178,7 +180,7 @@ func Translate(in Input) (Output, error) {
 		return Output{}, fmt.Errorf("k3s: kestrel version is empty (needed for the %s label)", LabelVersion)
 	}
 	if !slotRE.MatchString(in.Slot) {
-		return Output{}, fmt.Errorf("k3s: slot %q is not a or b", in.Slot)
+		return Output{}, fmt.Errorf("k3s: slot %q is not a, b or live", in.Slot)
 	}
 
 	legacyArgs := in.Legacy.K3sArgs

@@ -269,3 +269,15 @@ func TestWriteFilesRemovesStaleRegistries(t *testing.T) {
 		t.Errorf("stale registries.yaml still there: %v", err)
 	}
 }
+
+// The ISO's live system runs k3s too: its node carries kestrel.io/slot=live,
+// which a Plan selecting slots a and b never matches.
+func TestLiveSlot(t *testing.T) {
+	out, err := Translate(Input{Version: "v1.0.0", Slot: "live"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out.ConfigYAML), "kestrel.io/slot=live") {
+		t.Errorf("config.yaml lacks the live slot label:\n%s", out.ConfigYAML)
+	}
+}
