@@ -2,6 +2,6 @@
 
 package boottest
 
-// Behind the slow tag the power-cut test goes through its kill points five
-// times (50 cuts) with fresh random delays.
-func init() { powerCutRounds = 5 }
+// Behind the slow tag the power-cut test goes through all ten kill points
+// five times (50 cuts) with fresh random delays.
+func init() { powerCutRounds, powerCutAll = 5, true }
