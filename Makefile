@@ -63,7 +63,7 @@ k8s-test-bins:
 	bash scripts/k8s-test-bins.sh
 
 k8s-node-bins:
-	bash scripts/k8s-node-bins.sh
+	bash scripts/k8s-node-bins.sh --controllers
 
 # The default suite (never from the test cache: -count=1): unit tests, the controller against a real
 # kube-apiserver, and the x86_64 boot tests.

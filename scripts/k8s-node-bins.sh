@@ -22,31 +22,48 @@
 # kube-controller-manager and kube-scheduler later: 322 s more. A relink
 # after a flag change: ~20 s. The time is printed.
 #
-#   scripts/k8s-node-bins.sh          build if needed, print the directory
+#   scripts/k8s-node-bins.sh                build the node's four if needed, print the directory
+#   scripts/k8s-node-bins.sh --controllers  the same, and kube-controller-manager + kube-scheduler
+#
+# The controllers are only for the slow end-to-end Plan test: the default
+# suite's TestKubeNode needs the node's four alone, and on a fresh machine
+# the two controllers would add over five minutes to it.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 mod="$top/hack/k8s-node-bins"
 out="${KESTREL_K8S_NODE_BINS:-$top/.cache/k8s-node-bins}"
-bins=(kubelet containerd containerd-shim-runc-v2 ctr kube-controller-manager kube-scheduler)
+bins=(kubelet containerd containerd-shim-runc-v2 ctr)
 pkgs=(k8s.io/kubernetes/cmd/kubelet
   github.com/containerd/containerd/v2/cmd/containerd
   github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
-  github.com/containerd/containerd/v2/cmd/ctr
-  k8s.io/kubernetes/cmd/kube-controller-manager
-  k8s.io/kubernetes/cmd/kube-scheduler)
+  github.com/containerd/containerd/v2/cmd/ctr)
+case "${1:-}" in
+  --controllers)
+    bins+=(kube-controller-manager kube-scheduler)
+    pkgs+=(k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler) ;;
+  "") ;;
+  *) echo "usage: $0 [--controllers]" >&2; exit 2 ;;
+esac
 
-want=$(cat "$mod/go.mod" "$mod/go.sum" "$mod/tools.go" "$0" <(printf '%s\n' "${bins[@]}") | sha256sum | cut -c1-16)
-stamp="$out/.stamp"
-have_all=1
-for b in "${bins[@]}"; do [ -x "$out/$b" ] || have_all=0; done
-if [ "$have_all" = 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+# One stamp per binary, so asking for the controllers later builds only them.
+want=$(cat "$mod/go.mod" "$mod/go.sum" "$mod/tools.go" "$0" | sha256sum | cut -c1-16)
+todo=()
+for i in "${!bins[@]}"; do
+  b=${bins[$i]}
+  if [ -x "$out/$b" ] && [ -f "$out/.stamp.$b" ] && [ "$(cat "$out/.stamp.$b")" = "$want" ]; then
+    continue
+  fi
+  todo+=("$i")
+done
+if [ "${#todo[@]}" = 0 ]; then
   echo "$out"
   exit 0
 fi
 
 mkdir -p "$out"
 start=$(date +%s)
-echo "k8s-node-bins: building ${bins[*]}" >&2
+names=(); for i in "${todo[@]}"; do names+=("${bins[$i]}"); done
+echo "k8s-node-bins: building ${names[*]}" >&2
 tmpdir=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$tmpdir"' EXIT
 (
@@ -58,7 +75,7 @@ trap 'rm -rf "$tmpdir"' EXIT
   kv=k8s.io/component-base/version
   kflags="-X $kv.gitVersion=$kver -X $kv.gitMajor=1 -X $kv.gitMinor=$(echo "$kver" | cut -d. -f2) -X $kv.gitTreeState=clean"
   cflags="-X github.com/containerd/containerd/v2/version.Version=$cver"
-  for i in "${!bins[@]}"; do
+  for i in "${todo[@]}"; do
     flags=$cflags
     case ${bins[$i]} in kube*) flags=$kflags ;; esac
     # no_btrfs/no_devmapper/no_zfs: snapshotters a node on ext4 does not use
@@ -67,7 +84,6 @@ trap 'rm -rf "$tmpdir"' EXIT
       -ldflags="-s -w $flags" -o "$tmpdir/${bins[$i]}" "${pkgs[$i]}"
   done
 )
-for b in "${bins[@]}"; do mv -f "$tmpdir/$b" "$out/$b"; done
-echo "$want" > "$stamp"
+for b in "${names[@]}"; do mv -f "$tmpdir/$b" "$out/$b"; echo "$want" > "$out/.stamp.$b"; done
 echo "k8s-node-bins: built in $(( $(date +%s) - start ))s" >&2
 echo "$out"

@@ -3,8 +3,10 @@ package boottest
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,6 +46,13 @@ func startKubePlan(t testing.TB, versions ...string) *kubePlan {
 	dirs := map[string]string{}
 	for i, v := range versions {
 		dirs[v] = buildImageWith(t, imageOpts{Name: fmt.Sprintf("test-kubelet-v%d", i+2), K3s: "kubelet", Version: v, UpgradeImage: true}).Dir
+	}
+	// The node's binaries came with the image; the controllers the Jobs
+	// need are built only here (the default suite does without them).
+	script := exec.Command("bash", "scripts/k8s-node-bins.sh", "--controllers")
+	script.Dir, script.Stdout, script.Stderr = repoRoot(), io.Discard, os.Stderr
+	if err := script.Run(); err != nil {
+		t.Fatalf("scripts/k8s-node-bins.sh --controllers: %v", err)
 	}
 	bins := filepath.Join(repoRoot(), ".cache", "k8s-node-bins")
 	k := startKubeNodeWith(t, testenv.Options{Controllers: true, ControllerBins: bins}, "2m")
