@@ -19,10 +19,16 @@ import (
 // TestFallbackARMv7UBoot: on the U-Boot script chain, a slot on trial
 // whose kernel never reaches init is tried twice, a(2) -> a(1) -> a(0),
 // and the third boot is slot b's, without anyone touching the machine.
-func TestFallbackARMv7UBoot(t *testing.T) { testFallback(t, targetARMv7) }
+func TestFallbackARMv7UBoot(t *testing.T) {
+	t.Parallel()
+	testFallback(t, targetARMv7)
+}
 
 // TestFallbackARM64UEFI: the same on arm64 with systemd-boot's counter.
-func TestFallbackARM64UEFI(t *testing.T) { testFallback(t, targetARM64) }
+func TestFallbackARM64UEFI(t *testing.T) {
+	t.Parallel()
+	testFallback(t, targetARM64)
+}
 
 var panicRE = regexp.MustCompile(`Kernel panic`)
 
@@ -140,10 +146,16 @@ func artifactSize(t *testing.T, img *Image, kind string) int64 {
 }
 
 // TestBootRaspi3B: the rpi3 SD image on raspi3b.
-func TestBootRaspi3B(t *testing.T) { testBootRaspi(t, targetRPi3) }
+func TestBootRaspi3B(t *testing.T) {
+	t.Parallel()
+	testBootRaspi(t, targetRPi3)
+}
 
 // TestBootRaspi2B: the rpi2 SD image on raspi2b.
-func TestBootRaspi2B(t *testing.T) { testBootRaspi(t, targetRPi2) }
+func TestBootRaspi2B(t *testing.T) {
+	t.Parallel()
+	testBootRaspi(t, targetRPi2)
+}
 
 func testBootRaspi(t *testing.T, target archTarget) {
 	img := buildTarget(t, target)
@@ -192,8 +204,14 @@ func testBootRaspi(t *testing.T, target archTarget) {
 // run out and the node is back on the old slot by itself, the release
 // recorded as bad; then the same release, forced, with the stand-in
 // healthy, is marked good.
-func TestUpgradeARMv7UBoot(t *testing.T) { testArchUpgrade(t, targetARMv7) }
-func TestUpgradeARM64UEFI(t *testing.T)  { testArchUpgrade(t, targetARM64) }
+func TestUpgradeARMv7UBoot(t *testing.T) {
+	t.Parallel()
+	testArchUpgrade(t, targetARMv7)
+}
+func TestUpgradeARM64UEFI(t *testing.T) {
+	t.Parallel()
+	testArchUpgrade(t, targetARM64)
+}
 
 func testArchUpgrade(t *testing.T, target archTarget) {
 	needArchTools(t, target.Arch)

@@ -161,6 +161,7 @@ func slotLine(c console, slot string) string {
 // TestBootARM64UEFI: the arm64 image through AAVMF and systemd-boot with
 // boot counting, as on x86_64.
 func TestBootARM64UEFI(t *testing.T) {
+	t.Parallel()
 	_, c, _ := bootTarget(t, targetARM64)
 	c.expect("ls "+layout.ESPMount+layout.ESPEntriesDir, "kestrel-a.conf")
 	c.contains("cat /proc/cmdline", "console=ttyAMA0")
@@ -173,6 +174,7 @@ var ubootSlotRE = regexp.MustCompile(`kestrel: slot a \(a=good b=\)`)
 // the node reads the same state. (Counting tries and fatwrite are shown by
 // TestFallbackARMv7UBoot.)
 func TestBootARMv7UBoot(t *testing.T) {
+	t.Parallel()
 	m, c, _ := bootTarget(t, targetARMv7)
 	if !ubootSlotRE.MatchString(m.Console()) {
 		t.Errorf("U-Boot's console lacks %q:\n%s", ubootSlotRE, tail(m.Console(), 80))

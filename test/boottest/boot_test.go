@@ -55,6 +55,7 @@ func bootVM(t testing.TB, cfg vm.Config) (*vm.VM, map[string]string) {
 // a state partition that fills the disk, tmpfs /etc and /run, cgroup2 with
 // controllers, /var surviving a reboot, and a clean poweroff.
 func TestBootSlice(t *testing.T) {
+	t.Parallel()
 	img := buildImage(t)
 	dir := t.TempDir()
 	cfg := vm.Config{Disk: img.Disk, DiskSize: "3G", Dir: dir}
@@ -172,6 +173,7 @@ func TestBootSlice(t *testing.T) {
 // TestRescueOnCorruptRoot zeroes the start of root A: stage 1 must say what
 // it looked for and found, and leave a working shell on the console.
 func TestRescueOnCorruptRoot(t *testing.T) {
+	t.Parallel()
 	img := buildImage(t)
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "corrupt.img")

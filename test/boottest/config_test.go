@@ -238,6 +238,7 @@ func (e *cfgEnv) stateConfig() string {
 // the node comes up, says what is wrong where, still lets the NoCloud keys
 // in, and applies nothing from the bad files.
 func TestConfigNoCloud(t *testing.T) {
+	t.Parallel()
 	img := buildImage(t)
 	e := newCfgEnv(t)
 	cidata := buildCIDATA(t, e.dir, filesystem.TypeFat32, map[string]string{
@@ -407,6 +408,7 @@ func TestConfigNoCloud(t *testing.T) {
 // TestConfigK3OS boots with a k3OS config, unchanged, on an iso9660
 // NoCloud disk.
 func TestConfigK3OS(t *testing.T) {
+	t.Parallel()
 	img := buildImage(t)
 	e := newCfgEnv(t)
 	userData := fmt.Sprintf(`#cloud-config
@@ -483,6 +485,7 @@ k3os:
 // and starts k3s (the stand-in) with its token; the console and `kestrel
 // status` name the key with file:line:col.
 func TestConfigUnknownKeyFirstBoot(t *testing.T) {
+	t.Parallel()
 	e := newCfgEnv(t)
 	img := buildImageWith(t, imageOpts{Name: "test-standin", K3s: "standin"})
 	cfgYAML := fmt.Sprintf(unknownKeyConfig, e.pubA)
@@ -514,6 +517,7 @@ func TestConfigUnknownKeyFirstBoot(t *testing.T) {
 // comes up with its console, and the console and `kestrel status` say
 // where the file is broken.
 func TestConfigSyntaxErrorFirstBoot(t *testing.T) {
+	t.Parallel()
 	img := buildImageWith(t, imageOpts{Name: "test-standin", K3s: "standin"})
 	dir := t.TempDir()
 	disk := withESPConfig(t, img, dir, "hostname: tabbed\nk3os:\n\tntp_servers:\n\t- pool.ntp.org\n")

@@ -462,6 +462,7 @@ kestrel:
 // delays, visible in `kestrel status`; then makes it hang: poweroff kills
 // it after SIGTERM went unheard and still powers off cleanly.
 func TestK3sServer(t *testing.T) {
+	t.Parallel()
 	g, h, _ := bootK3s(t, serverConfig)
 	checkStarted(t, g, h, serverConfig,
 		[]string{"server", "--disable=traefik", "--write-kubeconfig-mode=0640"},
@@ -566,6 +567,7 @@ kestrel:
 // TestK3sAgent boots the stand-in as an agent (role derived from the
 // server URL) and powers off: k3s stops on SIGTERM.
 func TestK3sAgent(t *testing.T) {
+	t.Parallel()
 	g, h, _ := bootK3s(t, agentConfig)
 	checkStarted(t, g, h, agentConfig,
 		[]string{"agent"},
@@ -592,6 +594,7 @@ k3os:
 // TestK3sLegacyConfig boots the stand-in from a k3OS config: role, server,
 // token, labels, taints, args and environment come from the k3os: keys.
 func TestK3sLegacyConfig(t *testing.T) {
+	t.Parallel()
 	g, h, _ := bootK3s(t, legacyConfig)
 	checkStarted(t, g, h, legacyConfig,
 		[]string{"agent", "--node-ip=10.0.2.15"},
@@ -610,6 +613,7 @@ kestrel:
 // TestK3sNeverHealthy: a stand-in that answers 503 forever makes the boot
 // NOT good once the configured timeout has passed, and status says so.
 func TestK3sNeverHealthy(t *testing.T) {
+	t.Parallel()
 	g, h, _ := bootK3s(t, unhealthyConfig)
 	if h.State != boothealth.NotGood || !strings.Contains(h.Detail, "not healthy within 20s") {
 		t.Errorf("boot health %q, want not good within 20s", h.String())

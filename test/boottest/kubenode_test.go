@@ -255,6 +255,7 @@ func testPod(name string, restart corev1.RestartPolicy, script string, env ...co
 // credentials; after a reboot it is Ready again, the pod's data is there
 // and the serving pod runs again. One VM, two boots.
 func TestKubeNode(t *testing.T) {
+	t.Parallel()
 	k := startKubeNode(t)
 	ctx := context.Background()
 	readyIn := k.bootReady()

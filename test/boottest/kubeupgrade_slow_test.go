@@ -27,6 +27,7 @@ import (
 // kestrel.io/rolled-back-from, and the controller halts the Plan
 // (Halted=True) with a Warning event.
 func TestKubeNodePlanUpgrade(t *testing.T) {
+	t.Parallel()
 	const v2, v3 = "0.0.1-kube", "0.0.2-kube"
 	kp := startKubePlan(t, v2, v3)
 	k, pc, ns, ctx := kp.k, kp.pc, kp.ns, kp.ctx

@@ -18,6 +18,7 @@ import (
 // instead of giving a root shell, refuses a wrong password, and a right
 // one gets the user's shell as that user, not root.
 func TestConsoleLogin(t *testing.T) {
+	t.Parallel()
 	img := buildImage(t)
 	dir := t.TempDir()
 	cidata := buildCIDATA(t, dir, filesystem.TypeFat32, map[string]string{

@@ -5,6 +5,14 @@
 // They need qemu, OVMF and the builder's host tools (scripts/deps.sh). When
 // those are missing they fail under CI (CI=true) and skip elsewhere, naming
 // what is missing. -short skips them.
+//
+// Every boot test calls t.Parallel(): under TCG a one-vCPU guest keeps one
+// host core busy, so on a two-core machine two tests at a time (go test's
+// -parallel defaults to GOMAXPROCS) take about half the wall time of one
+// after the other. Each test boots its own copy-on-write overlay of an
+// image, forwards ports it picked free, and shares image builds through
+// sync.Once (buildImageWith); the builder's caches take concurrent runs
+// (temporary files renamed into place). Benchmarks stay sequential.
 package boottest
 
 import (

@@ -50,6 +50,7 @@ var killPoints = []struct {
 // upgrade starts from whatever the cut left. A last upgrade runs to the
 // end and reboots into the new release.
 func TestUpgradePowerCut(t *testing.T) {
+	t.Parallel()
 	const v1, v2 = "0.0.1-pc", "0.0.2-pc"
 	r1 := buildRelease(t, imageOpts{Name: "test-pc-v1"}, v1)
 	r2 := buildRelease(t, imageOpts{Name: "test-pc-v2"}, v2)

@@ -131,6 +131,7 @@ var upgradeDoneRE = regexp.MustCompile(`asking PID 1 to reboot`)
 // up by the loader, the node is back on v1 by itself with v2 recorded as
 // bad, and another upgrade to v2 is refused.
 func TestUpgrade(t *testing.T) {
+	t.Parallel()
 	img := buildImageWith(t, imageOpts{Name: "test-standin", K3s: "standin"})
 	rel := buildRelease(t, imageOpts{Name: "test-release-v2", K3s: "standin"}, upgradeVersion)
 	dir := t.TempDir()

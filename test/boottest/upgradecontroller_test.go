@@ -14,6 +14,7 @@ import (
 // naming this version's controller image) into k3s's auto-deploy directory
 // and that image, as shipped in the rootfs, into k3s's airgap images.
 func TestUpgradeControllerShipped(t *testing.T) {
+	t.Parallel()
 	g, _, _ := bootK3s(t, "")
 	list := g.run("ls " + manifests.K3sDir)
 	for _, f := range []string{"namespace.yaml", "crd.yaml", "rbac.yaml", "deployment.yaml", "plan-kestrel.yaml"} {

@@ -27,6 +27,7 @@ import (
 // root (what stage 2 runs in the background) finds no bad block. It logs
 // the check's throughput under TCG.
 func TestVerityRoot(t *testing.T) {
+	t.Parallel()
 	img := buildImage(t)
 	dir := t.TempDir()
 	vd := verityDisk(t, img, filepath.Join(dir, "verity.img"), "")
@@ -85,6 +86,7 @@ func mustRun(t *testing.T, m *vm.VM, cmd string) string {
 // must refuse A with a verity message, demote A's entry to an exhausted
 // one, reboot after the rescue window, and come up on slot B.
 func TestVerityTamperFallsBack(t *testing.T) {
+	t.Parallel()
 	img := buildImage(t)
 	dir := t.TempDir()
 	vd := verityDisk(t, img, filepath.Join(dir, "tampered.img"), "kestrel.rescue_timeout=5")
