@@ -40,14 +40,15 @@ func stage2Hooks() stage2.Hooks {
 	live := false
 	return stage2.Hooks{
 		Boot: []stage2.Hook{{Name: "slots", Run: func(ctx context.Context, sys *stage2.System) error {
+			// Trial's news comes after ready, while someone may be typing
+			// on the console: it goes to the kernel log (dmesg), warnings
+			// to the console and status as usual. Set on a live boot too
+			// (slot "live"): labelNode reports through them.
+			slot.Booted, slot.Logf, slot.Warn = sys.Slot, kmsgLogf, sys.Warn
 			if live = sys.Live; live {
 				return nil
 			}
 			slot.Chain = bootslot.Open(layout.ESPMount, sys.Slot)
-			// Trial's news comes after ready, while someone may be typing
-			// on the console: it goes to the kernel log (dmesg), warnings
-			// to the console and status as usual.
-			slot.Booted, slot.Logf, slot.Warn = sys.Slot, kmsgLogf, sys.Warn
 			slot.Reboot = func() { sys.Power(power.Reboot) }
 			_, err := slot.Start(ctx)
 			return err

@@ -98,15 +98,26 @@ func (d *Declarer) Good(ctx context.Context, detail string) error {
 		return err
 	}
 	var errs []error
-	for _, f := range d.OnGood {
-		if err := f(ctx); err != nil {
-			errs = append(errs, err)
+	for i, f := range d.OnGood {
+		if err := callListener(ctx, f); err != nil {
+			errs = append(errs, fmt.Errorf("listener %d: %w", i, err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("boot good, but: %w", err)
 	}
 	return nil
+}
+
+// callListener runs f, turning a panic into an error: the listeners run in
+// PID 1, where a panic is a kernel panic and a node lost in the field.
+func callListener(ctx context.Context, f func(context.Context) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return f(ctx)
 }
 
 // NotGood declares the boot not good.

@@ -70,3 +70,25 @@ func TestDeclaredOnce(t *testing.T) {
 		t.Errorf("absent file: %v, %v", r, err)
 	}
 }
+
+// TestListenerPanic: a listener that panics (the live ISO's node labeller
+// once called a nil logger) is an error of Good, the others still run, and
+// PID 1 lives on.
+func TestListenerPanic(t *testing.T) {
+	ran := false
+	d := &Declarer{Path: filepath.Join(t.TempDir(), "h"), Now: time.Now,
+		OnGood: []func(context.Context) error{
+			func(context.Context) error { var f func(); f(); return nil },
+			func(context.Context) error { ran = true; return nil },
+		}}
+	err := d.Good(context.Background(), "ok")
+	if err == nil || !strings.Contains(err.Error(), "listener 0: panic") {
+		t.Errorf("panic not returned as an error: %v", err)
+	}
+	if !ran {
+		t.Error("the listener after the panicking one did not run")
+	}
+	if r, _ := Read(d.Path); r == nil || r.State != Good {
+		t.Errorf("state %v, want good", r)
+	}
+}
