@@ -272,3 +272,12 @@ func testArchUpgrade(t *testing.T, target archTarget) {
 		return n.slots().summary() == "a:good@"+testVersion+" b:good@"+upgradeVersion+"*"
 	}, n)
 }
+
+// TestBootARM64UEFI: the arm64 image through AAVMF and systemd-boot with
+// boot counting, as on x86_64.
+func TestBootARM64UEFI(t *testing.T) {
+	t.Parallel()
+	_, c, _ := bootTarget(t, targetARM64)
+	c.expect("ls "+layout.ESPMount+layout.ESPEntriesDir, "kestrel-a.conf")
+	c.contains("cat /proc/cmdline", "console=ttyAMA0")
+}

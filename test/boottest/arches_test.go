@@ -158,15 +158,6 @@ func slotLine(c console, slot string) string {
 	return c.run(fmt.Sprintf("kestrel status | sed -n 's/^slot %s: *//p'", slot))
 }
 
-// TestBootARM64UEFI: the arm64 image through AAVMF and systemd-boot with
-// boot counting, as on x86_64.
-func TestBootARM64UEFI(t *testing.T) {
-	t.Parallel()
-	_, c, _ := bootTarget(t, targetARM64)
-	c.expect("ls "+layout.ESPMount+layout.ESPEntriesDir, "kestrel-a.conf")
-	c.contains("cat /proc/cmdline", "console=ttyAMA0")
-}
-
 var ubootSlotRE = regexp.MustCompile(`kestrel: slot a \(a=good b=\)`)
 
 // TestBootARMv7UBoot: the armv7 image through U-Boot and the A/B boot
