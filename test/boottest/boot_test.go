@@ -22,8 +22,10 @@ const (
 
 var readyRE = regexp.MustCompile(layout.ReadyMarker + `[^\n]*\n`) // whole line: the console arrives in chunks
 
-// bootVM starts a machine on dir's disk and waits for the ready line.
-func bootVM(t testing.TB, cfg vm.Config) (*vm.VM, map[string]string) {
+// startVM starts a machine, its console appended to console.log in
+// cfg.Dir, without waiting for the ready line (an installer that powers
+// off may beat the console shell); the machine is killed at cleanup.
+func startVM(t testing.TB, cfg vm.Config) *vm.VM {
 	t.Helper()
 	log, err := os.OpenFile(filepath.Join(cfg.Dir, "console.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -36,6 +38,13 @@ func bootVM(t testing.TB, cfg vm.Config) (*vm.VM, map[string]string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Kill)
+	return m
+}
+
+// bootVM starts a machine on dir's disk and waits for the ready line.
+func bootVM(t testing.TB, cfg vm.Config) (*vm.VM, map[string]string) {
+	t.Helper()
+	m := startVM(t, cfg)
 	line, err := m.Expect(readyRE, bootTimeout)
 	if err != nil {
 		t.Fatalf("boot: %v\n--- console ---\n%s", err, tail(m.Console(), 60))

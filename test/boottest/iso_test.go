@@ -149,24 +149,6 @@ kestrel:
     health_timeout: 20s
 `
 
-// startVM starts a machine without waiting for the ready line (an
-// installer that powers off may beat the console shell).
-func startVM(t *testing.T, cfg vm.Config) *vm.VM {
-	t.Helper()
-	log, err := os.OpenFile(filepath.Join(cfg.Dir, "console.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { log.Close() })
-	cfg.Log = log
-	m, err := vm.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Kill)
-	return m
-}
-
 // blankDisk is a sparse raw file of size bytes: a new machine's disk.
 func blankDisk(t *testing.T, dir string, size int64) string {
 	t.Helper()
