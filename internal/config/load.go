@@ -35,11 +35,12 @@ type Locations struct {
 	StateConfigDir string // config.d directory on the state partition
 }
 
-// Where things are on the state partition, relative to its mount point.
+// Where things are on the state partition, relative to its mount point,
+// and the image's defaults.
 const (
-	StateConfigFile = "kestrel/config.yaml"
-	StateConfigDir  = "kestrel/config.d"
-	DefaultsFile    = "/usr/lib/kestrel/config.yaml"
+	StateConfigFile = layout.StateConfigFile
+	StateConfigDir  = layout.StateConfigDir
+	DefaultsFile    = layout.ConfigDefaults
 )
 
 // DefaultLocations gives the locations in a root filesystem mounted at

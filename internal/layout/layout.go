@@ -51,6 +51,16 @@ const (
 	ESPEntryEnvName = "entry.env"
 )
 
+// The config files, for the config package and for stage 1, which cannot
+// link it but must know where the initramfs phase looks (see
+// stage1.PhaseIdle). The state paths are relative to StateMount.
+const (
+	ConfigDefaults   = "/usr/lib/kestrel/config.yaml" // the image's defaults, in the rootfs
+	StateConfigFile  = "kestrel/config.yaml"
+	StateConfigDir   = "kestrel/config.d"
+	StateLastGoodDir = "kestrel/last-good" // lastgood's copies of the files above
+)
+
 // Kernel command-line keys.
 const (
 	CmdlineSlot  = "kestrel.slot"  // which root slot stage 1 mounts (a|b)

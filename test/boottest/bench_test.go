@@ -236,7 +236,7 @@ func printRow(name string, v []float64) {
 
 // editESPEntries rewrites every boot entry on the ESP of disk (a copy of
 // an image) with edit.
-func editESPEntries(b *testing.B, disk string, edit func(entry string) string) {
+func editESPEntries(b testing.TB, disk string, edit func(entry string) string) {
 	b.Helper()
 	d, err := diskfs.Open(disk)
 	if err != nil {

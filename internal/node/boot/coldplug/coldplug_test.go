@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -61,7 +62,7 @@ func TestColdplug(t *testing.T) {
 	})
 	var mu sync.Mutex
 	var order []string
-	o.DryRun = func(name string) {
+	o.DryRun = func(name, _ string) {
 		mu.Lock()
 		defer mu.Unlock()
 		order = append(order, name)
@@ -105,7 +106,7 @@ func TestColdplugAllTakesNonDrivers(t *testing.T) {
 	o, _ := fakeTree(t, []string{"virtio_ring", "virtio", "virtio_pci", "virtio_blk", "e1000e", "jbd2", "ext4"}, map[string]string{
 		"bus/pci/devices/0000:00:02.0": "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00",
 	})
-	o.DryRun = func(name string) {}
+	o.DryRun = func(string, string) {}
 	l, err := Open("/usr/lib/kestrel/modules", o)
 	if err != nil {
 		t.Fatal(err)
@@ -123,26 +124,28 @@ func TestLoadNow(t *testing.T) {
 	})
 	var mu sync.Mutex
 	var order []string
-	o.DryRun = func(name string) { mu.Lock(); order = append(order, name); mu.Unlock() }
+	o.DryRun = func(name, params string) { mu.Lock(); order = append(order, name+" "+params); mu.Unlock() }
 	l, err := Open("/usr/lib/kestrel/modules", o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// squashfs is not on the list: skipped. ext4 twice: loaded once.
+	// squashfs is not on the list: skipped. ext4 twice: loaded once,
+	// after its dependency, both with async_probe.
 	if err := l.LoadNow("squashfs", "ext4", "ext4"); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"ext4"}; !reflect.DeepEqual(order, want) {
-		t.Fatalf("LoadNow loaded %v, want %v", order, want)
+	if want := []string{"jbd2 " + AsyncProbe, "ext4 " + AsyncProbe}; !reflect.DeepEqual(order, want) {
+		t.Fatalf("LoadNow loaded %q, want %q", order, want)
 	}
 	got, _ := l.Coldplug(true)
 	sort.Strings(got)
-	// Coldplug reports everything loaded, and did not load ext4 again.
-	if want := []string{"efivarfs", "ext4", "virtio_pci"}; !reflect.DeepEqual(got, want) {
+	// Coldplug reports everything loaded, and did not load ext4 or jbd2
+	// again; the driver it loads gets no parameters.
+	if want := []string{"efivarfs", "ext4", "jbd2", "virtio_pci"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("after LoadNow, Coldplug(true) = %v, want %v", got, want)
 	}
-	if n := strings.Count(strings.Join(order, " "), "ext4"); n != 1 {
-		t.Errorf("ext4 loaded %d times: %v", n, order)
+	if want := []string{"efivarfs ", "virtio_pci "}; !reflect.DeepEqual(slices.Sorted(slices.Values(order[2:])), want) {
+		t.Errorf("Coldplug(true) loaded %q, want %q", order[2:], want)
 	}
 }
 
@@ -164,7 +167,7 @@ func TestParseUevent(t *testing.T) {
 func TestColdplugWithoutAliases(t *testing.T) {
 	o, _ := fakeTree(t, []string{"virtio_pci", "e1000e", "ext4"}, nil)
 	os.Remove(filepath.Join(o.Root, "lib", "modules", "6.1.0-test", "modules.alias"))
-	o.DryRun = func(string) {}
+	o.DryRun = func(string, string) {}
 	l, err := Open("/usr/lib/kestrel/modules", o)
 	if err != nil {
 		t.Fatal(err)

@@ -58,7 +58,7 @@ type Options struct {
 	KVer    string // kernel release; "" means uname -r
 	SysRoot string // sysfs, to recognise built-in modules ("/sys")
 	Logf    func(format string, args ...any)
-	DryRun  func(name string) // tests: record instead of loading
+	DryRun  func(name, params string) // tests: record instead of loading
 }
 
 // Load loads every module named in the list file at listPath (a path

@@ -29,8 +29,11 @@ type HookEnv struct {
 // run: not under the new root, whose /boot/efi stage 2 mounts itself.
 const espStage = "/.esp"
 
-// runHooks mounts the ESP read-only, runs the hooks and unmounts it.
-func runHooks(env Env, devs []blockdev.Device, logf func(string, ...any)) {
+// runHooks mounts the ESP read-only, runs the hooks and unmounts it. It
+// does not run them when PhaseIdle finds they would have nothing to do
+// (bootDisk is the kernel name of the disk holding the slots); debugf
+// says so.
+func runHooks(env Env, devs []blockdev.Device, bootDisk string, logf, debugf func(string, ...any)) {
 	if env.Hooks.Initramfs == nil {
 		return
 	}
@@ -51,6 +54,17 @@ func runHooks(env Env, devs []blockdev.Device, logf func(string, ...any)) {
 			}
 		}()
 	}
+	why := ""
+	if now, err := blockdev.List(filepath.Join(env.NewRoot, "sys")); err != nil {
+		why = err.Error()
+	} else {
+		var idle bool
+		if idle, why = PhaseIdle(PhaseInput{NewRoot: env.NewRoot, ESP: h.ESP, BootDisk: bootDisk, Devices: now}); idle {
+			debugf("initramfs phase not run: %s", why)
+			return
+		}
+	}
+	debugf("initramfs phase runs: %s", why)
 	if err := env.Hooks.Initramfs(h); err != nil {
 		logf("warning: initramfs phase: %v", err)
 	}

@@ -2,6 +2,7 @@ package stage1
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,16 +23,19 @@ func TestRunHooks(t *testing.T) {
 		wantMount []string
 		wantLog   string
 		utf8      bool // nls_utf8 loaded
+		idle      bool // no config for the phase: the hook does not run
 	}{
 		{"ESP mounted read-only for the hook", []blockdev.Device{esp}, 0, true,
-			[]string{"/dev/vda1 vfat ro umask=0077,shortname=mixed"}, "", true},
+			[]string{"/dev/vda1 vfat ro umask=0077,shortname=mixed"}, "", true, false},
 		{"nls_utf8 not loaded: iocharset=ascii at once", []blockdev.Device{esp}, 0, true,
-			[]string{"/dev/vda1 vfat ro umask=0077,shortname=mixed,iocharset=ascii"}, "", false},
+			[]string{"/dev/vda1 vfat ro umask=0077,shortname=mixed,iocharset=ascii"}, "", false, false},
 		{"retry with iocharset=ascii", []blockdev.Device{esp}, 1, true,
-			[]string{"/dev/vda1 vfat ro umask=0077,shortname=mixed", "/dev/vda1 vfat ro umask=0077,shortname=mixed,iocharset=ascii"}, "", true},
+			[]string{"/dev/vda1 vfat ro umask=0077,shortname=mixed", "/dev/vda1 vfat ro umask=0077,shortname=mixed,iocharset=ascii"}, "", true, false},
 		{"ESP that does not mount: hook runs without it", []blockdev.Device{esp}, 2, false,
-			[]string{"/dev/vda1 vfat ro umask=0077,shortname=mixed", "/dev/vda1 vfat ro umask=0077,shortname=mixed,iocharset=ascii"}, "warning: ESP:", true},
-		{"no ESP partition", nil, 0, false, nil, "warning: ESP:", true},
+			[]string{"/dev/vda1 vfat ro umask=0077,shortname=mixed", "/dev/vda1 vfat ro umask=0077,shortname=mixed,iocharset=ascii"}, "warning: ESP:", true, false},
+		{"no ESP partition", nil, 0, false, nil, "warning: ESP:", true, false},
+		{"nothing for the phase: hook not run", []blockdev.Device{esp}, 0, true,
+			[]string{"/dev/vda1 vfat ro umask=0077,shortname=mixed"}, "initramfs phase not run: no config source has", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
@@ -40,6 +44,12 @@ func TestRunHooks(t *testing.T) {
 				if err := os.MkdirAll(filepath.Join(newRoot, "sys", "module", "nls_utf8"), 0o755); err != nil {
 					t.Fatal(err)
 				}
+			}
+			if err := os.MkdirAll(filepath.Join(newRoot, "sys", "class", "block"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.idle {
+				writeFile(t, filepath.Join(newRoot, layout.ConfigDefaults), "init_cmd: [true]\n")
 			}
 			var mounts, unmounts []string
 			fails := tc.mountErrs
@@ -63,23 +73,31 @@ func TestRunHooks(t *testing.T) {
 			called := false
 			env.Hooks.Initramfs = func(h HookEnv) error { got, called = h, true; return errors.New("hook failed") }
 			var log strings.Builder
-			runHooks(env, tc.devs, func(f string, a ...any) { log.WriteString(f + "\n") })
-			if !called || got.NewRoot != newRoot {
+			logf := func(f string, a ...any) { log.WriteString(fmt.Sprintf(f, a...) + "\n") }
+			runHooks(env, tc.devs, "vda", logf, logf)
+			if tc.idle {
+				if called {
+					t.Errorf("hook called with nothing to do")
+				}
+				got.ESP = espStageIn(root) // it was mounted and unmounted all the same
+			} else if !called || got.NewRoot != newRoot {
 				t.Fatalf("hook called %v with %+v", called, got)
 			}
 			if strings.Join(mounts, "\n") != strings.Join(tc.wantMount, "\n") {
 				t.Errorf("mounts:\n%s\nwant\n%s", strings.Join(mounts, "\n"), strings.Join(tc.wantMount, "\n"))
 			}
-			stage := filepath.Join(root, espStage)
+			stage := espStageIn(root)
 			if tc.wantESP != (got.ESP == stage) || (!tc.wantESP && got.ESP != "") {
 				t.Errorf("HookEnv.ESP = %q", got.ESP)
 			}
 			if tc.wantESP && (len(unmounts) != 1 || unmounts[0] != stage) {
 				t.Errorf("unmounts %v, want [%s]", unmounts, stage)
 			}
-			if !strings.Contains(log.String(), "warning: initramfs phase:") || !strings.Contains(log.String(), tc.wantLog) {
+			if tc.idle == strings.Contains(log.String(), "warning: initramfs phase:") || !strings.Contains(log.String(), tc.wantLog) {
 				t.Errorf("log:\n%s", log.String())
 			}
 		})
 	}
 }
+
+func espStageIn(root string) string { return filepath.Join(root, espStage) }

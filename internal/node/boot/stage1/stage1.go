@@ -245,7 +245,11 @@ func Run(env Env) error {
 	mark("plan done")
 	waitLoads()
 	mark("modules loaded")
-	runHooks(env, devs, logf)
+	debugf := func(string, ...any) {}
+	if debug {
+		debugf = logf
+	}
+	runHooks(env, devs, rootDev.Disk, logf, debugf)
 	mark("initramfs hooks")
 
 	end := env.Clock()

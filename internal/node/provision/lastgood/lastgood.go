@@ -31,11 +31,12 @@ import (
 	"syscall"
 
 	"github.com/kestrel-os/kestrel/internal/config"
+	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/osfiles/atomicfile"
 )
 
 // Dir is where the copies live, relative to the state partition's mount.
-const Dir = "kestrel/last-good"
+const Dir = layout.StateLastGoodDir
 
 // Suffix marks a copy's source name in provenance and errors.
 const Suffix = " (last good copy)"
