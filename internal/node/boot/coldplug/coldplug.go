@@ -318,6 +318,17 @@ func (l *Loader) LoadNow(names ...string) error {
 // sets the module's async_probe_requested.
 const AsyncProbe = "async_probe=1"
 
+// Skip marks the named modules as done without loading them: Start,
+// LoadNow and LoadRest leave them alone (a dependency of another module
+// still loads with it).
+func (l *Loader) Skip(names ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, n := range names {
+		l.done[norm(n)] = true
+	}
+}
+
 // LoadRest loads every module of the list not loaded yet.
 // It waits for loads Coldplug started first, and loads one module at a
 // time: it runs while the node works, and should not crowd it.

@@ -149,6 +149,26 @@ func TestLoadNow(t *testing.T) {
 	}
 }
 
+func TestSkip(t *testing.T) {
+	o, _ := fakeTree(t, []string{"virtio_ring", "virtio", "virtio_pci", "jbd2", "ext4", "efivarfs", "nf_tables"}, nil)
+	var mu sync.Mutex
+	var loaded []string
+	o.DryRun = func(name, _ string) { mu.Lock(); loaded = append(loaded, name); mu.Unlock() }
+	l, err := Open("/usr/lib/kestrel/modules", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Skip("efivarfs", "nf-tables")
+	l.Coldplug(true)
+	if n, _ := l.LoadRest(); n != 4 {
+		t.Errorf("LoadRest loaded %d modules, want 4", n)
+	}
+	sort.Strings(loaded)
+	if want := []string{"ext4", "jbd2", "virtio", "virtio_pci", "virtio_ring"}; !reflect.DeepEqual(loaded, want) {
+		t.Errorf("loaded %v, want %v (efivarfs and nf_tables skipped)", loaded, want)
+	}
+}
+
 func TestParseUevent(t *testing.T) {
 	msg := []byte("add@/devices/pci0000:00/0000:00:02.0/virtio0\x00ACTION=add\x00DEVPATH=/devices/pci0000:00/0000:00:02.0/virtio0\x00SUBSYSTEM=virtio\x00MODALIAS=virtio:d00000001v00001AF4\x00SEQNUM=1234\x00")
 	if got := parseUevent(msg); got != "virtio:d00000001v00001AF4" {

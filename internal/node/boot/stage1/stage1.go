@@ -145,6 +145,11 @@ func Run(env Env) error {
 		<-loadsDone
 	}
 	if mods != nil {
+		// isofs and loop are the live ISO's (live.go); nothing on an
+		// installed system uses them, and the rootfs does not ship them.
+		// Loading them anyway cost the boot their load time, on the one
+		// CPU the plan and the hooks run on.
+		mods.Skip("isofs", "loop")
 		mods.Start(true)
 		go func() {
 			loaded, _ := mods.Wait()
