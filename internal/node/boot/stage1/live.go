@@ -132,17 +132,9 @@ func runLive(env Env, cmd kcmdline.Cmdline, start time.Duration, mark func(strin
 		EtcStage: env.EtcStage, Proc: env.Proc, Sys: env.Sys, Dev: env.Dev,
 	})
 	if debug {
-		for _, s := range plan {
-			logf("plan: %s", s)
-		}
+		logPlan(plan, logf)
 	}
-	ops := Ops{
-		Mount: env.Mount,
-		Mkdir: func(p string, m uint32) error { return os.MkdirAll(p, os.FileMode(m)) },
-		Copy:  CopyTree,
-		Logf:  logf,
-	}
-	if err := Execute(plan, ops); err != nil {
+	if err := Execute(plan, deviceOps(env, logf)); err != nil {
 		return fmt.Errorf("live: %w", err)
 	}
 	mark("plan done")

@@ -2,6 +2,7 @@ package stage1
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"syscall"
 
@@ -152,6 +153,24 @@ type Ops struct {
 	// the node stays reachable to repair it.
 	Check func(dev string) (found bool, err error)
 	Logf  func(format string, args ...any)
+}
+
+// deviceOps are the Ops every boot's plan uses on the device (mount,
+// mkdir, copy, log); the installed boot adds the state partition's.
+func deviceOps(env Env, logf func(string, ...any)) Ops {
+	return Ops{
+		Mount: env.Mount,
+		Mkdir: func(p string, m uint32) error { return os.MkdirAll(p, os.FileMode(m)) },
+		Copy:  CopyTree,
+		Logf:  logf,
+	}
+}
+
+// logPlan prints the plan's steps, one a line, for kestrel.debug.
+func logPlan(plan []Step, logf func(string, ...any)) {
+	for _, s := range plan {
+		logf("plan: %s", s)
+	}
 }
 
 // Execute runs steps in order and stops at the first failure, except a

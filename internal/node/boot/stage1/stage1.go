@@ -217,21 +217,14 @@ func Run(env Env) error {
 	}
 	plan := Plan(in)
 	if debug {
-		for _, s := range plan {
-			logf("plan: %s", s)
-		}
+		logPlan(plan, logf)
 	}
-	ops := Ops{
-		Mount:  env.Mount,
-		Mkdir:  func(p string, m uint32) error { return os.MkdirAll(p, os.FileMode(m)) },
-		Copy:   CopyTree,
-		Resize: growpart.ResizeExt4,
-		Check:  func(dev string) (bool, error) { return CheckExt4(env.Root, dev) },
-		Seed: func(p string) error {
-			_, err := randomseed.Load(p, env.Entropy)
-			return err
-		},
-		Logf: logf,
+	ops := deviceOps(env, logf)
+	ops.Resize = growpart.ResizeExt4
+	ops.Check = func(dev string) (bool, error) { return CheckExt4(env.Root, dev) }
+	ops.Seed = func(p string) error {
+		_, err := randomseed.Load(p, env.Entropy)
+		return err
 	}
 	if err := Execute(plan[:1], ops); err != nil {
 		if cerr := corrupt(err); cerr != nil {

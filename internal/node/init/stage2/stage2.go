@@ -395,7 +395,7 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 	})
 
 	mark("hostname, lo")
-	runHooks(ctx, sys, env.Hooks.Boot)
+	runHooks(ctx, sys, env.Hooks.Boot, mark)
 	mark("boot hooks")
 	var dhcp DHCPSet // the default, every wired interface
 	if env.Hooks.Network != nil {
@@ -415,7 +415,7 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 	}
 	bringUpNetwork(ctx, sys, dhcp, env.DHCPWait)
 	mark("network up")
-	runHooks(ctx, sys, env.Hooks.NetworkUp)
+	runHooks(ctx, sys, env.Hooks.NetworkUp, mark)
 	mark("network-up hooks")
 
 	ready := env.Clock()
@@ -424,7 +424,7 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 	}
 	st := sys.status(ready)
 	fmt.Fprintf(env.Console, "\n%s\n%s\n", st.Summary(), st.ReadyLine())
-	runHooks(ctx, sys, env.Hooks.Ready)
+	runHooks(ctx, sys, env.Hooks.Ready, nil) // after the ready line
 
 	sys.Go("late modules", func() {
 		defer close(sys.modulesDone)
@@ -481,10 +481,16 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 	return nil
 }
 
-func runHooks(ctx context.Context, sys *System, hooks []Hook) {
+// runHooks runs hooks in order. mark, when not nil, ends a kestrel.debug
+// step after each one ("hook: <name>"), so that `make bench` shows what
+// each costs.
+func runHooks(ctx context.Context, sys *System, hooks []Hook, mark func(string)) {
 	for _, h := range hooks {
 		if err := runHook(ctx, sys, h); err != nil {
 			sys.Warn("%s: %v", h.Name, err)
+		}
+		if mark != nil {
+			mark("hook: " + h.Name)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package stage2
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -51,12 +52,17 @@ func TestStatusWithoutBoot(t *testing.T) {
 func TestRunHooksSurvivesPanics(t *testing.T) {
 	s := &System{Logf: func(string, ...any) {}}
 	ran := false
+	var marks []string
 	runHooks(context.Background(), s, []Hook{
 		{Name: "buggy", Run: func(context.Context, *System) error { panic("nil map") }},
 		{Name: "next", Run: func(context.Context, *System) error { ran = true; return nil }},
-	})
+	}, func(step string) { marks = append(marks, step) })
 	if !ran || len(s.warnings) != 1 || !strings.Contains(s.warnings[0], "buggy: panic: nil map") {
 		t.Errorf("ran %v, warnings %q", ran, s.warnings)
+	}
+	// A step mark after each hook, the one that panicked too.
+	if want := []string{"hook: buggy", "hook: next"}; !slices.Equal(marks, want) {
+		t.Errorf("step marks %q, want %q", marks, want)
 	}
 }
 
