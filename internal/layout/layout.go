@@ -61,6 +61,10 @@ const (
 	StateLastGoodDir = "kestrel/last-good" // lastgood's copies of the files above
 )
 
+// VerityRootName is the device-mapper name of the verified root stage 1
+// opens (dmverity.RootName); the NoCloud probe leaves it alone.
+const VerityRootName = "kestrel-root"
+
 // Kernel command-line keys.
 const (
 	CmdlineSlot  = "kestrel.slot"  // which root slot stage 1 mounts (a|b)

@@ -32,11 +32,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/verity"
 )
 
 // RootName is the device-mapper name of the verified root stage 1 mounts.
-const RootName = "kestrel-root"
+const RootName = layout.VerityRootName
 
 // Control is the device-mapper control node devtmpfs creates once dm-mod
 // is loaded.

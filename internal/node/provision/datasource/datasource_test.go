@@ -17,6 +17,7 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 
 	"github.com/kestrel-os/kestrel/internal/config"
+	"github.com/kestrel-os/kestrel/internal/layout"
 )
 
 const userData = "#cloud-config\nhostname: from-user-data\nkestrel:\n  sysctl: {vm.swappiness: '5'}\n"
@@ -121,6 +122,38 @@ func TestBlockDevices(t *testing.T) {
 	got, err := BlockDevices(sys, "/dev")()
 	if err != nil || !reflect.DeepEqual(got, []string{"/dev/sr0", "/dev/vda", "/dev/vda1"}) {
 		t.Fatalf("%v %v", got, err)
+	}
+}
+
+// TestNoCloudCandidates: Kestrel's own partitions (by GPT name) and the
+// verity mapping of the root are not probed; every other device is,
+// including the ESP and a partition with a look-alike name.
+func TestNoCloudCandidates(t *testing.T) {
+	sys := t.TempDir()
+	for n, uevent := range map[string]string{
+		"vda":   "MAJOR=254\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\n",
+		"vda1":  "DEVNAME=vda1\nDEVTYPE=partition\nPARTN=1\nPARTNAME=esp\n",
+		"vda2":  "DEVNAME=vda2\nDEVTYPE=partition\nPARTN=2\nPARTNAME=root-a\n",
+		"vda3":  "DEVNAME=vda3\nDEVTYPE=partition\nPARTN=3\nPARTNAME=root-b\n",
+		"vda4":  "DEVNAME=vda4\nDEVTYPE=partition\nPARTN=4\nPARTNAME=state\n",
+		"sda1":  "DEVNAME=sda1\nDEVTYPE=partition\nPARTN=1\nPARTNAME=state-backup\n",
+		"dm-0":  "DEVNAME=dm-0\nDEVTYPE=disk\n",
+		"dm-1":  "DEVNAME=dm-1\nDEVTYPE=disk\n",
+		"sr0":   "DEVNAME=sr0\nDEVTYPE=disk\n",
+		"loop0": "DEVNAME=loop0\nDEVTYPE=disk\n",
+	} {
+		os.MkdirAll(filepath.Join(sys, n), 0o755)
+		if err := os.WriteFile(filepath.Join(sys, n, "uevent"), []byte(uevent), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n, name := range map[string]string{"dm-0": layout.VerityRootName, "dm-1": "vg0-data"} {
+		os.MkdirAll(filepath.Join(sys, n, "dm"), 0o755)
+		os.WriteFile(filepath.Join(sys, n, "dm", "name"), []byte(name+"\n"), 0o644)
+	}
+	got, err := NoCloudCandidates(sys, "/dev")()
+	if want := []string{"/dev/dm-1", "/dev/sda1", "/dev/sr0", "/dev/vda", "/dev/vda1"}; err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("NoCloudCandidates = %v, %v; want %v", got, err, want)
 	}
 }
 

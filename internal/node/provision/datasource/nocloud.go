@@ -14,6 +14,8 @@ import (
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/filesystem"
 	"gopkg.in/yaml.v3"
+
+	"github.com/kestrel-os/kestrel/internal/layout"
 )
 
 // NoCloudLabel is the filesystem label of a NoCloud disk (matched without
@@ -59,6 +61,47 @@ func BlockDevices(sysClassBlock, devDir string) func() ([]string, error) {
 		sort.Strings(out)
 		return out, nil
 	}
+}
+
+// NoCloudCandidates is BlockDevices without Kestrel's own filesystems:
+// the slots' roots and the state partition (by GPT partition name) and
+// the dm-verity mapping of the running root. None of them can be a NoCloud
+// disk, and opening them is the dearest part of the probe: go-diskfs
+// reads a squashfs's and an ext4's metadata to find there is no label.
+// That was 0.16 s of the config phase on every boot under qemu's TCG.
+func NoCloudCandidates(sysClassBlock, devDir string) func() ([]string, error) {
+	own := map[string]bool{layout.PartState: true}
+	for _, s := range layout.Slots {
+		own[layout.RootPartition(s)] = true
+	}
+	all := BlockDevices(sysClassBlock, devDir)
+	return func() ([]string, error) {
+		devs, err := all()
+		var out []string
+		for _, d := range devs {
+			dir := filepath.Join(sysClassBlock, filepath.Base(d))
+			if dm, _ := os.ReadFile(filepath.Join(dir, "dm", "name")); strings.TrimSpace(string(dm)) == layout.VerityRootName {
+				continue
+			}
+			if own[partName(filepath.Join(dir, "uevent"))] {
+				continue
+			}
+			out = append(out, d)
+		}
+		return out, err
+	}
+}
+
+// partName is the PARTNAME of a block device's uevent file ("" when it has
+// none or cannot be read).
+func partName(uevent string) string {
+	b, _ := os.ReadFile(uevent)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "PARTNAME="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // Probe implements Source: it looks for the CIDATA label.

@@ -38,7 +38,7 @@ func (r *Runner) Boot(ctx context.Context, sys *stage2.System) error {
 	loaded := store.Load(config.DefaultLocations(r.o.Root, r.o.ESP, r.o.Cmdline))
 	src := loaded.Sources
 	local := datasource.Local(ctx, src, &datasource.NoCloud{
-		Devices: datasource.BlockDevices(r.path("/sys/class/block"), r.path("/dev")),
+		Devices: datasource.NoCloudCandidates(r.path("/sys/class/block"), r.path("/dev")),
 	})
 	res, err := src.Merge()
 	if err != nil {

@@ -56,7 +56,7 @@ func loadInitramfs(h stage1.HookEnv) (*config.Config, []error) {
 	loaded := lastgood.Store{Dir: filepath.Join(h.NewRoot, layout.StateMount, lastgood.Dir)}.Load(loc)
 	src := loaded.Sources
 	datasource.Local(context.Background(), src, &datasource.NoCloud{
-		Devices: datasource.BlockDevices(filepath.Join(h.NewRoot, "sys/class/block"), filepath.Join(h.NewRoot, "dev")),
+		Devices: datasource.NoCloudCandidates(filepath.Join(h.NewRoot, "sys/class/block"), filepath.Join(h.NewRoot, "dev")),
 	})
 	res, err := src.Merge()
 	if err != nil {
