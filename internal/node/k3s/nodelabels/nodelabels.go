@@ -11,21 +11,20 @@
 // kubernetes.io and k8s.io prefixes.
 //
 // Limits: a JSON merge patch of metadata only; the Node must exist (the
-// caller retries while it registers).
+// caller retries while it registers). The kubeconfig is read by this
+// package, not client-go (kubeconfig.go says why): client certificates
+// and bearer tokens only, no exec or auth-provider plugins, no proxy.
 package nodelabels
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"time"
-
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Keys the node sets.
@@ -61,26 +60,16 @@ func (w Want) Patch() ([]byte, error) {
 // Apply patches node through the kubeconfig at path, retrying every
 // interval until ctx ends (the Node may not be registered yet).
 func Apply(ctx context.Context, kubeconfig, node string, w Want, interval time.Duration) error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	c, err := loadKubeconfig(kubeconfig)
 	if err != nil {
 		return fmt.Errorf("node labels: kubeconfig %s: %w", kubeconfig, err)
-	}
-	cfg.APIPath = "/api"
-	// A bare scheme: the patch's body is raw JSON and only the error is
-	// read, so none of client-go's typed API groups are linked into PID 1.
-	cfg.GroupVersion = &schema.GroupVersion{Version: "v1"}
-	cfg.NegotiatedSerializer = serializer.NewCodecFactory(runtime.NewScheme()).WithoutConversion()
-	cfg.UserAgent = "kestrel-nodelabels"
-	c, err := rest.RESTClientFor(cfg)
-	if err != nil {
-		return fmt.Errorf("node labels: %w", err)
 	}
 	patch, err := w.Patch()
 	if err != nil {
 		return err
 	}
 	for {
-		err = c.Patch(types.MergePatchType).Resource("nodes").Name(node).Body(patch).Do(ctx).Error()
+		err = c.patchNode(ctx, node, patch)
 		if err == nil {
 			return nil
 		}
@@ -90,4 +79,37 @@ func Apply(ctx context.Context, kubeconfig, node string, w Want, interval time.D
 		case <-time.After(interval):
 		}
 	}
+}
+
+// patchNode sends one JSON merge patch for the Node.
+func (c *apiClient) patchNode(ctx context.Context, node string, patch []byte) error {
+	u := c.server.JoinPath("api", "v1", "nodes", url.PathEscape(node))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, u.String(), bytes.NewReader(patch))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/merge-patch+json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "kestrel-nodelabels")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	// The API server's errors are metav1.Status objects: its message says
+	// what was wrong ("nodes \"edge-1\" not found").
+	var st struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &st) == nil && st.Message != "" {
+		return fmt.Errorf("%s: %s", resp.Status, st.Message)
+	}
+	return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
 }
