@@ -170,7 +170,11 @@ func TestBootSlice(t *testing.T) {
 		t.Errorf("second boot needed ext4 journal recovery:\n%s", dmesg)
 	}
 
-	// The ACPI power button powers off cleanly too.
+	// The ACPI power button powers off cleanly too, once PID 1 watches it
+	// (its drivers load after the ready line).
+	if out, err := m2.MustRun("until kestrel status | grep -q 'power button:.*watched on'; do sleep 0.2; done; kestrel status | grep 'power button'", 2*time.Minute); err != nil {
+		t.Fatalf("power button never watched: %v\n%s", err, out)
+	}
 	if err := m2.Monitor("system_powerdown"); err != nil {
 		t.Fatal(err)
 	}

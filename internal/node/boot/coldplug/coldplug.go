@@ -42,6 +42,7 @@ type Loader struct {
 	aliases map[string][]alias  // module name (underscores) -> device patterns
 	isDep   map[string]bool     // modules another module depends on
 	deps    map[string][]string // module name -> its dependencies, as modules.dep lists them
+	paths   map[string]string   // module name -> its file, as modules.dep names it ("kernel/fs/ext4/ext4.ko")
 	// noAliases: modules.alias is missing, so drivers cannot be told
 	// from the rest and Coldplug loads the whole list.
 	noAliases bool
@@ -54,6 +55,7 @@ type Loader struct {
 	evMu        sync.Mutex // one reader of newDevices at a time
 
 	mu       sync.Mutex
+	hold     func(path string) bool // drivers Coldplug and Poll leave for later (Hold)
 	done     map[string]bool
 	loaded   []string
 	errs     []error
@@ -77,7 +79,7 @@ func Open(listPath string, o Options) (*Loader, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Loader{o: o, names: names, aliases: map[string][]alias{}, isDep: map[string]bool{}, deps: map[string][]string{}, done: map[string]bool{}}
+	l := &Loader{o: o, names: names, aliases: map[string][]alias{}, isDep: map[string]bool{}, deps: map[string][]string{}, paths: map[string]string{}, done: map[string]bool{}}
 	if len(names) == 0 {
 		return l, nil
 	}
@@ -157,6 +159,7 @@ func (l *Loader) readDeps(path string) error {
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
 		mod, deps, _ := strings.Cut(sc.Text(), ":")
+		l.paths[modName(mod)] = mod
 		for _, d := range strings.Fields(deps) {
 			l.isDep[modName(d)] = true
 			l.deps[modName(mod)] = append(l.deps[modName(mod)], modName(d))
@@ -236,6 +239,9 @@ func (l *Loader) startMatching(devs []string, all bool) {
 	var next []string
 	for _, n := range l.names {
 		if l.done[norm(n)] {
+			continue
+		}
+		if l.hold != nil && l.hold(l.paths[norm(n)]) {
 			continue
 		}
 		if l.noAliases || (all && !l.IsDriver(n) && !l.isDep[norm(n)]) || l.matches(n, devs) {
@@ -327,6 +333,28 @@ func (l *Loader) Skip(names ...string) {
 	for _, n := range names {
 		l.done[norm(n)] = true
 	}
+}
+
+// Hold keeps the modules for which later(path) is true (path as
+// modules.dep names the module: "kernel/drivers/input/evdev.ko") out of
+// Coldplug and Poll until Release: drivers for hardware that is present but
+// not needed yet (a power button before the node is ready). LoadRest
+// loads them regardless.
+func (l *Loader) Hold(later func(path string) bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.hold = later
+}
+
+// Release ends Hold; call Coldplug again to load the held drivers.
+func (l *Loader) Release() { l.Hold(nil) }
+
+// InputDriver reports whether the module at path (as modules.dep names
+// it) drives input devices: keyboards, HID, the event interface, the ACPI
+// power button. Stage 2 holds them until the node is ready.
+func InputDriver(path string) bool {
+	return strings.HasPrefix(path, "kernel/drivers/input/") || strings.HasPrefix(path, "kernel/drivers/hid/") ||
+		path == "kernel/drivers/acpi/button.ko" || strings.HasPrefix(path, "kernel/drivers/acpi/button.ko.")
 }
 
 // LoadRest loads every module of the list not loaded yet.

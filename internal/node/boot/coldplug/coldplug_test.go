@@ -19,9 +19,10 @@ func fakeTree(t *testing.T, list []string, devices map[string]string) (Options, 
 	kdir := filepath.Join(root, "lib", "modules", "6.1.0-test")
 	os.MkdirAll(kdir, 0o755)
 	var dep strings.Builder
-	for _, m := range []string{"virtio_ring", "virtio", "virtio_net", "virtio_blk", "e1000e", "button", "evdev", "nf_tables", "efivarfs", "jbd2"} {
+	for _, m := range []string{"virtio_ring", "virtio", "virtio_net", "virtio_blk", "e1000e", "nf_tables", "efivarfs", "jbd2"} {
 		dep.WriteString("kernel/" + m + ".ko:\n")
 	}
+	dep.WriteString("kernel/drivers/acpi/button.ko:\nkernel/drivers/input/evdev.ko:\n")
 	dep.WriteString("kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko\n")
 	dep.WriteString("kernel/fs/ext4/ext4.ko.xz: kernel/fs/jbd2/jbd2.ko.xz\n")
 	os.WriteFile(filepath.Join(kdir, "modules.dep"), []byte(dep.String()), 0o644)
@@ -99,6 +100,66 @@ func TestColdplug(t *testing.T) {
 	}
 	if len(order) != len(list) {
 		t.Errorf("loaded %d modules in all: %v", len(order), order)
+	}
+}
+
+// TestHold: held drivers stay out of Coldplug, even for devices present
+// from the start, and load at the next Coldplug after Release.
+func TestHold(t *testing.T) {
+	list := []string{"virtio_ring", "virtio", "virtio_pci", "virtio_net", "button", "evdev", "nf_tables"}
+	o, sys := fakeTree(t, list, map[string]string{
+		"bus/pci/devices/0000:00:02.0": "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
+		"bus/acpi/devices/LNXPWRBN:00": "acpi:LNXPWRBN:",
+		"class/input/input1":           "input:b0011v0001p0001eAB41-e0,1,4,11,14,k71,ramlsfw",
+	})
+	var mu sync.Mutex
+	var loaded []string
+	o.DryRun = func(name, _ string) {
+		mu.Lock()
+		defer mu.Unlock()
+		loaded = append(loaded, name)
+		if name == "virtio_pci" {
+			addDevice(t, sys, "bus/virtio/devices/virtio0", "virtio:d00000001v00001AF4")
+		}
+	}
+	l, err := Open("/usr/lib/kestrel/modules", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Hold(InputDriver)
+	got, err := l.Coldplug(false)
+	sort.Strings(got)
+	if want := []string{"virtio_net", "virtio_pci"}; err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("held Coldplug = %v, %v; want %v (no button, no evdev)", got, err, want)
+	}
+	l.Release()
+	got, err = l.Coldplug(false)
+	sort.Strings(got)
+	if want := []string{"button", "evdev", "virtio_net", "virtio_pci"}; err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("Coldplug after Release = %v, %v; want %v", got, err, want)
+	}
+	if want := []string{"virtio_ring", "virtio", "nf_tables"}; !reflect.DeepEqual(l.Pending(), want) {
+		t.Errorf("Pending = %v, want %v", l.Pending(), want)
+	}
+}
+
+func TestInputDriver(t *testing.T) {
+	for path, want := range map[string]bool{
+		"kernel/drivers/input/evdev.ko":               true,
+		"kernel/drivers/hid/usbhid/usbhid.ko":         true,
+		"kernel/drivers/hid/hid-generic.ko.xz":        true,
+		"kernel/drivers/acpi/button.ko":               true,
+		"kernel/drivers/acpi/button.ko.zst":           true,
+		"kernel/drivers/acpi/video.ko":                false,
+		"kernel/drivers/net/virtio_net.ko":            false,
+		"kernel/drivers/net/usb/r8152.ko":             false,
+		"kernel/drivers/watchdog/i6300esb.ko":         false,
+		"kernel/drivers/net/ethernet/intel/e1000e.ko": false,
+		"": false,
+	} {
+		if got := InputDriver(path); got != want {
+			t.Errorf("InputDriver(%q) = %v, want %v", path, got, want)
+		}
 	}
 }
 

@@ -153,6 +153,7 @@ type System struct {
 
 	root        string
 	modulesDone chan struct{}
+	buttons     atomic.Int32 // input devices watched for the power key, +1 (0: not started)
 	mu          sync.Mutex
 	leases      []netup.Lease
 	staticDNS   []string
@@ -329,12 +330,18 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 	mark("cgroups")
 	// Drivers for the hardware present now; the rest of the node set
 	// (netfilter, bridge, drivers for absent hardware) loads after ready.
+	early := 0 // drivers loaded before ready
 	mods, err := coldplug.Open(layout.ModuleList, coldplug.Options{Root: p("/"), SysRoot: p("/sys"), Logf: logf})
 	mark("module index read")
 	if err != nil {
 		sys.Warn("kernel modules: %v", err)
 	} else {
+		// Input drivers (the ACPI power button, keyboards, evdev) load
+		// after the ready line: nothing before it reads them, and on one
+		// CPU their loads delayed the NIC's.
+		mods.Hold(coldplug.InputDriver)
 		loaded, err := mods.Coldplug(false)
+		early = len(loaded)
 		if err != nil {
 			sys.Warn("kernel modules: %v", err)
 		}
@@ -343,12 +350,6 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 		}
 	}
 	mark("drivers loaded")
-	// The button's input device exists only once its driver (loaded just
-	// above, with the drivers of present hardware) has probed; signals and
-	// the control socket are handled from the start.
-	if n := power.WatchPowerButton(ctx, p("/dev/input"), func() { request(power.Poweroff) }); n == 0 {
-		logf("no input devices: the power button will not be seen")
-	}
 	if sys.Live {
 		// Stage 1 mounted the ISO's FAT read-only there (or nothing, from
 		// a CD); an installed disk's ESP is left alone.
@@ -428,6 +429,24 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 
 	sys.Go("late modules", func() {
 		defer close(sys.modulesDone)
+		if mods != nil {
+			mods.Release()
+			loaded, err := mods.Coldplug(false) // the input drivers held before ready
+			if err != nil {
+				sys.Warn("kernel modules: %v", err)
+			}
+			if debug {
+				logf("drivers after ready: %s", strings.Join(loaded[min(early, len(loaded)):], " "))
+			}
+		}
+		// The button's input device exists only once its driver (just
+		// above) has probed; signals and the control socket are handled
+		// from the start.
+		n := power.WatchPowerButton(ctx, p("/dev/input"), func() { request(power.Poweroff) })
+		sys.buttons.Store(int32(n) + 1)
+		if n == 0 {
+			logf("no input devices: the power button will not be seen")
+		}
 		if _, err := mounts.Apply(LateMounts(env.Root), env.Mount); err != nil {
 			sys.Warn("%v", err)
 		}
@@ -602,6 +621,9 @@ func (s *System) status(now time.Duration) status.Status {
 	}
 	if s.Supervisor != nil {
 		st.Services = s.Supervisor.Status()
+	}
+	if n := int(s.buttons.Load()) - 1; n >= 0 {
+		st.PowerButton = &n
 	}
 	s.mu.Lock()
 	st.Warnings = slices.Clone(s.warnings)

@@ -42,6 +42,9 @@ type Status struct {
 	Uptime   time.Duration       `json:"uptime_ns"`
 	Services []supervisor.Status `json:"services"`
 	Warnings []string            `json:"warnings,omitempty"`
+	// PowerButton is how many input devices PID 1 watches for a power
+	// key: nil until it started (its drivers load after ready).
+	PowerButton *int `json:"power_button_devices,omitempty"`
 	// BootHealth is whether this boot was declared good (k3s healthy in
 	// time); nil until something declared it.
 	BootHealth *boothealth.Record `json:"boot_health,omitempty"`
@@ -98,6 +101,14 @@ func (s Status) Render(w io.Writer, now time.Time) error {
 	}
 	fmt.Fprintf(tw, "boot:\tkernel %s, stage1 %s, stage2 %s, ready at %s\n", secs(s.Kernel), secs(s.Stage1), secs(s.Stage2), ready)
 	fmt.Fprintf(tw, "uptime:\t%s\n", s.Uptime.Round(time.Second))
+	switch {
+	case s.PowerButton == nil:
+		fmt.Fprintf(tw, "power button:\tnot watched yet\n")
+	case *s.PowerButton == 0:
+		fmt.Fprintf(tw, "power button:\tnone (no input devices)\n")
+	default:
+		fmt.Fprintf(tw, "power button:\twatched on %d input devices\n", *s.PowerButton)
+	}
 	if h := s.BootHealth; h != nil {
 		line := h.String()
 		if h.State == boothealth.Pending && !h.Deadline.IsZero() {

@@ -70,3 +70,27 @@ func TestRenderBootHealth(t *testing.T) {
 		}
 	}
 }
+
+func TestRenderPowerButton(t *testing.T) {
+	zero, two := 0, 2
+	for _, tc := range []struct {
+		n    *int
+		want string
+	}{
+		{nil, "not watched yet"},
+		{&zero, "none (no input devices)"},
+		{&two, "watched on 2 input devices"},
+	} {
+		var b bytes.Buffer
+		Status{PowerButton: tc.n}.Render(&b, time.Now())
+		line := ""
+		for _, l := range strings.Split(b.String(), "\n") {
+			if strings.HasPrefix(l, "power button:") {
+				line = strings.TrimSpace(strings.TrimPrefix(l, "power button:"))
+			}
+		}
+		if line != tc.want {
+			t.Errorf("power button line %q, want %q", line, tc.want)
+		}
+	}
+}
