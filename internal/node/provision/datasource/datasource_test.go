@@ -125,26 +125,42 @@ func TestBlockDevices(t *testing.T) {
 	}
 }
 
-// TestNoCloudCandidates: Kestrel's own partitions (by GPT name) and the
-// verity mapping of the root are not probed; every other device is,
-// including the ESP and a partition with a look-alike name.
+// TestNoCloudCandidates: Kestrel's own partitions (by GPT name), the
+// verity mapping of the root, and the disk Kestrel is installed on with
+// its ESP are not probed; every other device is, including a partition
+// named esp on another disk and one with a look-alike name.
 func TestNoCloudCandidates(t *testing.T) {
 	sys := t.TempDir()
 	for n, uevent := range map[string]string{
-		"vda":   "MAJOR=254\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\n",
-		"vda1":  "DEVNAME=vda1\nDEVTYPE=partition\nPARTN=1\nPARTNAME=esp\n",
-		"vda2":  "DEVNAME=vda2\nDEVTYPE=partition\nPARTN=2\nPARTNAME=root-a\n",
-		"vda3":  "DEVNAME=vda3\nDEVTYPE=partition\nPARTN=3\nPARTNAME=root-b\n",
-		"vda4":  "DEVNAME=vda4\nDEVTYPE=partition\nPARTN=4\nPARTNAME=state\n",
-		"sda1":  "DEVNAME=sda1\nDEVTYPE=partition\nPARTN=1\nPARTNAME=state-backup\n",
-		"dm-0":  "DEVNAME=dm-0\nDEVTYPE=disk\n",
-		"dm-1":  "DEVNAME=dm-1\nDEVTYPE=disk\n",
-		"sr0":   "DEVNAME=sr0\nDEVTYPE=disk\n",
-		"loop0": "DEVNAME=loop0\nDEVTYPE=disk\n",
+		"vda":       "MAJOR=254\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\n",
+		"vda1":      "DEVNAME=vda1\nDEVTYPE=partition\nPARTN=1\nPARTNAME=esp\n",
+		"vda2":      "DEVNAME=vda2\nDEVTYPE=partition\nPARTN=2\nPARTNAME=root-a\n",
+		"vda3":      "DEVNAME=vda3\nDEVTYPE=partition\nPARTN=3\nPARTNAME=root-b\n",
+		"vda4":      "DEVNAME=vda4\nDEVTYPE=partition\nPARTN=4\nPARTNAME=state\n",
+		"sda":       "DEVNAME=sda\nDEVTYPE=disk\n",
+		"sda1":      "DEVNAME=sda1\nDEVTYPE=partition\nPARTN=1\nPARTNAME=state-backup\n",
+		"sda2":      "DEVNAME=sda2\nDEVTYPE=partition\nPARTN=2\nPARTNAME=esp\n",
+		"nvme0n1":   "DEVNAME=nvme0n1\nDEVTYPE=disk\n",
+		"nvme0n1p1": "DEVNAME=nvme0n1p1\nDEVTYPE=partition\nPARTN=1\nPARTNAME=esp\n",
+		"nvme0n1p4": "DEVNAME=nvme0n1p4\nDEVTYPE=partition\nPARTN=4\nPARTNAME=state\n",
+		"dm-0":      "DEVNAME=dm-0\nDEVTYPE=disk\n",
+		"dm-1":      "DEVNAME=dm-1\nDEVTYPE=disk\n",
+		"sr0":       "DEVNAME=sr0\nDEVTYPE=disk\n",
+		"loop0":     "DEVNAME=loop0\nDEVTYPE=disk\n",
 	} {
-		os.MkdirAll(filepath.Join(sys, n), 0o755)
-		if err := os.WriteFile(filepath.Join(sys, n, "uevent"), []byte(uevent), 0o644); err != nil {
-			t.Fatal(err)
+		// /sys/class/block has every device; a whole disk's directory
+		// also holds its partitions'.
+		dirs := []string{filepath.Join(sys, n)}
+		for _, disk := range []string{"vda", "sda", "nvme0n1"} {
+			if n != disk && strings.HasPrefix(n, disk) {
+				dirs = append(dirs, filepath.Join(sys, disk, n))
+			}
+		}
+		for _, d := range dirs {
+			os.MkdirAll(d, 0o755)
+			if err := os.WriteFile(filepath.Join(d, "uevent"), []byte(uevent), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	for n, name := range map[string]string{"dm-0": layout.VerityRootName, "dm-1": "vg0-data"} {
@@ -152,7 +168,7 @@ func TestNoCloudCandidates(t *testing.T) {
 		os.WriteFile(filepath.Join(sys, n, "dm", "name"), []byte(name+"\n"), 0o644)
 	}
 	got, err := NoCloudCandidates(sys, "/dev")()
-	if want := []string{"/dev/dm-1", "/dev/sda1", "/dev/sr0", "/dev/vda", "/dev/vda1"}; err != nil || !reflect.DeepEqual(got, want) {
+	if want := []string{"/dev/dm-1", "/dev/sda", "/dev/sda1", "/dev/sda2", "/dev/sr0"}; err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("NoCloudCandidates = %v, %v; want %v", got, err, want)
 	}
 }
