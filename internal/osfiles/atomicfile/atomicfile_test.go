@@ -73,3 +73,53 @@ func TestUnixMode(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteSameContent: a file that already holds the content, mode and
+// owner is left alone (same inode: no new file, no fsync); any difference,
+// or a symlink in its place, gets the file replaced.
+func TestWriteSameContent(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	ino := func() uint64 {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	if err := Write(p, []byte("same"), 0o644, NoChown, NoChown); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name     string
+		data     string
+		perm     os.FileMode
+		uid, gid int
+		setup    func()
+		replaced bool
+	}{
+		{name: "same", data: "same", perm: 0o644, uid: NoChown, gid: NoChown},
+		{name: "same, owner named", data: "same", perm: 0o644, uid: os.Geteuid(), gid: os.Getegid()},
+		{name: "other content, same size", data: "diff", perm: 0o644, uid: NoChown, gid: NoChown, replaced: true},
+		{name: "other mode", data: "diff", perm: 0o600, uid: NoChown, gid: NoChown, replaced: true},
+		{name: "other owner", data: "diff", perm: 0o600, uid: 1234, gid: 1234, replaced: true},
+		{name: "back to this process's owner", data: "diff", perm: 0o600, uid: NoChown, gid: NoChown, replaced: true},
+		{name: "a symlink to the same content", data: "diff", perm: 0o600, uid: NoChown, gid: NoChown, replaced: true, setup: func() {
+			os.Rename(p, p+".real")
+			os.Symlink(p+".real", p)
+		}},
+	}
+	for _, s := range steps {
+		if s.setup != nil {
+			s.setup()
+		}
+		before := ino()
+		if err := Write(p, []byte(s.data), s.perm, s.uid, s.gid); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		fi, _ := os.Lstat(p)
+		if got := ino() != before; got != s.replaced || !fi.Mode().IsRegular() || fi.Mode().Perm() != s.perm {
+			t.Errorf("%s: replaced %v, want %v; mode %v", s.name, got, s.replaced, fi.Mode())
+		}
+	}
+}
