@@ -39,6 +39,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/kestrel-os/kestrel/internal/bls"
 	"github.com/kestrel-os/kestrel/internal/layout"
@@ -120,7 +121,12 @@ type BLS struct {
 	Booted string // the slot this system booted (kestrel.slot), "" if unknown
 }
 
-var entryName = regexp.MustCompile(`^` + regexp.QuoteMeta(layout.ESPEntryNamePrefix) + `([a-z])(?:\+(\d+)(?:-(\d+))?)?\.conf$`)
+// entryName matches a slot's boot entry file name, with systemd-boot's
+// boot counting suffix (+left[-done]). Compiled on first use, as esp's
+// salvaged is.
+var entryName = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^` + regexp.QuoteMeta(layout.ESPEntryNamePrefix) + `([a-z])(?:\+(\d+)(?:-(\d+))?)?\.conf$`)
+})
 
 func (c BLS) dir() string { return filepath.Join(c.ESP, layout.ESPEntriesDir) }
 
@@ -134,7 +140,7 @@ func (c BLS) Slots() ([]Slot, error) {
 	}
 	found := map[string]Slot{}
 	for _, de := range des {
-		m := entryName.FindStringSubmatch(de.Name())
+		m := entryName().FindStringSubmatch(de.Name())
 		if m == nil || !slices.Contains(layout.Slots, m[1]) {
 			continue
 		}
@@ -227,7 +233,7 @@ func (c BLS) Forget(slot string) error {
 	}
 	removed := false
 	for _, de := range des {
-		if m := entryName.FindStringSubmatch(de.Name()); m != nil && m[1] == slot {
+		if m := entryName().FindStringSubmatch(de.Name()); m != nil && m[1] == slot {
 			if err := os.Remove(filepath.Join(c.dir(), de.Name())); err != nil {
 				return fmt.Errorf("forget slot %s: %w", slot, err)
 			}

@@ -36,6 +36,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"syscall"
 
 	"github.com/kestrel-os/kestrel/internal/layout"
@@ -131,7 +132,10 @@ func (o Options) warn() func(string, ...any) {
 }
 
 // salvaged matches the files fsck.fat -a saves lost cluster chains to.
-var salvaged = regexp.MustCompile(`(?i)^fsck[0-9]{4}\.rec$`)
+// Compiled on first use, not at package init: stage 1 links this package
+// and seldom needs it, and under qemu's TCG the first regexp compile of a
+// process costs ~15 ms.
+var salvaged = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)^fsck[0-9]{4}\.rec$`) })
 
 // removeSalvaged deletes the FSCKnnnn.REC files in the ESP's root after a
 // repair. fsck.fat -a always saves lost cluster chains there (it has no
@@ -146,7 +150,7 @@ func removeSalvaged(target string, warn func(string, ...any)) {
 		return
 	}
 	for _, e := range entries {
-		if !e.Type().IsRegular() || !salvaged.MatchString(e.Name()) {
+		if !e.Type().IsRegular() || !salvaged().MatchString(e.Name()) {
 			continue
 		}
 		p := filepath.Join(target, e.Name())
