@@ -2,10 +2,11 @@ package atomicfile
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -33,11 +34,23 @@ func WriteIn(dir *os.Root, name string, data []byte, perm os.FileMode, uid, gid 
 			return fmt.Errorf("create directory %s: %w", filepath.Dir(where), err)
 		}
 	}
-	var rnd [8]byte
-	rand.Read(rnd[:])
-	tmpName := filepath.Join(filepath.Dir(name), "."+filepath.Base(name)+".tmp-"+hex.EncodeToString(rnd[:]))
-	// O_EXCL: the temporary name is new, never an existing file or link.
-	tmp, err := dir.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// The temporary name needs to be unguessable by whoever may write to
+	// dir, not cryptographic: math/rand/v2's generator is seeded by the
+	// runtime and never blocks, where crypto/rand waits for the kernel's
+	// CRNG, which on a first boot without a seed or RDRAND is not ready
+	// until well into stage 2. O_EXCL makes a name that exists (planted,
+	// or left by a crash) fail; another name is tried.
+	var tmpName string
+	var tmp *os.File
+	var err error
+	for try := 0; try < 4; try++ {
+		tmpName = filepath.Join(filepath.Dir(name), fmt.Sprintf(".%s.tmp-%016x", filepath.Base(name), rand.Uint64()))
+		// O_EXCL: the temporary name is new, never an existing file or link.
+		tmp, err = dir.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("create temporary file for %s: %w", where, err)
 	}
