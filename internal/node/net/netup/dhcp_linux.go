@@ -15,6 +15,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	urand "github.com/u-root/uio/rand"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // LoopbackUp sets lo up (the kernel adds 127.0.0.1/8 and ::1 itself).
@@ -45,9 +46,7 @@ type Config struct {
 // and applies the leases. Leases stay renewed until ctx ends. It returns
 // the leases it got and the errors of the interfaces that got none.
 func Up(ctx context.Context, cfg Config) ([]Lease, error) {
-	if err := useURandom(); err != nil {
-		return nil, err
-	}
+	useInsecureRandom()
 	ifs := cfg.Interfaces
 	if ifs == nil {
 		var err error
@@ -82,37 +81,46 @@ func Up(ctx context.Context, cfg Config) ([]Lease, error) {
 	return leases, errors.Join(errs...)
 }
 
-// noHWRNG is u-root rand's switch to /dev/urandom.
-const noHWRNG = "UROOT_NOHWRNG"
-
-// useURandom makes u-root's rand, which the DHCP library draws its
-// transaction IDs from, read /dev/urandom. Left alone it polls
-// getrandom(GRND_NONBLOCK) in a busy loop until the kernel's CRNG is
-// ready: up to two minutes of a spinning CPU on a VM without a hardware
-// RNG, early in boot. A DHCP transaction ID needs no cryptographic
-// strength.
+// xidRandom is the source u-root's rand gives the DHCP library for its
+// transaction IDs: getrandom(2) with GRND_INSECURE, which never blocks
+// and never waits for the kernel's CRNG (Linux 5.6 and later). A DHCP
+// transaction ID needs no cryptographic strength.
 //
-// u-root offers no option but the UROOT_NOHWRNG environment variable,
-// which its rand reads once, at its first read, and keeps for the life of
-// the process. So the variable is set around that first read only and
-// removed again: PID 1's environment, which a process started without an
-// explicit one inherits, is left as it was (the variable stays only if
-// the kernel command line set it). Limit: a process PID 1 starts with an
-// inherited environment during that one read would carry it; the
-// supervisor gives every service an explicit environment. The DHCP
-// library is u-root rand's only user in the kestrel binary, so this read
-// is its first.
-func useURandom() error {
-	if _, set := os.LookupEnv(noHWRNG); !set {
-		os.Setenv(noHWRNG, "1")
-		defer os.Unsetenv(noHWRNG)
+// Why: left alone, u-root's rand polls getrandom(GRND_NONBLOCK) in a busy
+// loop until the CRNG is ready, and its other source, /dev/urandom (its
+// UROOT_NOHWRNG switch, which Kestrel used before), waits for the CRNG
+// too in 6.1. On a first boot without a saved seed or RDRAND that held
+// DHCP, and so the ready line, for up to ~0.3 s under TCG (more on a
+// VM without an RNG: up to two minutes of a spinning CPU were seen).
+// u-root's rand.Reader is an exported variable for this; the DHCP library
+// is its only user in the kestrel binary.
+type xidRandom struct{}
+
+func (xidRandom) Read(b []byte) (int, error) { return xidRandom{}.ReadContext(context.Background(), b) }
+
+func (xidRandom) ReadContext(_ context.Context, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := unix.Getrandom(b[n:], unix.GRND_INSECURE)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("getrandom(GRND_INSECURE): %w", err)
+		}
+		n += m
 	}
-	var b [1]byte
-	if _, err := urand.Read(b[:]); err != nil {
-		return fmt.Errorf("random source for DHCP: %w", err)
-	}
-	return nil
+	return n, nil
 }
+
+// useInsecureRandom installs xidRandom as u-root rand's source, once, if
+// this kernel has GRND_INSECURE; otherwise u-root's own source stays.
+var useInsecureRandom = sync.OnceFunc(func() {
+	var b [1]byte
+	if _, err := unix.Getrandom(b[:], unix.GRND_INSECURE); err == nil {
+		urand.Reader = xidRandom{}
+	}
+})
 
 func configure(ctx context.Context, name string, cfg Config) (Lease, error) {
 	link, err := netlink.LinkByName(name)

@@ -1,49 +1,40 @@
 package netup
 
 import (
+	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	urand "github.com/u-root/uio/rand"
 )
 
-// TestUpLeavesEnvironmentAlone runs Up (on an interface that does not
-// exist, so it fails after switching u-root's rand to /dev/urandom) and
-// checks that PID 1's environment, and so what a process it starts
-// inherits, carries UROOT_NOHWRNG only if it did before.
-const envNoHWRNG = "UROOT_NOHWRNG"
-
-func TestUpLeavesEnvironmentAlone(t *testing.T) {
-	tests := []struct {
-		name   string
-		preset string // "" : unset before Up
-	}{
-		{"unset before: unset after", ""},
-		{"set on the kernel command line: kept", "1"},
+// TestUpUsesInsecureRandom: Up (on an interface that does not exist, so
+// it fails after the switch) gives u-root's rand, and so the DHCP
+// library's transaction IDs, getrandom(GRND_INSECURE), and leaves PID 1's
+// environment alone (Kestrel once switched u-root with UROOT_NOHWRNG,
+// which a child process could inherit).
+func TestUpUsesInsecureRandom(t *testing.T) {
+	_, hadEnv := os.LookupEnv("UROOT_NOHWRNG")
+	_, err := Up(context.Background(), Config{Interfaces: []string{"kestrel-none0"}, Timeout: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "kestrel-none0") {
+		t.Fatalf("Up on a missing interface: %v", err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv(envNoHWRNG, tt.preset) // restored after the test
-			if tt.preset == "" {
-				os.Unsetenv(envNoHWRNG)
-			}
-			_, err := Up(context.Background(), Config{Interfaces: []string{"kestrel-none0"}, Timeout: time.Second})
-			if err == nil || !strings.Contains(err.Error(), "kestrel-none0") {
-				t.Fatalf("Up on a missing interface: %v", err)
-			}
-			v, set := os.LookupEnv(envNoHWRNG)
-			if set != (tt.preset != "") || v != tt.preset {
-				t.Errorf("after Up, %s = %q (set %v), want %q", envNoHWRNG, v, set, tt.preset)
-			}
-			out, err := exec.Command("env").Output() // inherits PID 1's environment
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := strings.Contains(string(out), envNoHWRNG+"="); got != (tt.preset != "") {
-				t.Errorf("a child's environment has %s: %v, want %v", envNoHWRNG, got, tt.preset != "")
-			}
-		})
+	if _, ok := urand.Reader.(xidRandom); !ok {
+		t.Fatalf("u-root rand's Reader is %T, want xidRandom (this kernel has GRND_INSECURE)", urand.Reader)
+	}
+	if _, has := os.LookupEnv("UROOT_NOHWRNG"); has != hadEnv {
+		t.Errorf("Up changed UROOT_NOHWRNG in the environment (set before %v, after %v)", hadEnv, has)
+	}
+	for _, n := range []int{1, 4, 64, 4096} {
+		b := make([]byte, n)
+		if got, err := urand.Read(b); err != nil || got != n {
+			t.Fatalf("Read(%d bytes) = %d, %v", n, got, err)
+		}
+		if n >= 64 && bytes.Equal(b, make([]byte, n)) {
+			t.Errorf("Read(%d bytes) gave only zeros", n)
+		}
 	}
 }
