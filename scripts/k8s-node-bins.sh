@@ -25,9 +25,10 @@
 #   scripts/k8s-node-bins.sh                build the node's four if needed, print the directory
 #   scripts/k8s-node-bins.sh --controllers  the same, and kube-controller-manager + kube-scheduler
 #
-# The controllers are only for the slow end-to-end Plan test: the default
-# suite's TestKubeNode needs the node's four alone, and on a fresh machine
-# the two controllers would add over five minutes to it.
+# The controllers are only for the slow end-to-end Plan test:
+# TestKubeNode (behind the slow tag too, since the build left the default
+# suite) needs the node's four alone, and on a fresh machine the two
+# controllers would add over five minutes to it.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 mod="$top/hack/k8s-node-bins"
