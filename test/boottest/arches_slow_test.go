@@ -179,6 +179,7 @@ func testBootRaspi(t *testing.T, target archTarget) {
 	c.expect("uname -m", target.Machine)
 	c.expect("hostname", "kestrel-"+target.Name)
 	c.expect("cat /var/lib/kestrel-test/arch.txt", "from config esp")
+	assertHashDrivers(t, m, target.SHA256, "crc32c-generic")
 	// The state partition grew to the end of the 4 GiB card (up to the
 	// backup GPT and 1 MiB alignment).
 	state := "/sys/class/block/$(basename $(dirname $(grep -l '^PARTNAME=state$' /sys/class/block/*/uevent)))"

@@ -32,11 +32,15 @@ type archTarget struct {
 	Firmware vm.Firmware
 	Board    string // a Raspberry Pi model: boots the kernel directly
 	DTB      string // its device tree, read from the image's ESP
+	// SHA256 is the driver dm-verity hashes with on qemu's CPU for the
+	// target (cortex-a72 and cortex-a53 have the SHA-2 instructions; the
+	// 32-bit cortex-a15 and cortex-a7 have NEON).
+	SHA256 string
 }
 
 var (
-	targetARM64 = archTarget{Name: "arm64", Arch: vm.ARM64, Machine: "aarch64", Firmware: vm.UEFI}
-	targetARMv7 = archTarget{Name: "armv7", Arch: vm.ARM, Machine: "armv7l", Firmware: vm.UBoot}
+	targetARM64 = archTarget{Name: "arm64", Arch: vm.ARM64, Machine: "aarch64", Firmware: vm.UEFI, SHA256: "sha256-ce"}
+	targetARMv7 = archTarget{Name: "armv7", Arch: vm.ARM, Machine: "armv7l", Firmware: vm.UBoot, SHA256: "sha256-neon"}
 )
 
 var (
@@ -144,6 +148,7 @@ func bootTarget(t *testing.T, target archTarget) (*vm.VM, console, *Image) {
 	if st := mounts[layout.StateMount]; st.fstype != "ext4" {
 		t.Errorf("%s is %+v, want ext4", layout.StateMount, st)
 	}
+	assertHashDrivers(t, m, target.SHA256, "crc32c-generic")
 	if got := slotLine(c, "a"); got != testVersion+" good, booted, boots next" {
 		t.Errorf("kestrel status: slot a: %q", got)
 	}
@@ -184,8 +189,8 @@ func TestBootARMv7UBoot(t *testing.T) {
 // comes from config.yaml on the FAT partition (where a user puts it after
 // flashing), not from a NoCloud disk.
 var (
-	targetRPi3 = archTarget{Name: "rpi3", Arch: vm.ARM64, Machine: "aarch64", Board: vm.Raspi3B, DTB: "bcm2837-rpi-3-b.dtb"}
-	targetRPi2 = archTarget{Name: "rpi2", Arch: vm.ARM, Machine: "armv7l", Board: vm.Raspi2B, DTB: "bcm2836-rpi-2-b.dtb"}
+	targetRPi3 = archTarget{Name: "rpi3", Arch: vm.ARM64, Machine: "aarch64", Board: vm.Raspi3B, DTB: "bcm2837-rpi-3-b.dtb", SHA256: "sha256-ce"}
+	targetRPi2 = archTarget{Name: "rpi2", Arch: vm.ARM, Machine: "armv7l", Board: vm.Raspi2B, DTB: "bcm2836-rpi-2-b.dtb", SHA256: "sha256-neon"}
 )
 
 // raspiConfig is a Pi target's machine: disk (the image, or a copy) as the

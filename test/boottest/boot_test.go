@@ -100,6 +100,14 @@ func TestBootSlice(t *testing.T) {
 		t.Errorf("%s holds %q, want the tests' key %s.pub", layout.ReleaseKeysDir, keys, release.KeyID(pub))
 	}
 
+	// qemu64 has neither SSSE3 nor SSE4.2: the kernel's generic code, and
+	// no module loaded for features the CPU lacks (TestVerityRoot boots a
+	// CPU that has them).
+	assertHashDrivers(t, m, "sha256-generic", "crc32c-generic")
+	if mods := run("ls -d /sys/module/sha256_ssse3 /sys/module/crc32c_intel 2>/dev/null || true"); mods != "" {
+		t.Errorf("modules loaded for CPU features qemu64 lacks: %s", mods)
+	}
+
 	mounts := parseMounts(run("cat /proc/mounts"))
 	root, ok := mounts["/"]
 	if !ok || root.fstype != "squashfs" || !root.has("ro") {

@@ -100,6 +100,10 @@ type Config struct {
 	Watchdog bool
 	// Memory in MiB; 0 means 768.
 	Memory int
+	// CPU is the CPU model under TCG ("max": every feature qemu
+	// emulates, SSSE3 to AVX2 on x86_64); "" is the arch's default
+	// (qemu64, cortex-a72, cortex-a15). KVM always runs the host's.
+	CPU string
 	// Accel is qemu's accelerator, "tcg" or "kvm"; empty means the ACCEL
 	// environment variable, and tcg when that is empty too.
 	Accel string
@@ -183,6 +187,9 @@ func qemuArgs(cfg Config) ([]string, error) {
 	switch cfg.Accel {
 	case "tcg":
 		args = append(args, "-accel", "tcg")
+		if cfg.CPU != "" {
+			args = append(args, "-cpu", cfg.CPU)
+		}
 	case "kvm":
 		// The host's CPU as it is: emulating another model under KVM
 		// is not possible on arm64 and slower on x86_64.
@@ -196,13 +203,13 @@ func qemuArgs(cfg Config) ([]string, error) {
 	case ARM64:
 		// cortex-a72: -cpu max is 5x slower under TCG.
 		args = append(args, "-M", "virt")
-		if cfg.Accel == "tcg" {
+		if cfg.Accel == "tcg" && cfg.CPU == "" {
 			args = append(args, "-cpu", "cortex-a72")
 		}
 	case ARM:
 		// highmem=off, or the virtio-pci disk never appears.
 		args = append(args, "-M", "virt,highmem=off")
-		if cfg.Accel == "tcg" {
+		if cfg.Accel == "tcg" && cfg.CPU == "" {
 			args = append(args, "-cpu", "cortex-a15")
 		}
 	default:

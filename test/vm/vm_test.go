@@ -12,6 +12,7 @@ func TestAccel(t *testing.T) {
 	for _, tc := range []struct {
 		arch   Arch
 		accel  string
+		cpu    string
 		want   string // joined words that must appear
 		absent string
 		err    string
@@ -21,9 +22,12 @@ func TestAccel(t *testing.T) {
 		{arch: ARM64, accel: "tcg", want: "-accel tcg", absent: "-cpu host"},
 		{arch: ARM64, accel: "tcg", want: "-M virt -cpu cortex-a72"},
 		{arch: ARM64, accel: "kvm", want: "-accel kvm -cpu host", absent: "cortex-a72"},
+		{arch: AMD64, accel: "tcg", cpu: "max", want: "-accel tcg -cpu max"},
+		{arch: ARM64, accel: "tcg", cpu: "max", want: "-accel tcg -cpu max", absent: "cortex-a72"},
+		{arch: AMD64, accel: "kvm", cpu: "max", want: "-accel kvm -cpu host", absent: "-cpu max"},
 		{arch: AMD64, accel: "hvf", err: `accelerator "hvf"`},
 	} {
-		args, err := qemuArgs(Config{Arch: tc.arch, Accel: tc.accel, Kernel: "vmlinuz", Initrd: "initrd", Memory: 256})
+		args, err := qemuArgs(Config{Arch: tc.arch, Accel: tc.accel, CPU: tc.cpu, Kernel: "vmlinuz", Initrd: "initrd", Memory: 256})
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%s %s: error %v, want one containing %q", tc.arch, tc.accel, err, tc.err)

@@ -423,6 +423,58 @@ func (l *Loader) load(name, params string) error {
 	return nil
 }
 
+// CPUAlias returns the CPU's modalias
+// ("cpu:type:x86,ven0000fam0006mod003F:feature:,0000,0001,..."), which
+// names the CPU's features by number, from sysRoot's
+// devices/system/cpu/modalias; "" when the kernel has none (built
+// without GENERIC_CPU_AUTOPROBE). DeviceAliases leaves it out: the
+// modules that match it (the CPU's own crypto and checksum code) load
+// where the boot asks for them, with ForCPU.
+func CPUAlias(sysRoot string) string {
+	b, err := os.ReadFile(filepath.Join(sysRoot, "devices", "system", "cpu", "modalias"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// ForCPU returns, in order, those of names that are on the list and that
+// the CPU described by cpuAlias (CPUAlias) can run: a module with "cpu:"
+// aliases when one of them matches, a module with no hardware alias at
+// all always (an
+// architecture's assembler version of an algorithm runs on all its CPUs:
+// sha256-arm). Without modules.alias it returns every one on the list: a
+// module the CPU cannot run fails to load with ENODEV, which load
+// tolerates.
+func (l *Loader) ForCPU(cpuAlias string, names ...string) []string {
+	var out []string
+	for _, n := range names {
+		if !slices.ContainsFunc(l.names, func(m string) bool { return norm(m) == norm(n) }) {
+			continue
+		}
+		var cpu []alias
+		for _, a := range l.aliases[norm(n)] {
+			if strings.HasPrefix(a.pattern, "cpu:") {
+				cpu = append(cpu, a)
+			}
+		}
+		switch {
+		case l.noAliases || len(l.aliases[norm(n)]) == 0:
+			out = append(out, n)
+			continue
+		case len(cpu) == 0:
+			continue // a driver for other hardware
+		}
+		for _, a := range cpu {
+			if ok, _ := path.Match(a.pattern, cpuAlias); ok {
+				out = append(out, n)
+				break
+			}
+		}
+	}
+	return out
+}
+
 // DeviceAliases returns the modalias of every device on a bus and of
 // every input device, from sysfs.
 func DeviceAliases(sysRoot string) []string {

@@ -259,3 +259,68 @@ func TestColdplugWithoutAliases(t *testing.T) {
 		t.Errorf("Coldplug without modules.alias = %v, want the whole list", got)
 	}
 }
+
+func TestForCPU(t *testing.T) {
+	o, sys := fakeTree(t, []string{"virtio_pci", "sha256_ssse3", "crc32c_intel", "sha256_arm", "ext4"}, nil)
+	kdir := filepath.Join(o.Root, "lib", "modules", o.KVer)
+	// The aliases Debian's 6.1 modules carry (modinfo): SSSE3, AVX, AVX2
+	// for sha256-ssse3, SSE4.2 for crc32c-intel; sha256-arm has none.
+	f, err := os.OpenFile(filepath.Join(kdir, "modules.alias"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`alias crypto-sha256 sha256_ssse3
+alias cpu:type:x86,ven*fam*mod*:feature:*0089* sha256_ssse3
+alias cpu:type:x86,ven*fam*mod*:feature:*009C* sha256_ssse3
+alias cpu:type:x86,ven*fam*mod*:feature:*0125* sha256_ssse3
+alias cpu:type:x86,ven*fam*mod*:feature:*0094* crc32c_intel
+alias crypto-sha256 sha256_arm
+`)
+	f.Close()
+	f, err = os.OpenFile(filepath.Join(kdir, "modules.dep"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("kernel/arch/x86/crypto/sha256-ssse3.ko:\nkernel/arch/x86/crypto/crc32c-intel.ko:\nkernel/arch/arm/crypto/sha256-arm.ko:\n")
+	f.Close()
+	l, err := Open("/usr/lib/kestrel/modules", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"sha256_ssse3", "crc32c_intel", "sha256_arm", "virtio_pci", "nf_tables", "sha2_ce"}
+	for _, tc := range []struct {
+		name, cpu string
+		want      []string
+	}{
+		// qemu64: SSE3, no SSSE3 or SSE4.2.
+		{"qemu64", "cpu:type:x86,ven0000fam000Fmod006B:feature:,0000,0001,0002,0003,0004,0005,0006,0007,0008,0009,000B,000C,000D,000E,000F,0010,0011,0013,0017,0018,0019,001A,0080,00B0", []string{"sha256_arm"}},
+		// A CPU with SSSE3 and SSE4.2 (and AVX2).
+		{"skylake", "cpu:type:x86,ven0000fam0006mod005E:feature:,0000,0001,0080,0089,008C,0094,009C,0125", []string{"sha256_ssse3", "crc32c_intel", "sha256_arm"}},
+		// No cpu modalias: only what needs no feature.
+		{"none", "", []string{"sha256_arm"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// virtio_pci is a driver for other hardware, nf_tables and
+			// sha2_ce are not on the list: never returned.
+			if got := l.ForCPU(tc.cpu, names...); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("ForCPU = %q, want %q", got, tc.want)
+			}
+		})
+	}
+
+	addDevice(t, sys, "devices/system/cpu", "cpu:type:x86,ven0000fam0006mod005E:feature:,0089")
+	if got, want := CPUAlias(sys), "cpu:type:x86,ven0000fam0006mod005E:feature:,0089"; got != want {
+		t.Errorf("CPUAlias = %q, want %q", got, want)
+	}
+	if got := CPUAlias(t.TempDir()); got != "" {
+		t.Errorf("CPUAlias without the file = %q, want empty", got)
+	}
+	// Coldplug does not take the CPU's modules: they are ForCPU's.
+	var loaded []string
+	o.DryRun = func(name, _ string) { loaded = append(loaded, name) }
+	l, _ = Open("/usr/lib/kestrel/modules", o)
+	l.Coldplug(false)
+	if len(loaded) != 0 {
+		t.Errorf("Coldplug(false) with only a CPU modalias loaded %q", loaded)
+	}
+}

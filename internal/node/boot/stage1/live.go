@@ -75,7 +75,7 @@ func runLive(env Env, cmd kcmdline.Cmdline, start time.Duration, mark func(strin
 		defer mods.Close()
 		mods.Start(false)
 		poll = mods.Poll
-		if err := mods.LoadNow("isofs", "loop", "dm_verity", "squashfs", "vfat", "nls_cp437", "nls_ascii"); err != nil {
+		if err := mods.LoadNow(append(cpuHashModules(mods, env.Sys), "isofs", "loop", "dm_verity", "squashfs", "vfat", "nls_cp437", "nls_ascii")...); err != nil {
 			logf("warning: live modules: %v", err)
 		}
 		// The rest of the list (disk drivers for hardware present are

@@ -117,6 +117,7 @@ func Run(env Env) error {
 		close(fsLoaded)
 	} else {
 		defer mods.Close()
+		fsMods = append(cpuHashModules(mods, env.Sys), fsMods...)
 		mods.Start(false)
 		poll = mods.Poll
 		go func() {
@@ -306,4 +307,19 @@ func tolerateBusy(m mounts.MountFunc) mounts.MountFunc {
 		}
 		return err
 	}
+}
+
+// cpuHashModules returns the CPU's own SHA-256 and CRC32C code that is on
+// the initramfs's list and that this CPU can run, to load before
+// dm-verity and ext4: each takes the best implementation registered when
+// it sets up (dm-verity at table load, ext4 at mount) and keeps it, and
+// the kernel loads none of these by itself (sha256-generic is built in,
+// so nothing asks for another, and udev's CPU coldplug is not here).
+// Without them every block read from the root is hashed by
+// sha256-generic. Names of all architectures: the list holds the image's.
+func cpuHashModules(mods *coldplug.Loader, sys string) []string {
+	return mods.ForCPU(coldplug.CPUAlias(sys),
+		"sha256_ssse3", "crc32c_intel", // x86: SSSE3/AVX/AVX2/SHA-NI; SSE4.2
+		"sha256_arm64", "sha2_ce", // arm64: assembler; the SHA-2 instructions
+		"sha256_arm", "sha2_arm_ce") // 32-bit arm: assembler; the ARMv8 SHA-2 instructions
 }
