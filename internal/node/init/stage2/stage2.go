@@ -206,6 +206,20 @@ func (s *System) Warn(format string, args ...any) {
 	s.Logf("warning: %s", msg)
 }
 
+// Notef writes an informational line to the kernel log (/dev/kmsg, level
+// 6: dmesg shows it, a quiet console does not), for what PID 1 has to say
+// after the ready line: the console then belongs to a shell or a login
+// prompt, where a line from PID 1 lands in the middle of what the user
+// types or reads.
+func (s *System) Notef(format string, args ...any) {
+	f, err := os.OpenFile(s.path("/dev/kmsg"), os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "<6>kestrel: "+format+"\n", args...)
+}
+
 // Run is stage 2. It only returns on an error it cannot continue from.
 //
 // Its own goroutine is the power loop, listening from the first
@@ -444,8 +458,8 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 		// from the start.
 		n := power.WatchPowerButton(ctx, p("/dev/input"), func() { request(power.Poweroff) })
 		sys.buttons.Store(int32(n) + 1)
-		if n == 0 {
-			logf("no input devices: the power button will not be seen")
+		if n == 0 { // kestrel status says so too
+			sys.Notef("no input devices: the power button will not be seen")
 		}
 		if _, err := mounts.Apply(LateMounts(env.Root), env.Mount); err != nil {
 			sys.Warn("%v", err)

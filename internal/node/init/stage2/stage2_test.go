@@ -3,6 +3,8 @@ package stage2
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -80,4 +82,32 @@ func TestGoRecovers(t *testing.T) {
 	if w := sys.status(0).Warnings; len(w) != 1 {
 		t.Errorf("warnings = %q", w)
 	}
+}
+
+// TestNotefGoesToKernelLog: what PID 1 says after ready goes to /dev/kmsg
+// at level 6, not to the console a shell is using.
+func TestNotefGoesToKernelLog(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "dev"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	kmsg := filepath.Join(root, "dev", "kmsg")
+	if err := os.WriteFile(kmsg, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var console []string
+	sys := &System{root: root, Logf: func(f string, a ...any) { console = append(console, fmt.Sprintf(f, a...)) }}
+	sys.Notef("no input devices: %s", "the power button will not be seen")
+	got, err := os.ReadFile(kmsg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "<6>kestrel: no input devices: the power button will not be seen\n"; string(got) != want {
+		t.Errorf("/dev/kmsg got %q, want %q", got, want)
+	}
+	if len(console) != 0 {
+		t.Errorf("console got %q, want nothing", console)
+	}
+	// No /dev/kmsg (a container, a test root): nothing, no panic.
+	(&System{root: t.TempDir(), Logf: t.Logf}).Notef("x")
 }
