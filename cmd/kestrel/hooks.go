@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -44,7 +43,7 @@ func stage2Hooks() stage2.Hooks {
 			// on the console: it goes to the kernel log (dmesg), warnings
 			// to the console and status as usual. Set on a live boot too
 			// (slot "live"): labelNode reports through them.
-			slot.Booted, slot.Logf, slot.Warn = sys.Slot, kmsgLogf, sys.Warn
+			slot.Booted, slot.Logf, slot.Warn = sys.Slot, sys.Notef, sys.Warn
 			if live = sys.Live; live {
 				return nil
 			}
@@ -111,20 +110,8 @@ func labelNode(t *trial.Trial) func(context.Context) error {
 				t.Warn("%v", err)
 				return
 			}
-			kmsgLogf("node labels: Node %s labelled %s=%s, %s=%s", host, nodelabels.LabelVersion, w.Version, nodelabels.LabelSlot, w.Slot)
+			t.Logf("node labels: Node %s labelled %s=%s, %s=%s", host, nodelabels.LabelVersion, w.Version, nodelabels.LabelSlot, w.Slot)
 		}()
 		return nil
 	}
-}
-
-// kmsgLogf writes an informational line to the kernel log (/dev/kmsg,
-// level 6: dmesg shows it, a quiet console does not), for what PID 1 has
-// to say after the node is ready.
-func kmsgLogf(format string, args ...any) {
-	f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	fmt.Fprintf(f, "<6>kestrel: "+format+"\n", args...)
 }

@@ -441,11 +441,10 @@ func CPUAlias(sysRoot string) string {
 // ForCPU returns, in order, those of names that are on the list and that
 // the CPU described by cpuAlias (CPUAlias) can run: a module with "cpu:"
 // aliases when one of them matches, a module with no hardware alias at
-// all always (an
-// architecture's assembler version of an algorithm runs on all its CPUs:
-// sha256-arm). Without modules.alias it returns every one on the list: a
-// module the CPU cannot run fails to load with ENODEV, which load
-// tolerates.
+// all always (an architecture's assembler version of an algorithm runs
+// on all its CPUs: sha256-arm), a driver for other hardware never.
+// Without modules.alias it returns every one on the list: a module the
+// CPU cannot run fails to load with ENODEV, which load tolerates.
 func (l *Loader) ForCPU(cpuAlias string, names ...string) []string {
 	var out []string
 	for _, n := range names {
