@@ -59,12 +59,7 @@ func TestRenderBootHealth(t *testing.T) {
 	} {
 		var b bytes.Buffer
 		Status{BootHealth: tc.h}.Render(&b, now)
-		line := ""
-		for _, l := range strings.Split(b.String(), "\n") {
-			if strings.HasPrefix(l, "boot health:") {
-				line = strings.TrimSpace(strings.TrimPrefix(l, "boot health:"))
-			}
-		}
+		line := renderedLine(b.String(), "boot health:")
 		if line != tc.want {
 			t.Errorf("boot health line %q, want %q", line, tc.want)
 		}
@@ -83,14 +78,20 @@ func TestRenderPowerButton(t *testing.T) {
 	} {
 		var b bytes.Buffer
 		Status{PowerButton: tc.n}.Render(&b, time.Now())
-		line := ""
-		for _, l := range strings.Split(b.String(), "\n") {
-			if strings.HasPrefix(l, "power button:") {
-				line = strings.TrimSpace(strings.TrimPrefix(l, "power button:"))
-			}
-		}
+		line := renderedLine(b.String(), "power button:")
 		if line != tc.want {
 			t.Errorf("power button line %q, want %q", line, tc.want)
 		}
 	}
+}
+
+// renderedLine is what Render wrote after key ("boot health:") on the
+// line that starts with it, or "" when there is none.
+func renderedLine(out, key string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(l, key); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return ""
 }

@@ -114,7 +114,10 @@ func (xidRandom) ReadContext(_ context.Context, b []byte) (int, error) {
 }
 
 // useInsecureRandom installs xidRandom as u-root rand's source, once, if
-// this kernel has GRND_INSECURE; otherwise u-root's own source stays.
+// this kernel has GRND_INSECURE; otherwise u-root's own source stays. It
+// is package state because what it sets is: urand.Reader is a global of
+// u-root's, which the DHCP clients of every interface (and of a later
+// Up) read; setting it once keeps that write from racing their reads.
 var useInsecureRandom = sync.OnceFunc(func() {
 	var b [1]byte
 	if _, err := unix.Getrandom(b[:], unix.GRND_INSECURE); err == nil {
