@@ -142,6 +142,12 @@ func TestBootSlice(t *testing.T) {
 			t.Errorf("cgroup controller %s: available %v, delegated %v", c, controllers, delegated)
 		}
 	}
+	// sshd, started before the ready line at the lowest CPU weight
+	// (supervisor.LowPriority), runs in its own cgroup at the default
+	// weight after it.
+	if procs, weight := run("cat /sys/fs/cgroup/sshd/cgroup.procs"), strings.TrimSpace(run("cat /sys/fs/cgroup/sshd/cpu.weight")); procs == "" || weight != "100" {
+		t.Errorf("sshd's cgroup after ready: processes %q, cpu.weight %q; want sshd there at weight 100", procs, weight)
+	}
 
 	// The state partition ends where the disk's usable area ends (the GPT
 	// backup header takes the last 33 sectors), and ext4 was grown with it.

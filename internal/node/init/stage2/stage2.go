@@ -393,6 +393,10 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 	sup := supervisor.New(supervisor.Config{Reaper: rp, LogDir: p("/var/log"), CgroupRoot: cgroupRoot, Now: env.Now, Logf: logf})
 	sys.Supervisor = sup
 	supp.Store(sup)
+	// Services started before the ready line (sshd, k3s) yield the CPU to
+	// PID 1's boot until then (supervisor.LowPriority says why).
+	sup.LowPriority(true)
+	defer sup.LowPriority(false) // a boot that ends early, too
 	sys.Control = control.NewServer()
 	sys.Control.Handle("status", func(context.Context, control.Request) (any, error) {
 		return sys.status(env.Clock()), nil
@@ -439,6 +443,7 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 	}
 	st := sys.status(ready)
 	fmt.Fprintf(env.Console, "\n%s\n%s\n", st.Summary(), st.ReadyLine())
+	sup.LowPriority(false)
 	runHooks(ctx, sys, env.Hooks.Ready, nil) // after the ready line
 
 	sys.Go("late modules", func() {

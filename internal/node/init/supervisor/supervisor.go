@@ -116,7 +116,18 @@ type Supervisor struct {
 	cfg      Config
 	mu       sync.Mutex
 	services map[string]*service
+
+	weightMu sync.Mutex
+	low      bool            // LowPriority is on
+	lowered  map[string]bool // cgroups given LowWeight
 }
+
+// CPU weights (cgroup v2 cpu.weight) of a service's cgroup: LowWeight
+// while LowPriority is on, then the kernel's default.
+const (
+	LowWeight     = 1
+	DefaultWeight = 100
+)
 
 type service struct {
 	spec Spec
@@ -158,6 +169,65 @@ func (s *Supervisor) Start(spec Spec) error {
 	s.services[spec.Name] = svc
 	go s.run(svc)
 	return nil
+}
+
+// LowPriority(true) makes the services that start from now on, restarts
+// included, run at LowWeight: when PID 1 (at the default weight) has work,
+// they get about 1% of the CPU, and all of it when PID 1 waits. Stage 2
+// turns it on for the boot: on a machine with few CPUs, a service started
+// before the ready line (sshd's start, TCG: ~0.15 s of CPU) otherwise
+// delays PID 1's DHCP and hooks by as much. LowPriority(false) puts every
+// lowered cgroup back to DefaultWeight. It needs per-service cgroups
+// (Config.CgroupRoot) with the cpu controller: without them services run
+// as they would without it.
+func (s *Supervisor) LowPriority(on bool) {
+	s.weightMu.Lock()
+	defer s.weightMu.Unlock()
+	s.low = on
+	if on {
+		return
+	}
+	for name := range s.lowered {
+		s.setWeight(name, DefaultWeight)
+	}
+	s.lowered = nil
+}
+
+// weigh sets the cgroup of the service about to start to the weight
+// LowPriority asks for (or leaves it alone).
+func (s *Supervisor) weigh(name string) {
+	s.weightMu.Lock()
+	defer s.weightMu.Unlock()
+	switch {
+	case s.low:
+		if s.setWeight(name, LowWeight) {
+			if s.lowered == nil {
+				s.lowered = map[string]bool{}
+			}
+			s.lowered[name] = true
+		}
+	case s.lowered[name]:
+		s.setWeight(name, DefaultWeight)
+		delete(s.lowered, name)
+	}
+}
+
+// setWeight writes the cgroup's cpu.weight; false when it cannot (no
+// cgroups, no cpu controller), which is not an error: the service runs at
+// the weight it has.
+func (s *Supervisor) setWeight(name string, w int) bool {
+	if s.cfg.CgroupRoot == "" {
+		return false
+	}
+	f, err := os.OpenFile(filepath.Join(s.cfg.CgroupRoot, name, "cpu.weight"), os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return false
+	}
+	_, err = fmt.Fprintf(f, "%d\n", w)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err == nil
 }
 
 // Status returns every service's state, sorted by name.
@@ -340,15 +410,21 @@ func (s *Supervisor) terminate(svc *service, pid int, exitc <-chan reaper.Exit) 
 
 func (s *Supervisor) start(svc *service) (*exec.Cmd, <-chan reaper.Exit, error) {
 	sp := svc.spec
-	cmd := exec.Command(sp.Path, sp.Args...)
-	cmd.Env = sp.Env
-	if cmd.Env == nil {
-		cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
+	// newCmd is the command without its SysProcAttr; an exec.Cmd cannot
+	// be started twice, so the retry below takes a fresh one.
+	newCmd := func() *exec.Cmd {
+		cmd := exec.Command(sp.Path, sp.Args...)
+		cmd.Env = sp.Env
+		if cmd.Env == nil {
+			cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
+		}
+		cmd.Dir = sp.Dir
+		if cmd.Dir == "" {
+			cmd.Dir = "/"
+		}
+		return cmd
 	}
-	cmd.Dir = sp.Dir
-	if cmd.Dir == "" {
-		cmd.Dir = "/"
-	}
+	cmd := newCmd()
 	attr := &syscall.SysProcAttr{Setpgid: true}
 	var closers []io.Closer
 	defer func() {
@@ -377,6 +453,7 @@ func (s *Supervisor) start(svc *service) (*exec.Cmd, <-chan reaper.Exit, error) 
 	if s.cfg.CgroupRoot != "" {
 		dir := filepath.Join(s.cfg.CgroupRoot, sp.Name)
 		if err := os.MkdirAll(dir, 0o755); err == nil {
+			s.weigh(sp.Name)
 			if fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0); err == nil {
 				closers = append(closers, fdCloser(fd))
 				attr.UseCgroupFD, attr.CgroupFD = true, fd
@@ -388,6 +465,9 @@ func (s *Supervisor) start(svc *service) (*exec.Cmd, <-chan reaper.Exit, error) 
 	if err != nil && attr.UseCgroupFD {
 		// A kernel without clone3 cgroup support: run in PID 1's cgroup.
 		attr.UseCgroupFD = false
+		stdin, stdout, stderr := cmd.Stdin, cmd.Stdout, cmd.Stderr
+		cmd = newCmd()
+		cmd.Stdin, cmd.Stdout, cmd.Stderr, cmd.SysProcAttr = stdin, stdout, stderr, attr
 		exitc, err = s.cfg.Reaper.Start(cmd)
 	}
 	if err != nil {

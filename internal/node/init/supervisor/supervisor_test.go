@@ -143,3 +143,81 @@ func TestReplace(t *testing.T) {
 	waitFor(t, "new running", func() bool { st := s.Status(); return len(st) == 2 && st[0].State == Running })
 	s.StopAll()
 }
+
+// TestLowPriority runs services under a CgroupRoot that stands in for
+// cgroupfs: a plain directory whose service directories already hold a
+// cpu.weight file, as the kernel creates one with each cgroup when the
+// cpu controller is on (the clone into a plain directory fails, and the
+// supervisor runs the service in its own cgroup instead, as on a kernel
+// without clone3). "none" has no cpu.weight: no cpu controller.
+func TestLowPriority(t *testing.T) {
+	root := t.TempDir()
+	for _, name := range []string{"early", "flappy", "late"} {
+		if err := os.MkdirAll(filepath.Join(root, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, name, "cpu.weight"), []byte("100\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newTest(t, Config{CgroupRoot: root, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, StableAfter: time.Hour})
+	defer s.StopAll()
+	weight := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(root, name, "cpu.weight"))
+		return strings.TrimSpace(string(b))
+	}
+	running := func(name string) func() bool {
+		return func() bool {
+			for _, st := range s.Status() {
+				if st.Name == name && (st.State == Running || st.Restarts > 0) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+
+	s.LowPriority(true)
+	for _, sp := range []Spec{
+		{Name: "early", Path: "/bin/sleep", Args: []string{"60"}},
+		{Name: "flappy", Path: "/bin/sh", Args: []string{"-c", "exit 1"}},
+		{Name: "none", Path: "/bin/sleep", Args: []string{"60"}},
+	} {
+		if err := s.Start(sp); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, sp.Name+" started", running(sp.Name))
+	}
+	restarts := func() int {
+		for _, st := range s.Status() {
+			if st.Name == "flappy" {
+				return st.Restarts
+			}
+		}
+		return 0
+	}
+	waitFor(t, "flappy restarted", func() bool { return restarts() >= 2 })
+	for _, tc := range []struct{ name, want string }{{"early", "1"}, {"flappy", "1"}, {"none", ""}} {
+		if got := weight(tc.name); got != tc.want {
+			t.Errorf("while low: %s cpu.weight %q, want %q", tc.name, got, tc.want)
+		}
+	}
+
+	s.LowPriority(false)
+	if err := s.Start(Spec{Name: "late", Path: "/bin/sleep", Args: []string{"60"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "late started", running("late"))
+	n := restarts()
+	waitFor(t, "flappy restarted again", func() bool { return restarts() >= n+2 })
+	for _, tc := range []struct{ name, want string }{{"early", "100"}, {"flappy", "100"}, {"late", "100"}, {"none", ""}} {
+		if got := weight(tc.name); got != tc.want {
+			t.Errorf("after: %s cpu.weight %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	for _, st := range s.Status() {
+		if st.Name != "flappy" && st.State != Running {
+			t.Errorf("%s not running: %+v", st.Name, st)
+		}
+	}
+}
