@@ -1,10 +1,14 @@
 package randomseed
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
+	"time"
 )
 
 type fakeKernel struct {
@@ -62,4 +66,51 @@ func TestLoadSave(t *testing.T) {
 	if ok, _ := Load(p, k3); ok || k3.credited != 0 {
 		t.Error("short seed credited")
 	}
+}
+
+// niceProbe is a Kernel whose blocking Read reports the nice value of the
+// thread it runs on, from /proc/thread-self/stat.
+type niceProbe struct{ nice chan string }
+
+func (niceProbe) AddEntropy([]byte, int) error { return nil }
+
+func (p niceProbe) Read(b []byte, block bool) error {
+	st, err := os.ReadFile("/proc/thread-self/stat")
+	if err != nil {
+		p.nice <- err.Error()
+		return err
+	}
+	// The fields after "(comm)": state is the 3rd field, nice the 19th.
+	p.nice <- strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))[19-3]
+	return nil
+}
+
+// TestWarmReadsAtLowestPriority: the kernel collects jitter in the thread
+// that waits for the CRNG, so Warm's read must wait on a nice-19 thread
+// and leave the caller's priority alone.
+func TestWarmReadsAtLowestPriority(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	before := niceOf(t, "/proc/thread-self/stat")
+	p := niceProbe{nice: make(chan string, 1)}
+	Warm(p)
+	select {
+	case got := <-p.nice:
+		if got != "19" {
+			t.Errorf("Warm's read ran at nice %s, want 19", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Warm never read")
+	}
+	if after := niceOf(t, "/proc/thread-self/stat"); after != before {
+		t.Errorf("the caller's thread went from nice %s to %s", before, after)
+	}
+}
+
+func niceOf(t *testing.T, stat string) string {
+	st, err := os.ReadFile(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))[19-3]
 }
