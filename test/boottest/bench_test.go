@@ -384,7 +384,8 @@ func zstdSize(b *testing.B, path string) int64 {
 
 func mb(n int64) float64 { return float64(n) / 1e6 }
 
-func num(b *testing.B, s string) float64 {
+func num(b testing.TB, s string) float64 {
+	b.Helper()
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
 		b.Fatalf("not a number in the ready line: %q", s)

@@ -167,6 +167,12 @@ func TestBootSlice(t *testing.T) {
 	token := "kestrel-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	run("mkdir -p /var/lib/boottest && echo " + token + " > /var/lib/boottest/token && sync")
 
+	// A first boot has no random seed: stage 2 saves one once the CRNG is
+	// ready (randomseed.Warm collects jitter at nice 19 meanwhile).
+	if out, err := m.MustRun("until [ -s "+layout.RandomSeed+" ]; do sleep 0.5; done; stat -c '%s %a' "+layout.RandomSeed+"; sync", 2*time.Minute); err != nil || strings.TrimSpace(out) != "32 600" {
+		t.Errorf("random seed after the first boot: %q, %v; want 32 bytes, mode 600", out, err)
+	}
+
 	// Power off from the CLI: qemu must end with status 0.
 	m.Send("kestrel poweroff\n")
 	code, err := m.Wait(2 * time.Minute)
@@ -175,9 +181,17 @@ func TestBootSlice(t *testing.T) {
 	}
 
 	// Second boot of the same disk.
-	m2, _ := bootVM(t, cfg)
+	m2, ready2 := bootVM(t, cfg)
 	if got, err := m2.MustRun("cat /var/lib/boottest/token", cmdTimeout); err != nil || strings.TrimSpace(got) != token {
 		t.Errorf("/var after reboot: %q, %v; want %q", got, err, token)
+	}
+	// Stage 1 credited the seed: the CRNG was ready before stage 2.
+	crng, _ := m2.MustRun("dmesg | grep 'crng init done' || true", cmdTimeout)
+	var crngAt float64
+	if _, err := fmt.Sscanf(strings.TrimSpace(crng), "[%f]", &crngAt); err != nil {
+		t.Errorf("second boot: no 'crng init done' in dmesg (%v): %q", err, crng)
+	} else if k, s1 := num(t, ready2["kernel"]), num(t, ready2["stage1"]); crngAt > k+s1 {
+		t.Errorf("second boot: CRNG ready at %.3f s, after stage 1 ended (%.3f s): the seed was not credited", crngAt, k+s1)
 	}
 	dmesg, _ := m2.MustRun("dmesg | grep -i 'EXT4-fs' || true", cmdTimeout)
 	if strings.Contains(dmesg, "recovery") || strings.Contains(dmesg, "orphan") {
