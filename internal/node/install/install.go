@@ -45,6 +45,7 @@ import (
 	"time"
 
 	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/disk"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/google/uuid"
 	"golang.org/x/sys/unix"
@@ -359,7 +360,11 @@ func Run(ctx context.Context, o Options) error {
 // GUIDs are random: every installed disk is its own, unlike a flashed
 // image's.
 func partition(k Disk, l disklayout.Layout) error {
-	f, err := os.OpenFile(k.Path, os.O_WRONLY|unix.O_EXCL, 0)
+	var f *os.File
+	err := whileBusy(busyWait, func() (err error) {
+		f, err = os.OpenFile(k.Path, os.O_WRONLY|unix.O_EXCL, 0)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("open %s exclusively: %w", k.Path, err)
 	}
@@ -393,7 +398,11 @@ func partition(k Disk, l disklayout.Layout) error {
 			Type: p.typ, Name: p.name, GUID: uuid.NewString()})
 		start += n
 	}
-	d, err := diskfs.Open(k.Path, diskfs.WithOpenMode(diskfs.ReadWriteExclusive), diskfs.WithSectorSize(diskfs.SectorSize512))
+	var d *disk.Disk
+	err = whileBusy(busyWait, func() (err error) {
+		d, err = diskfs.Open(k.Path, diskfs.WithOpenMode(diskfs.ReadWriteExclusive), diskfs.WithSectorSize(diskfs.SectorSize512))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("open %s: %w", k.Path, err)
 	}
@@ -403,6 +412,25 @@ func partition(k Disk, l disklayout.Layout) error {
 		return fmt.Errorf("partition %s: %w", k.Path, err)
 	}
 	return nil
+}
+
+// busyWait is how long partition waits for a busy disk.
+const busyWait = 10 * time.Second
+
+// whileBusy runs open until it does not fail with EBUSY, for up to wait. An exclusive open of the disk fails with EBUSY while anyone
+// holds it open, and PID 1 forking a service meanwhile is someone: the
+// child holds a copy of every descriptor until it execs, so the second
+// exclusive open right after the first one's close can find the disk
+// still claimed. A disk that stays busy (mounted, in use) is reported.
+func whileBusy(wait time.Duration, open func() error) error {
+	deadline := time.Now().Add(wait)
+	for {
+		err := open()
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // waitPartitions asks the kernel to reread the table and waits for the

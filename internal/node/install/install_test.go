@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -157,5 +160,38 @@ func TestNotADisk(t *testing.T) {
 	err := Run(context.Background(), o)
 	if err == nil || !strings.Contains(err.Error(), "is not a disk to install to") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestWhileBusy(t *testing.T) {
+	busy := fmt.Errorf("open /dev/vda: %w", unix.EBUSY)
+	tests := []struct {
+		name      string
+		errs      []error // what each call returns; the last one repeats
+		wantCalls int
+		wantErr   error
+	}{
+		{"free", []error{nil}, 1, nil},
+		{"busy while a fork holds it", []error{busy, busy, nil}, 3, nil},
+		{"another error at once", []error{unix.EACCES}, 1, unix.EACCES},
+		{"busy for good", []error{busy}, -1, unix.EBUSY},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			err := whileBusy(300*time.Millisecond, func() error {
+				calls++
+				return tt.errs[min(calls, len(tt.errs))-1]
+			})
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Errorf("err %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantCalls > 0 && calls != tt.wantCalls {
+				t.Errorf("%d calls, want %d", calls, tt.wantCalls)
+			}
+			if tt.wantCalls < 0 && calls < 3 {
+				t.Errorf("gave up after %d calls, before the wait was over", calls)
+			}
+		})
 	}
 }

@@ -5,7 +5,9 @@
 // and DHCP on wired interfaces, writes resolv.conf, runs the boot hooks
 // other packages register, starts the console shell under the
 // supervisor, prints one boot summary and the layout.ReadyMarker line,
-// then reaps children and waits for a power request.
+// then reaps children and waits for a power request. Until that line,
+// the services the hooks start run at the lowest CPU weight
+// (supervisor.LowPriority), so the boot has the CPU first.
 //
 // Power requests reach PID 1 three ways, all ending in power.Shutdown:
 //   - the control socket (layout.ControlSocket): ops "poweroff", "reboot",

@@ -193,7 +193,7 @@ func (s *Supervisor) LowPriority(on bool) {
 	s.lowered = nil
 }
 
-// weigh sets the cgroup of the service about to start to the weight
+// weigh sets the cgroup of a service just started to the weight
 // LowPriority asks for (or leaves it alone).
 func (s *Supervisor) weigh(name string) {
 	s.weightMu.Lock()
@@ -453,7 +453,6 @@ func (s *Supervisor) start(svc *service) (*exec.Cmd, <-chan reaper.Exit, error) 
 	if s.cfg.CgroupRoot != "" {
 		dir := filepath.Join(s.cfg.CgroupRoot, sp.Name)
 		if err := os.MkdirAll(dir, 0o755); err == nil {
-			s.weigh(sp.Name)
 			if fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0); err == nil {
 				closers = append(closers, fdCloser(fd))
 				attr.UseCgroupFD, attr.CgroupFD = true, fd
@@ -476,6 +475,11 @@ func (s *Supervisor) start(svc *service) (*exec.Cmd, <-chan reaper.Exit, error) 
 		}
 		return nil, nil, err
 	}
+	// Weighed once the child has exec'd (Start returns after the exec):
+	// until then it holds copies of every descriptor PID 1 had open, and a
+	// child at the lowest weight on a busy CPU held them long enough for
+	// the installer's second exclusive open of the disk to fail (EBUSY).
+	s.weigh(sp.Name)
 	if pr != nil {
 		go s.drain(svc, pr)
 	}
