@@ -115,7 +115,7 @@ func syncDir(dir string) {
 // user of randomness (k3s, sshd's first host keys). It returns at once.
 //
 // The kernel collects the jitter in the waiting thread, busy, so the read
-// runs on a thread of its own at the lowest priority (nice 19, lowest):
+// runs on a thread of its own at the lowest priority (nice 19):
 // at the default priority it took half of a one-CPU machine from the boot
 // until the CRNG was ready. Anyone else who blocks on the CRNG collects
 // jitter in their own thread, at their own priority.
