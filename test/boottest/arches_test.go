@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/filesystem"
 
 	"github.com/kestrel-os/kestrel/internal/layout"
@@ -216,19 +215,8 @@ func raspiConfig(tb testing.TB, img *Image, target archTarget, disk, dir string)
 // readESPFile reads a file from the ESP of a disk image.
 func readESPFile(t testing.TB, disk, name string) []byte {
 	t.Helper()
-	d, err := diskfs.Open(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	_, n, err := findPartition(d, disk, layout.PartESP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs, err := d.GetFilesystem(n)
-	if err != nil {
-		t.Fatalf("ESP of %s: %v", disk, err)
-	}
+	fs, closeDisk := openESP(t, disk)
+	defer closeDisk()
 	f, err := fs.OpenFile(name, os.O_RDONLY)
 	if err != nil {
 		t.Fatalf("ESP %s: %v", name, err)

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	diskfs "github.com/diskfs/go-diskfs"
-
 	"github.com/kestrel-os/kestrel/internal/bls"
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/node/boot/boottime"
@@ -103,7 +101,7 @@ func BenchmarkBoot(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	replaceESPFile(b, chainDisk, bls.InitrdPath(layout.Slots[0]), blInitrd)
+	writeESPFile(b, chainDisk, bls.InitrdPath(layout.Slots[0]), blInitrd)
 
 	var first, second []bootRecord
 	var baseline, chainBaseline, downtime []float64
@@ -271,19 +269,8 @@ func printRow(name string, v []float64) {
 // an image) with edit.
 func editESPEntries(b testing.TB, disk string, edit func(entry string) string) {
 	b.Helper()
-	d, err := diskfs.Open(disk)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer d.Close()
-	_, n, err := findPartition(d, disk, layout.PartESP)
-	if err != nil {
-		b.Fatal(err)
-	}
-	fs, err := d.GetFilesystem(n)
-	if err != nil {
-		b.Fatalf("ESP of %s: %v", disk, err)
-	}
+	fs, closeDisk := openESP(b, disk)
+	defer closeDisk()
 	entries, err := fs.ReadDir(strings.TrimPrefix(layout.ESPEntriesDir, "/")) // an io/fs path: no leading slash
 	if err != nil {
 		b.Fatalf("ESP of %s: %s: %v", disk, layout.ESPEntriesDir, err)
@@ -316,35 +303,6 @@ func editESPEntries(b testing.TB, disk string, edit func(entry string) string) {
 	}
 	if edited == 0 {
 		b.Fatalf("ESP of %s: no boot entries in %s", disk, layout.ESPEntriesDir)
-	}
-}
-
-// replaceESPFile writes data over the file at name (an ESP path) on
-// disk's ESP.
-func replaceESPFile(b testing.TB, disk, name string, data []byte) {
-	b.Helper()
-	d, err := diskfs.Open(disk)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer d.Close()
-	_, n, err := findPartition(d, disk, layout.PartESP)
-	if err != nil {
-		b.Fatal(err)
-	}
-	fs, err := d.GetFilesystem(n)
-	if err != nil {
-		b.Fatalf("ESP of %s: %v", disk, err)
-	}
-	f, err := fs.OpenFile(name, os.O_RDWR|os.O_TRUNC)
-	if err != nil {
-		b.Fatalf("ESP of %s: %s: %v", disk, name, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		b.Fatalf("ESP of %s: %s: %v", disk, name, err)
-	}
-	if err := f.Close(); err != nil {
-		b.Fatalf("ESP of %s: %s: %v", disk, name, err)
 	}
 }
 

@@ -4,10 +4,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"testing"
 
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/disk"
+	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/partition/gpt"
+
+	"github.com/kestrel-os/kestrel/internal/layout"
 )
 
 // copyDisk copies a disk image to dst, keeping it sparse.
@@ -35,6 +39,45 @@ func findPartition(d *disk.Disk, path, name string) (*gpt.Table, int, error) {
 		}
 	}
 	return nil, 0, fmt.Errorf("%s: no partition named %q", path, name)
+}
+
+// openESP opens the FAT filesystem of disk's ESP (an image file); close
+// closes the disk.
+func openESP(t testing.TB, disk string) (fs filesystem.FileSystem, close func()) {
+	t.Helper()
+	d, err := diskfs.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, n, err := findPartition(d, disk, layout.PartESP)
+	if err != nil {
+		d.Close()
+		t.Fatal(err)
+	}
+	if fs, err = d.GetFilesystem(n); err != nil {
+		d.Close()
+		t.Fatalf("ESP of %s: %v", disk, err)
+	}
+	return fs, func() { d.Close() }
+}
+
+// writeESPFile writes data as the file name (an ESP path) on disk's ESP,
+// creating it or replacing what it held.
+func writeESPFile(t testing.TB, disk, name string, data []byte) {
+	t.Helper()
+	fs, closeDisk := openESP(t, disk)
+	defer closeDisk()
+	f, err := fs.OpenFile(name, os.O_CREATE|os.O_RDWR|os.O_TRUNC)
+	if err != nil {
+		t.Fatalf("ESP of %s: %s: %v", disk, name, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		t.Fatalf("ESP of %s: %s: %v", disk, name, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("ESP of %s: %s: %v", disk, name, err)
+	}
 }
 
 // corruptPartition copies image to dst (sparse) and zeroes the first MiB of

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	diskfs "github.com/diskfs/go-diskfs"
-
 	"github.com/kestrel-os/kestrel/internal/config"
 	k3sconfig "github.com/kestrel-os/kestrel/internal/k3s/config"
 	"github.com/kestrel-os/kestrel/internal/layout"
@@ -171,29 +169,7 @@ func withESPConfig(t testing.TB, img *Image, dir, configYAML string) string {
 	if err := copyDisk(img.Disk, disk); err != nil {
 		t.Fatal(err)
 	}
-	d, err := diskfs.Open(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	_, n, err := findPartition(d, disk, layout.PartESP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs, err := d.GetFilesystem(n)
-	if err != nil {
-		t.Fatalf("ESP of %s: %v", disk, err)
-	}
-	f, err := fs.OpenFile(layout.ESPUserConfig, os.O_CREATE|os.O_RDWR|os.O_TRUNC)
-	if err != nil {
-		t.Fatalf("ESP %s: %v", layout.ESPUserConfig, err)
-	}
-	if _, err := f.Write([]byte(configYAML)); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeESPFile(t, disk, layout.ESPUserConfig, []byte(configYAML))
 	return disk
 }
 
