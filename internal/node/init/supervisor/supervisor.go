@@ -193,23 +193,19 @@ func (s *Supervisor) LowPriority(on bool) {
 	s.lowered = nil
 }
 
-// weigh sets the cgroup of a service just started to the weight
-// LowPriority asks for (or leaves it alone).
+// weigh lowers the cgroup of a service just started while LowPriority is
+// on. Otherwise there is nothing to do: LowPriority(false) has put every
+// lowered cgroup back, and a new cgroup starts at DefaultWeight.
 func (s *Supervisor) weigh(name string) {
 	s.weightMu.Lock()
 	defer s.weightMu.Unlock()
-	switch {
-	case s.low:
-		if s.setWeight(name, LowWeight) {
-			if s.lowered == nil {
-				s.lowered = map[string]bool{}
-			}
-			s.lowered[name] = true
-		}
-	case s.lowered[name]:
-		s.setWeight(name, DefaultWeight)
-		delete(s.lowered, name)
+	if !s.low || !s.setWeight(name, LowWeight) {
+		return
 	}
+	if s.lowered == nil {
+		s.lowered = map[string]bool{}
+	}
+	s.lowered[name] = true
 }
 
 // setWeight writes the cgroup's cpu.weight; false when it cannot (no
