@@ -13,6 +13,7 @@ import (
 	"github.com/kestrel-os/kestrel/internal/node/boot/badrelease"
 	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
 	"github.com/kestrel-os/kestrel/internal/node/boot/trial"
+	"github.com/kestrel-os/kestrel/internal/node/init/kexec"
 	"github.com/kestrel-os/kestrel/internal/node/init/power"
 	nodelabels "github.com/kestrel-os/kestrel/internal/node/k3s/nodelabels"
 
@@ -56,6 +57,22 @@ func stage2Hooks() stage2.Hooks {
 		ConsoleLogin: func() bool {
 			c := cfg.Config()
 			return c != nil && c.Kestrel.ConsoleShell != nil && !*c.Kestrel.ConsoleShell
+		},
+		Kexec: func(sys *stage2.System) bool {
+			if c := cfg.Config(); c == nil || !c.Kestrel.KexecReboot || live {
+				return false
+			}
+			l, err := kexec.Loader{ESP: layout.ESPMount, Booted: sys.Slot, FileLoad: kexec.FileLoad}.Load()
+			if err != nil {
+				sys.Logf("reboot: through the firmware: kexec: %v", err)
+				return false
+			}
+			if l.Trial {
+				sys.Logf("reboot: into slot %s, on trial, without the firmware (kexec; %d tries left after this one)", l.Slot, l.TriesLeft)
+			} else {
+				sys.Logf("reboot: into slot %s without the firmware (kexec)", l.Slot)
+			}
+			return true
 		},
 		Ready: []stage2.Hook{{Name: "verity check", Run: func(ctx context.Context, _ *stage2.System) error {
 			if live {

@@ -75,6 +75,9 @@ type Section struct {
 	Mounts       []Mount    `yaml:"mounts,omitempty"`
 	K3s          K3s        `yaml:"k3s,omitempty"`
 	ConsoleShell *bool      `yaml:"console_shell,omitempty"`
+	// KexecReboot: reboots start the next slot's kernel straight from
+	// this one (kexec), skipping the firmware and the boot loader.
+	KexecReboot bool `yaml:"kexec_reboot,omitempty"`
 
 	// AllowInsecureHTTP lets config_url and ssh_authorized_keys URLs use
 	// plain http (warned at every boot).

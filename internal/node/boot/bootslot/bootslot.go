@@ -292,6 +292,36 @@ func (c BLS) MarkGood(slot string) error {
 	return syncDir(c.dir())
 }
 
+// Take does what systemd-boot does when it starts the next slot, for a
+// reboot that starts the kernel itself (kexec) instead of going through
+// the firmware and the loader: it picks the slot the loader would boot
+// next and counts one try of it when it is on trial, renaming
+// kestrel-b+2-1.conf to kestrel-b+1-2.conf, so that a release that never
+// comes up healthy still runs out of tries and falls back. A good slot's
+// entry is left as it is. With no slot to boot (none, or every one
+// exhausted, where the loader boots the first anyway) it returns an
+// error: that reboot belongs to the firmware.
+func (c BLS) Take() (Slot, error) {
+	slots, err := c.Slots()
+	if err != nil {
+		return Slot{}, err
+	}
+	i := slices.IndexFunc(slots, func(s Slot) bool { return s.Next })
+	if i < 0 {
+		return Slot{}, fmt.Errorf("no boot entry the loader would boot next in %s", c.dir())
+	}
+	s := slots[i]
+	if s.State != Trying {
+		return s, nil
+	}
+	name := fmt.Sprintf("%s%s+%d-%d.conf", layout.ESPEntryNamePrefix, s.Name, s.TriesLeft-1, s.TriesDone+1)
+	if err := os.Rename(filepath.Join(c.dir(), s.File), filepath.Join(c.dir(), name)); err != nil {
+		return Slot{}, fmt.Errorf("count a try of slot %s: %w", s.Name, err)
+	}
+	s.File, s.TriesLeft, s.TriesDone = name, s.TriesLeft-1, s.TriesDone+1
+	return s, syncDir(c.dir())
+}
+
 // Prefer makes slot the next to boot; it must hold a good entry.
 func (c BLS) Prefer(slot string) error {
 	slots, err := c.Slots()

@@ -183,3 +183,59 @@ func TestDemote(t *testing.T) {
 		})
 	}
 }
+
+// TestTake counts tries the way systemd-boot does: a slot offered with 3
+// tries is taken three times, then it is exhausted and the good slot is
+// the one taken, its entry untouched.
+func TestTake(t *testing.T) {
+	dir := espDir(t, map[string]string{"kestrel-a.conf": "1.0"})
+	c := BLS{ESP: dir, Booted: "a"}
+	if err := c.Offer(bls.Entry{Slot: "b", Version: "2.0", Options: []string{"console=ttyS0", "quiet"}}, DefaultTries); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct {
+		slot    string
+		left    int
+		entries []string
+	}{
+		{"b", 2, []string{"kestrel-a.conf", "kestrel-b+2-1.conf"}},
+		{"b", 1, []string{"kestrel-a.conf", "kestrel-b+1-2.conf"}},
+		{"b", 0, []string{"kestrel-a.conf", "kestrel-b+0-3.conf"}},
+		{"a", 0, []string{"kestrel-a.conf", "kestrel-b+0-3.conf"}},
+		{"a", 0, []string{"kestrel-a.conf", "kestrel-b+0-3.conf"}},
+	} {
+		s, err := c.Take()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := files(t, dir)
+		slices.Sort(got)
+		if s.Name != want.slot || s.TriesLeft != want.left || !slices.Equal(got, want.entries) {
+			t.Fatalf("took %s with %d tries left, entries %v; want %s with %d, %v", s.Name, s.TriesLeft, got, want.slot, want.left, want.entries)
+		}
+		if !slices.Equal(s.Options, []string{"console=ttyS0", "quiet"}) {
+			t.Errorf("options %q", s.Options)
+		}
+	}
+}
+
+func TestTakeNothingToBoot(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		entries map[string]string
+	}{
+		{"no entries", map[string]string{}},
+		{"every slot exhausted", map[string]string{"kestrel-a+0-3.conf": "1.0", "kestrel-b+0-3.conf": "2.0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := espDir(t, tc.entries)
+			before := files(t, dir)
+			if s, err := (BLS{ESP: dir, Booted: "b"}).Take(); err == nil {
+				t.Fatalf("took slot %s, want an error", s.Name)
+			}
+			if got := files(t, dir); !slices.Equal(got, before) {
+				t.Errorf("entries %v, want them unchanged (%v)", got, before)
+			}
+		})
+	}
+}

@@ -11,7 +11,10 @@
 // bounds it, and a second request (Force) cuts it short; either way the
 // filesystems get a bounded sync and reboot(2) runs.
 //
-// Limits: no shutdown hooks per service beyond SIGTERM, no kexec, no
+// A reboot can skip the firmware (Kexec): the next kernel is loaded
+// before the clean sequence and started instead of a restart.
+//
+// Limits: no shutdown hooks per service beyond SIGTERM, no
 // suspend; a filesystem that can neither be unmounted nor remounted
 // read-only is reported and left to the kernel's final sync.
 package power
@@ -108,7 +111,18 @@ type Shutdown struct {
 	SyncWait time.Duration
 	// After is time.After, injected for tests; nil is time.After.
 	After func(time.Duration) <-chan time.Time
+	// Kexec, when set, is asked before a reboot's clean sequence (the ESP
+	// still mounted) to load the next boot's kernel into this one
+	// (internal/node/init/kexec). When it did, the clean sequence ends in
+	// reboot(2)'s LINUX_REBOOT_CMD_KEXEC, which skips the firmware and
+	// the boot loader, and falls back to a firmware reboot if that
+	// fails. A forced reboot always goes through the firmware.
+	Kexec func() bool
 }
+
+// KexecCmd is reboot(2)'s command that starts the kernel loaded with
+// kexec_file_load(2).
+const KexecCmd = syscall.LINUX_REBOOT_CMD_KEXEC
 
 // DefaultDeadline is how long PID 1 lets the clean sequence run: longer
 // than the supervisor's stop timeout plus the settle time, so a forced
@@ -120,9 +134,10 @@ const DefaultSyncWait = 5 * time.Second
 
 // Run performs the sequence. It returns only if reboot(2) fails.
 func (s Shutdown) Run(a Action) error {
+	kexec := a == Reboot && s.Kexec != nil && s.Kexec()
 	if s.Deadline <= 0 && s.Force == nil {
 		s.clean(a)
-		return s.Reboot(a.RebootCmd())
+		return s.reboot(a, kexec)
 	}
 	after := s.After
 	if after == nil {
@@ -144,13 +159,26 @@ func (s Shutdown) Run(a Action) error {
 	}
 	select {
 	case <-done:
-		return s.Reboot(a.RebootCmd())
+		return s.reboot(a, kexec)
 	case <-expired:
 		s.Logf("%s: not done after %v: forcing it", a, s.Deadline)
 	case <-s.Force:
 		s.Logf("%s: requested again: forcing it", a)
 	}
 	s.boundedSync(a, after)
+	return s.Reboot(a.RebootCmd())
+}
+
+// reboot ends a clean sequence: into the loaded kernel when kexec, through
+// the firmware otherwise or when that fails.
+func (s Shutdown) reboot(a Action, kexec bool) error {
+	if kexec {
+		err := s.Reboot(int(int32(KexecCmd)))
+		if err == nil {
+			return nil // reboot(2) does not return when it works
+		}
+		s.Logf("%s: starting the loaded kernel failed (%v): rebooting through the firmware", a, err)
+	}
 	return s.Reboot(a.RebootCmd())
 }
 

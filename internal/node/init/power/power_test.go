@@ -134,6 +134,52 @@ func TestFromSignal(t *testing.T) {
 // A shutdown whose clean sequence hangs (a service that never stops, an
 // unmount stuck on a dead disk) still reaches reboot(2): after Deadline,
 // or at once on a second request; sync is bounded too.
+// TestShutdownKexec: a reboot asks Kexec first, while everything is still
+// mounted, and ends in the loaded kernel when Kexec loaded one; when that
+// fails, or nothing was loaded, or the action is not a reboot, it is the
+// firmware's.
+func TestShutdownKexec(t *testing.T) {
+	restart, kexec := fmt.Sprintf("reboot %#x", uint32(Reboot.RebootCmd())), fmt.Sprintf("reboot %#x", uint32(KexecCmd))
+	for _, tc := range []struct {
+		name      string
+		action    Action
+		loaded    bool
+		kexecFail bool
+		want      string
+	}{
+		{"loaded", Reboot, true, false, "load; stop; sync; sync; " + kexec},
+		{"loaded, kexec fails", Reboot, true, true, "load; stop; sync; sync; " + kexec + "; " + restart},
+		{"not loaded", Reboot, false, false, "load; stop; sync; sync; " + restart},
+		{"poweroff", Poweroff, true, false, fmt.Sprintf("stop; sync; sync; reboot %#x", uint32(Poweroff.RebootCmd()))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls []string
+			s := Shutdown{
+				StopServices: func() { calls = append(calls, "stop") },
+				KillAll:      func(syscall.Signal) {},
+				Remaining:    func() int { return 0 },
+				Sync:         func() { calls = append(calls, "sync") },
+				ReadMounts:   func() ([]mounts.Info, error) { return nil, nil },
+				RemountRO:    func(string) error { return nil },
+				Reboot: func(cmd int) error {
+					calls = append(calls, fmt.Sprintf("reboot %#x", uint32(cmd)))
+					if cmd == int(int32(KexecCmd)) && !tc.kexecFail {
+						return nil // the real one does not return
+					}
+					return errors.New("still here")
+				},
+				Logf:     func(string, ...any) {},
+				Deadline: time.Minute,
+				Kexec:    func() bool { calls = append(calls, "load"); return tc.loaded },
+			}
+			s.Run(tc.action)
+			if got := strings.Join(calls, "; "); got != tc.want {
+				t.Errorf("sequence:\n%s\nwant\n%s", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestShutdownForced(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -165,6 +211,7 @@ func TestShutdownForced(t *testing.T) {
 				Logf:       func(string, ...any) {}, // the hung sequence may log after the test
 				Deadline:   tc.deadline,
 				Force:      force,
+				Kexec:      func() bool { return true }, // loaded, but a forced reboot is the firmware's
 				SyncWait:   time.Millisecond,
 			}
 			if tc.force {

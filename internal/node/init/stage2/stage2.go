@@ -98,6 +98,10 @@ type Hooks struct {
 	// login prompt (Env.Login) on the console instead of a root shell
 	// (kestrel.console_shell: false).
 	ConsoleLogin func() bool
+	// Kexec, when set, is asked at the start of a reboot whether it
+	// loaded the next boot's kernel, so the reboot skips the firmware
+	// (power.Shutdown.Kexec).
+	Kexec func(sys *System) bool
 }
 
 // DHCPSet says which interfaces get DHCP. The zero value is the default,
@@ -293,6 +297,9 @@ func Run(env Env) error {
 	}
 	sh := power.System(stopAll, logf)
 	sh.Force = force
+	if env.Hooks.Kexec != nil {
+		sh.Kexec = func() bool { return env.Hooks.Kexec(sys) }
+	}
 	err := sh.Run(a)
 	return fmt.Errorf("%s: %w", a, err)
 }
