@@ -79,7 +79,13 @@ const bootRuns = 3
 // kernel's, not Kestrel's. The share against the direct boot, the figure
 // before 2026-12-05, is printed too. Reboot downtime is host wall time
 // from typing `kestrel reboot` to the next ready line, firmware and boot
-// loader included.
+// loader included, printed in three parts: the shutdown (until qemu
+// exits: it runs with -no-reboot), power-on to ready, and of that the
+// time before the kernel (qemu's start, the firmware and the loader: the
+// power-on's wall time minus the ready line's guest time). Each round
+// also reboots a copy of the disk with kestrel.kexec_reboot, where the
+// running kernel starts the next one: that downtime, and its wall time
+// before the new kernel's clock starts.
 //
 // Limits: the debug marks add ~30 console lines.
 func BenchmarkBoot(b *testing.B) {
@@ -102,9 +108,17 @@ func BenchmarkBoot(b *testing.B) {
 		b.Fatal(err)
 	}
 	writeESPFile(b, chainDisk, bls.InitrdPath(layout.Slots[0]), blInitrd)
+	// The same disk with kexec reboots (kestrel.kexec_reboot).
+	kexecDisk := filepath.Join(work, "kexec.img")
+	if err := copyDisk(disk, kexecDisk); err != nil {
+		b.Fatal(err)
+	}
+	editESPEntries(b, kexecDisk, func(entry string) string { return addOptions(entry, "kestrel.kexec_reboot") })
 
 	var first, second []bootRecord
-	var baseline, chainBaseline, downtime []float64
+	var baseline, chainBaseline, downtime, shutdown, powerOn, preKernel []float64
+	var kexecDown, kexecPre []float64
+	var kexecBoots []bootRecord
 	for i := range bootRuns {
 		dir := filepath.Join(work, fmt.Sprint(i))
 		m, r1 := benchBoot(b, vm.Config{Disk: disk, DiskSize: "3G", Dir: dir}, "first boot")
@@ -117,8 +131,16 @@ func BenchmarkBoot(b *testing.B) {
 		if _, err := m.Wait(3 * time.Minute); err != nil { // -no-reboot: qemu exits on the reboot
 			b.Fatalf("reboot: %v\n%s", err, tail(m.Console(), 30))
 		}
+		down := time.Since(t0).Seconds()
+		t1 := time.Now()
 		m2, r2 := benchBoot(b, vm.Config{Disk: disk, DiskSize: "3G", Dir: dir}, "reboot")
+		up := time.Since(t1).Seconds()
 		downtime = append(downtime, time.Since(t0).Seconds())
+		shutdown, powerOn = append(shutdown, down), append(powerOn, up)
+		// The guest clock starts with the kernel and keeps pace with the
+		// host's under TCG, so what the wall clock has beyond the ready
+		// time is qemu's start, the firmware and the loader.
+		preKernel = append(preKernel, up-r2.ready)
 		m2.Kill()
 		second = append(second, r2)
 
@@ -146,6 +168,21 @@ func BenchmarkBoot(b *testing.B) {
 			b.Fatalf("baseline boot through the firmware and loader: %v\n%s", err, tail(chain.Console(), 40))
 		}
 		chainBaseline = append(chainBaseline, num(b, bl[1]))
+
+		km, _ := benchBoot(b, vm.Config{Disk: kexecDisk, DiskSize: "3G", Dir: filepath.Join(dir, "kexec")}, "first boot (kexec_reboot)")
+		if _, err := km.MustRun("dmesg -n 1", cmdTimeout); err != nil {
+			b.Fatalf("console shell: %v\n%s", err, tail(km.Console(), 40))
+		}
+		t0 = time.Now()
+		km.Send("kestrel reboot\n")
+		rk, err := nextBoot(km)
+		km.Kill()
+		if err != nil {
+			b.Fatalf("kexec reboot: %v", err)
+		}
+		kexecDown = append(kexecDown, time.Since(t0).Seconds())
+		kexecPre = append(kexecPre, time.Since(t0).Seconds()-rk.ready)
+		kexecBoots = append(kexecBoots, rk)
 	}
 
 	bl, direct := median(chainBaseline), median(baseline)
@@ -171,12 +208,22 @@ func BenchmarkBoot(b *testing.B) {
 	}
 	fmt.Printf("\nreboot downtime, host wall clock from `kestrel reboot` to the next ready line (firmware and loader included):\n")
 	printRow("downtime", downtime)
+	printRow("  shutdown", shutdown)
+	printRow("  power-on to ready", powerOn)
+	printRow("    before the kernel", preKernel)
+	fmt.Printf("\nthe same with kestrel.kexec_reboot: the next kernel started by the running one (no firmware, no loader)\n")
+	printRow("downtime", kexecDown)
+	printRow("  before the kernel", kexecPre)
+	fmt.Printf("    (the shutdown, kexec_file_load and the kernel's purgatory, which hashes the loaded kernel and initramfs)\n")
+	printRow("  ready at", column(kexecBoots, readyAt))
 	b.ReportMetric(median(column(first, readyAt)), "ready-s")
 	b.ReportMetric(bl, "baseline-s")
 	b.ReportMetric(direct, "direct-baseline-s")
 	b.ReportMetric(median(column(first, readyAt))-bl, "share-s")
 	b.ReportMetric(median(column(second, readyAt))-bl, "reboot-share-s")
 	b.ReportMetric(median(downtime), "downtime-s")
+	b.ReportMetric(median(shutdown), "shutdown-s")
+	b.ReportMetric(median(kexecDown), "kexec-downtime-s")
 }
 
 // bootRecord is what one boot printed: the ready line's times and the
@@ -198,6 +245,25 @@ func column(recs []bootRecord, f func(bootRecord) float64) []float64 {
 }
 
 // benchBoot starts a machine and waits for its ready line.
+// nextBoot waits for the next ready line on m, after a reboot that did
+// not end qemu (kexec), and returns that boot's record.
+func nextBoot(m *vm.VM) (bootRecord, error) {
+	from := len(m.Console())
+	line, err := m.Expect(readyRE, bootTimeout)
+	if err != nil {
+		return bootRecord{}, fmt.Errorf("%v\n%s", err, tail(m.Console(), 40))
+	}
+	f := vm.Fields(line[0])
+	var r bootRecord
+	for k, p := range map[string]*float64{"kernel": &r.kernel, "stage1": &r.stage1, "stage2": &r.stage2, "ready": &r.ready} {
+		if _, err := fmt.Sscan(f[k], p); err != nil {
+			return bootRecord{}, fmt.Errorf("ready line %q: %s: %v", line[0], k, err)
+		}
+	}
+	r.steps = parseSteps(m.Console()[from:])
+	return r, nil
+}
+
 func benchBoot(b *testing.B, cfg vm.Config, what string) (*vm.VM, bootRecord) {
 	b.Helper()
 	m, err := vm.Start(cfg)
