@@ -8,11 +8,12 @@ import (
 
 	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/node/init/control"
+	"github.com/kestrel-os/kestrel/internal/node/init/power"
 )
 
 func init() {
 	register(command{"poweroff", "stop services, unmount cleanly and power off", powerCmd("poweroff", syscall.SIGUSR2)})
-	register(command{"reboot", "stop services, unmount cleanly and reboot", powerCmd("reboot", syscall.SIGTERM)})
+	register(command{"reboot", "stop services, unmount cleanly and reboot (--firmware: through the firmware even with kestrel.kexec_reboot)", powerCmd("reboot", syscall.SIGTERM)})
 	register(command{"halt", "stop services, unmount cleanly and halt", powerCmd("halt", syscall.SIGUSR1)})
 }
 
@@ -21,10 +22,17 @@ func init() {
 // init convention uses, which stage 2 also understands.
 func powerCmd(op string, sig syscall.Signal) func([]string) int {
 	return func(args []string) int {
+		op := op
+		if op == "reboot" && len(args) == 1 && args[0] == "--firmware" {
+			op, args = power.RebootFirmware.String(), nil
+		}
 		if len(args) > 0 {
-			fmt.Fprintf(os.Stderr, "kestrel %s: takes no arguments\n", op)
+			fmt.Fprintf(os.Stderr, "kestrel %s: unexpected arguments %q\n", op, args)
 			return 2
 		}
+		// Without the socket the signal means a plain reboot, which is
+		// a firmware one then: PID 1 opens its socket before it reads
+		// the config, so it has no kexec_reboot to honour yet.
 		err := control.Call(layout.ControlSocket, control.Request{Op: op}, nil)
 		if errors.Is(err, control.ErrNoServer) && pid1IsKestrel() {
 			err = syscall.Kill(1, sig)

@@ -18,7 +18,8 @@ import (
 // the next kernel itself (qemu runs with -no-reboot, so a reboot through
 // the firmware would end it), count the slot's try as systemd-boot would
 // (+3 -> +2-1), come up ready on the same machine with the entry's
-// command line (no loader-added initrd=), and mark the slot good again.
+// command line (no loader-added initrd=), and mark the slot good again;
+// `kestrel reboot --firmware` then goes through the firmware.
 func TestKexecReboot(t *testing.T) {
 	t.Parallel()
 	img := buildImage(t)
@@ -69,5 +70,13 @@ func TestKexecReboot(t *testing.T) {
 	}
 	if got := strings.Fields(out); len(got) != 1 || got[0] != layout.ESPEntryNamePrefix+"a.conf" {
 		t.Errorf("entries after the kexec boot: %q, want slot a good again", got)
+	}
+
+	// --firmware: the full cycle even so, which ends qemu (-no-reboot).
+	if err := m.Send("kestrel reboot --firmware\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Wait(3 * time.Minute); err != nil {
+		t.Fatalf("kestrel reboot --firmware: qemu did not exit: %v\n--- console ---\n%s", err, tail(m.Console(), 30))
 	}
 }

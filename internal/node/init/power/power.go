@@ -37,10 +37,13 @@ const (
 	Poweroff Action = iota
 	Reboot
 	Halt
+	// RebootFirmware is a reboot that goes through the firmware and the
+	// boot loader even when Shutdown.Kexec would skip them.
+	RebootFirmware
 )
 
 func (a Action) String() string {
-	return [...]string{"poweroff", "reboot", "halt"}[a]
+	return [...]string{"poweroff", "reboot", "halt", "reboot-firmware"}[a]
 }
 
 // ParseAction maps a name to an Action.
@@ -52,8 +55,10 @@ func ParseAction(s string) (Action, error) {
 		return Reboot, nil
 	case "halt":
 		return Halt, nil
+	case "reboot-firmware":
+		return RebootFirmware, nil
 	}
-	return 0, fmt.Errorf("unknown power action %q (want poweroff, reboot or halt)", s)
+	return 0, fmt.Errorf("unknown power action %q (want poweroff, reboot, reboot-firmware or halt)", s)
 }
 
 // FromSignal maps a signal sent to PID 1 to an action, following busybox
@@ -79,7 +84,7 @@ var Signals = []os.Signal{syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, sys
 func (a Action) RebootCmd() int {
 	cmd := uint32(syscall.LINUX_REBOOT_CMD_POWER_OFF)
 	switch a {
-	case Reboot:
+	case Reboot, RebootFirmware:
 		cmd = syscall.LINUX_REBOOT_CMD_RESTART
 	case Halt:
 		cmd = syscall.LINUX_REBOOT_CMD_HALT

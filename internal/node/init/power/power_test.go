@@ -79,7 +79,7 @@ func TestShutdownSequence(t *testing.T) {
 }
 
 func TestParseAction(t *testing.T) {
-	for _, a := range []Action{Poweroff, Reboot, Halt} {
+	for _, a := range []Action{Poweroff, Reboot, Halt, RebootFirmware} {
 		if b, err := ParseAction(a.String()); err != nil || b != a {
 			t.Errorf("ParseAction(%s) = %v, %v", a, b, err)
 		}
@@ -87,7 +87,7 @@ func TestParseAction(t *testing.T) {
 	if _, err := ParseAction("explode"); err == nil {
 		t.Error("unknown action accepted")
 	}
-	if uint32(Reboot.RebootCmd()) != syscall.LINUX_REBOOT_CMD_RESTART {
+	if uint32(Reboot.RebootCmd()) != syscall.LINUX_REBOOT_CMD_RESTART || uint32(RebootFirmware.RebootCmd()) != syscall.LINUX_REBOOT_CMD_RESTART {
 		t.Error("reboot cmd")
 	}
 }
@@ -151,6 +151,7 @@ func TestShutdownKexec(t *testing.T) {
 		{"loaded, kexec fails", Reboot, true, true, "load; stop; sync; sync; " + kexec + "; " + restart},
 		{"not loaded", Reboot, false, false, "load; stop; sync; sync; " + restart},
 		{"poweroff", Poweroff, true, false, fmt.Sprintf("stop; sync; sync; reboot %#x", uint32(Poweroff.RebootCmd()))},
+		{"reboot through the firmware", RebootFirmware, true, false, "stop; sync; sync; " + restart},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var calls []string

@@ -11,7 +11,7 @@
 //
 // Power requests reach PID 1 three ways, all ending in power.Shutdown:
 //   - the control socket (layout.ControlSocket): ops "poweroff", "reboot",
-//     "halt" (what `kestrel poweroff|reboot` uses);
+//     "reboot-firmware", "halt" (what `kestrel poweroff|reboot` uses);
 //   - signals, busybox's convention, so busybox's poweroff/reboot/halt
 //     applets work too: SIGUSR2 = poweroff, SIGTERM = reboot,
 //     SIGUSR1 = halt; SIGINT (Ctrl-Alt-Del) = reboot, SIGPWR = poweroff;
@@ -410,7 +410,7 @@ func boot(ctx context.Context, env Env, sys *System, start time.Duration, supp *
 	sys.Control.Handle("status", func(context.Context, control.Request) (any, error) {
 		return sys.status(env.Clock()), nil
 	})
-	for _, a := range []power.Action{power.Poweroff, power.Reboot, power.Halt} {
+	for _, a := range []power.Action{power.Poweroff, power.Reboot, power.RebootFirmware, power.Halt} {
 		sys.Control.Handle(a.String(), func(context.Context, control.Request) (any, error) {
 			request(a)
 			return nil, nil

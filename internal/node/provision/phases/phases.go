@@ -161,6 +161,7 @@ var Appliers = map[string]string{
 	"kestrel.dns_nameservers":     "Runner.Network and Runner.NetworkUp (resolv.conf)",
 	"kestrel.wifi":                "Runner.Boot: reported as not supported",
 	"kestrel.console_shell":       "stage2 (Hooks.ConsoleLogin): false puts busybox login on the console instead of a root shell",
+	"kestrel.kexec_reboot":        "stage2 (Hooks.Kexec, power.Shutdown.Kexec): a reboot starts the next slot's kernel (internal/node/init/kexec)",
 	"kestrel.data_sources":        "Runner.NetworkUp (datasource.Network)",
 	"kestrel.config_url":          "Runner.NetworkUp (datasource.Network)",
 	"kestrel.allow_insecure_http": "Runner.NetworkUp (datasource.Network, sshkeys; warned)",
