@@ -147,7 +147,7 @@ var Keys = []Key{
 	{"kestrel.k3s.health_timeout", PhaseNone, "how long k3s has to become healthy before the boot is declared not good (Go duration: 90s, 5m; default 5m)"},
 	{"kestrel.k3s.upgrade_controller", PhaseNone, "run the upgrade controller: its manifests into k3s's auto-deploy dir on servers, its image into k3s's airgap images on every node (default true; false removes what kestrel placed)"},
 	{"kestrel.console_shell", PhaseBoot, "root shell on the console without login (default true; false: a login prompt, for accounts with a password)"},
-	{"kestrel.kexec_reboot", PhaseBoot, "reboots (kestrel reboot, upgrades, a failed trial) start the next slot's kernel from the running one (kexec), skipping the firmware and the boot loader; the try of a slot on trial is counted as the loader would; systemd-boot chain only, falls back to a firmware reboot (default false)"},
+	{"kestrel.kexec_reboot", PhaseBoot, "reboots (kestrel reboot, upgrades, a failed trial) start the next slot's kernel from the running one (kexec), skipping the firmware and the boot loader; the try of a slot on trial is counted as the loader would; x86_64 with systemd-boot only, elsewhere and when the load fails a firmware reboot (default false)"},
 	{"kestrel.command_timeout", PhaseBoot, "deadline of each init_cmd, boot_cmd and run_cmd command, after which its process group is killed and the failure reported (Go duration; default 5m)"},
 }
 

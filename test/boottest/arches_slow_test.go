@@ -282,3 +282,29 @@ func TestBootARM64UEFI(t *testing.T) {
 	c.expect("ls "+layout.ESPMount+layout.ESPEntriesDir, "kestrel-a.conf")
 	c.contains("cat /proc/cmdline", "console=ttyAMA0")
 }
+
+// TestKexecRebootFallbackARM64UEFI: kestrel.kexec_reboot on arm64, whose
+// Debian kernel has no kexec_file_load (CONFIG_KEXEC_FILE is off there):
+// the load fails with ENOSYS, the reboot goes through the firmware
+// (qemu runs with -no-reboot, so it exits). TestKexecReboot shows a kexec
+// reboot on x86_64.
+func TestKexecRebootFallbackARM64UEFI(t *testing.T) {
+	t.Parallel()
+	img := buildTarget(t, targetARM64)
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "kexec.img")
+	if err := copyDisk(img.Disk, disk); err != nil {
+		t.Fatal(err)
+	}
+	editESPEntries(t, disk, func(entry string) string { return addOptions(entry, "kestrel.kexec_reboot") })
+	m, _ := bootVM(t, vm.Config{Arch: targetARM64.Arch, Firmware: targetARM64.Firmware, Disk: disk, DiskSize: "3G", Dir: dir})
+	if err := m.Send("kestrel reboot\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Expect(regexp.MustCompile(`reboot: through the firmware: kexec: load slot a's kernel \S+: function not implemented`), cmdTimeout); err != nil {
+		t.Fatalf("%v\n--- console ---\n%s", err, tail(m.Console(), 40))
+	}
+	if _, err := m.Wait(3 * time.Minute); err != nil {
+		t.Fatalf("reboot through the firmware: qemu did not exit: %v\n--- console ---\n%s", err, tail(m.Console(), 30))
+	}
+}

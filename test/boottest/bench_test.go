@@ -85,7 +85,9 @@ const bootRuns = 3
 // power-on's wall time minus the ready line's guest time). Each round
 // also reboots a copy of the disk with kestrel.kexec_reboot, where the
 // running kernel starts the next one: that downtime, and its wall time
-// before the new kernel's clock starts.
+// before the new kernel's clock starts. Both downtimes are also given
+// from the shutdown's "stopping services" line, where the workloads go
+// down (a kexec reboot loads the next kernel before it).
 //
 // Limits: the debug marks add ~30 console lines.
 func BenchmarkBoot(b *testing.B) {
@@ -117,7 +119,7 @@ func BenchmarkBoot(b *testing.B) {
 
 	var first, second []bootRecord
 	var baseline, chainBaseline, downtime, shutdown, powerOn, preKernel []float64
-	var kexecDown, kexecPre []float64
+	var kexecDown, kexecPre, servicesDown, kexecServicesDown []float64
 	var kexecBoots []bootRecord
 	for i := range bootRuns {
 		dir := filepath.Join(work, fmt.Sprint(i))
@@ -128,6 +130,10 @@ func BenchmarkBoot(b *testing.B) {
 		}
 		t0 := time.Now()
 		m.Send("kestrel reboot\n")
+		if _, err := m.Expect(stoppingRE, cmdTimeout); err != nil {
+			b.Fatalf("reboot: %v\n%s", err, tail(m.Console(), 30))
+		}
+		tStop := time.Now()
 		if _, err := m.Wait(3 * time.Minute); err != nil { // -no-reboot: qemu exits on the reboot
 			b.Fatalf("reboot: %v\n%s", err, tail(m.Console(), 30))
 		}
@@ -136,6 +142,7 @@ func BenchmarkBoot(b *testing.B) {
 		m2, r2 := benchBoot(b, vm.Config{Disk: disk, DiskSize: "3G", Dir: dir}, "reboot")
 		up := time.Since(t1).Seconds()
 		downtime = append(downtime, time.Since(t0).Seconds())
+		servicesDown = append(servicesDown, time.Since(tStop).Seconds())
 		shutdown, powerOn = append(shutdown, down), append(powerOn, up)
 		// The guest clock starts with the kernel and keeps pace with the
 		// host's under TCG, so what the wall clock has beyond the ready
@@ -175,12 +182,17 @@ func BenchmarkBoot(b *testing.B) {
 		}
 		t0 = time.Now()
 		km.Send("kestrel reboot\n")
+		if _, err := km.Expect(stoppingRE, cmdTimeout); err != nil {
+			b.Fatalf("kexec reboot: %v\n%s", err, tail(km.Console(), 30))
+		}
+		tStop = time.Now()
 		rk, err := nextBoot(km)
 		km.Kill()
 		if err != nil {
 			b.Fatalf("kexec reboot: %v", err)
 		}
 		kexecDown = append(kexecDown, time.Since(t0).Seconds())
+		kexecServicesDown = append(kexecServicesDown, time.Since(tStop).Seconds())
 		kexecPre = append(kexecPre, time.Since(t0).Seconds()-rk.ready)
 		kexecBoots = append(kexecBoots, rk)
 	}
@@ -208,11 +220,13 @@ func BenchmarkBoot(b *testing.B) {
 	}
 	fmt.Printf("\nreboot downtime, host wall clock from `kestrel reboot` to the next ready line (firmware and loader included):\n")
 	printRow("downtime", downtime)
+	printRow("  from services stopping", servicesDown)
 	printRow("  shutdown", shutdown)
 	printRow("  power-on to ready", powerOn)
 	printRow("    before the kernel", preKernel)
 	fmt.Printf("\nthe same with kestrel.kexec_reboot: the next kernel started by the running one (no firmware, no loader)\n")
 	printRow("downtime", kexecDown)
+	printRow("  from services stopping", kexecServicesDown)
 	printRow("  before the kernel", kexecPre)
 	fmt.Printf("    (the shutdown, kexec_file_load and the kernel's purgatory, which hashes the loaded kernel and initramfs)\n")
 	printRow("  ready at", column(kexecBoots, readyAt))
@@ -245,6 +259,11 @@ func column(recs []bootRecord, f func(bootRecord) float64) []float64 {
 }
 
 // benchBoot starts a machine and waits for its ready line.
+// stoppingRE is the shutdown's first line after any kexec load
+// (power.Shutdown): services, and the workloads with them, go down from
+// here.
+var stoppingRE = regexp.MustCompile(`reboot: stopping services`)
+
 // nextBoot waits for the next ready line on m, after a reboot that did
 // not end qemu (kexec), and returns that boot's record.
 func nextBoot(m *vm.VM) (bootRecord, error) {

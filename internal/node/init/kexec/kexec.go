@@ -7,14 +7,18 @@
 // the loader: seconds on a NUC, minutes on some servers. What it costs
 // is hashing the kernel and initramfs twice (the load, then the kernel's
 // purgatory before it jumps): milliseconds where SHA-256 runs at
-// hardware speed, ~5 s under TCG, where `make bench` measured a reboot's
-// downtime 10.0 s with kexec against 11.5 s through OVMF.
+// hardware speed, several seconds under TCG, where `make bench` has the
+// workloads down 8.4 s with kexec against 10.7 s through OVMF.
 //
-// Limits: the systemd-boot chain only (bootslot.BLS, x86_64 and arm64
-// UEFI). The U-Boot script chain counts its tries in the script and the
-// Raspberry Pi's firmware prepares the device tree, so those reboot
-// through the firmware; so does armv7, whose kernel has no
-// kexec_file_load. A kernel under lockdown (Secure Boot) loads only a
+// Limits: the systemd-boot chain only (bootslot.BLS), and in practice
+// x86_64: Debian's arm64 kernel is built without kexec_file_load
+// (CONFIG_KEXEC_FILE), so the load fails with ENOSYS there and the
+// reboot goes through the firmware. (u-root's kexec_load path for arm64,
+// pkg/boot/linux.KexecLoad, takes its memory map from the device tree's
+// memory nodes, which a UEFI boot's device tree does not have.) The
+// U-Boot script chain counts its tries in the script and the Raspberry
+// Pi's firmware prepares the device tree, so those reboot through the
+// firmware; so does armv7. A kernel under lockdown (Secure Boot) loads only a
 // kernel signed with a key it trusts, which Debian's are. Hardware the
 // next kernel cannot take over without a reset (some GPUs, NICs with
 // firmware state) is why this is the operator's choice
