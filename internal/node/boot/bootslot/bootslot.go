@@ -292,6 +292,20 @@ func (c BLS) MarkGood(slot string) error {
 	return syncDir(c.dir())
 }
 
+// Next returns the slot the loader boots next; with none to boot (no
+// entry, or every one exhausted), an error.
+func (c BLS) Next() (Slot, error) {
+	slots, err := c.Slots()
+	if err != nil {
+		return Slot{}, err
+	}
+	i := slices.IndexFunc(slots, func(s Slot) bool { return s.Next })
+	if i < 0 {
+		return Slot{}, fmt.Errorf("no slot to boot next in %s", c.dir())
+	}
+	return slots[i], nil
+}
+
 // Take does what systemd-boot does when it starts the next slot, for a
 // reboot that starts the kernel itself (kexec) instead of going through
 // the firmware and the loader: it picks the slot the loader would boot
@@ -302,15 +316,10 @@ func (c BLS) MarkGood(slot string) error {
 // exhausted, where the loader boots the first anyway) it returns an
 // error: that reboot belongs to the firmware.
 func (c BLS) Take() (Slot, error) {
-	slots, err := c.Slots()
+	s, err := c.Next()
 	if err != nil {
 		return Slot{}, err
 	}
-	i := slices.IndexFunc(slots, func(s Slot) bool { return s.Next })
-	if i < 0 {
-		return Slot{}, fmt.Errorf("no boot entry the loader would boot next in %s", c.dir())
-	}
-	s := slots[i]
 	if s.State != Trying {
 		return s, nil
 	}

@@ -18,25 +18,23 @@
 // memory nodes, which a UEFI boot's device tree does not have.) The
 // U-Boot script chain counts its tries in the script and the Raspberry
 // Pi's firmware prepares the device tree, so those reboot through the
-// firmware; so does armv7. A kernel under lockdown (Secure Boot) loads only a
-// kernel signed with a key it trusts, which Debian's are. Hardware the
-// next kernel cannot take over without a reset (some GPUs, NICs with
-// firmware state) is why this is the operator's choice
-// (config.Section.KexecReboot), not the default. The try counted here is
-// counted again by the loader if the kexec fails and the reboot falls
-// back to the firmware.
+// firmware; so does armv7. A kernel under lockdown (Secure Boot) loads
+// only a kernel signed with a key it trusts, which Debian's are.
+// Hardware the next kernel cannot take over without a reset (some GPUs,
+// NICs with firmware state) is why this is the operator's choice
+// (config.Section.KexecReboot), not the default. The try counted here
+// is counted again by the loader if the kexec fails and the reboot
+// falls back to the firmware.
 package kexec
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/kestrel-os/kestrel/internal/bls"
-	"github.com/kestrel-os/kestrel/internal/layout"
 	"github.com/kestrel-os/kestrel/internal/node/boot/bootslot"
 )
 
@@ -64,15 +62,10 @@ func (l Loader) Load() (Loaded, error) {
 	if !ok {
 		return Loaded{}, fmt.Errorf("the ESP at %s holds the U-Boot boot chain, whose script counts the tries", l.ESP)
 	}
-	slots, err := c.Slots()
+	next, err := c.Next()
 	if err != nil {
 		return Loaded{}, err
 	}
-	i := slices.IndexFunc(slots, func(s bootslot.Slot) bool { return s.Next })
-	if i < 0 {
-		return Loaded{}, fmt.Errorf("no slot to boot next in %s", filepath.Join(l.ESP, layout.ESPEntriesDir))
-	}
-	next := slots[i]
 	cmdline := bls.Entry{Slot: next.Name, Options: next.Options}.Cmdline() // as the entry has it
 	kernel, err := os.Open(filepath.Join(l.ESP, bls.KernelPath(next.Name)))
 	if err != nil {

@@ -35,27 +35,15 @@ func TestLoad(t *testing.T) {
 			entries:  []string{"kestrel-a.conf"},
 		},
 		{
-			name: "slot on trial: its try is counted",
-			setup: func(t *testing.T, esp string) {
-				writeSlot(t, esp, "a", opts)
-				writeFiles(t, esp, "b")
-				if err := (bootslot.BLS{ESP: esp, Booted: "a"}).Offer(bls.Entry{Slot: "b", Version: "2", Options: opts}, 3); err != nil {
-					t.Fatal(err)
-				}
-			},
+			name:     "slot on trial: its try is counted",
+			setup:    bOnTrial(opts),
 			want:     Loaded{Slot: "b", Trial: true, TriesLeft: 2, Cmdline: "console=ttyS0,115200 kestrel.verity.roothash=ab12 kestrel.slot=b"},
 			wantLoad: &load{"b-kernel", "b-initrd", "console=ttyS0,115200 kestrel.verity.roothash=ab12 kestrel.slot=b"},
 			entries:  []string{"kestrel-a.conf", "kestrel-b+2-1.conf"},
 		},
 		{
-			name: "the kernel refuses: no try counted",
-			setup: func(t *testing.T, esp string) {
-				writeSlot(t, esp, "a", opts)
-				writeFiles(t, esp, "b")
-				if err := (bootslot.BLS{ESP: esp, Booted: "a"}).Offer(bls.Entry{Slot: "b", Version: "2", Options: opts}, 3); err != nil {
-					t.Fatal(err)
-				}
-			},
+			name:     "the kernel refuses: no try counted",
+			setup:    bOnTrial(opts),
 			loadErr:  errors.New("operation not permitted"),
 			wantLoad: &load{"b-kernel", "b-initrd", "console=ttyS0,115200 kestrel.verity.roothash=ab12 kestrel.slot=b"},
 			entries:  []string{"kestrel-a.conf", "kestrel-b+3.conf"},
@@ -115,6 +103,18 @@ func TestLoad(t *testing.T) {
 				t.Errorf("entries %v, want %v", entries, tc.entries)
 			}
 		})
+	}
+}
+
+// bOnTrial sets up a good slot a and slot b offered for trial with 3
+// tries, as an upgrade leaves them.
+func bOnTrial(opts []string) func(t *testing.T, esp string) {
+	return func(t *testing.T, esp string) {
+		writeSlot(t, esp, "a", opts)
+		writeFiles(t, esp, "b")
+		if err := (bootslot.BLS{ESP: esp, Booted: "a"}).Offer(bls.Entry{Slot: "b", Version: "2", Options: opts}, 3); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -139,8 +139,12 @@ const DefaultSyncWait = 5 * time.Second
 
 // Run performs the sequence. It returns only if reboot(2) fails.
 func (s Shutdown) Run(a Action) error {
-	kexec := a == Reboot && s.Kexec != nil && s.Kexec()
+	// The kexec load reads the ESP, which can hang as an unmount can:
+	// it runs inside the bounded part too.
+	var kexec bool
+	prepare := func() { kexec = a == Reboot && s.Kexec != nil && s.Kexec() }
 	if s.Deadline <= 0 && s.Force == nil {
+		prepare()
 		s.clean(a)
 		return s.reboot(a, kexec)
 	}
@@ -156,6 +160,7 @@ func (s Shutdown) Run(a Action) error {
 				s.Logf("%s: panic in the shutdown sequence: %v", a, r)
 			}
 		}()
+		prepare()
 		s.clean(a)
 	}()
 	var expired <-chan time.Time
@@ -163,7 +168,7 @@ func (s Shutdown) Run(a Action) error {
 		expired = after(s.Deadline)
 	}
 	select {
-	case <-done:
+	case <-done: // kexec is set: done is closed after prepare wrote it
 		return s.reboot(a, kexec)
 	case <-expired:
 		s.Logf("%s: not done after %v: forcing it", a, s.Deadline)

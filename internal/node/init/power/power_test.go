@@ -183,14 +183,16 @@ func TestShutdownKexec(t *testing.T) {
 
 func TestShutdownForced(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		deadline time.Duration
-		force    bool
-		syncHang bool
+		name      string
+		deadline  time.Duration
+		force     bool
+		syncHang  bool
+		kexecHang bool
 	}{
 		{name: "deadline", deadline: time.Millisecond},
 		{name: "second request", force: true},
 		{name: "deadline, sync hangs", deadline: time.Millisecond, syncHang: true},
+		{name: "deadline, the kexec load hangs", deadline: time.Millisecond, kexecHang: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hang := make(chan struct{})
@@ -212,8 +214,13 @@ func TestShutdownForced(t *testing.T) {
 				Logf:       func(string, ...any) {}, // the hung sequence may log after the test
 				Deadline:   tc.deadline,
 				Force:      force,
-				Kexec:      func() bool { return true }, // loaded, but a forced reboot is the firmware's
-				SyncWait:   time.Millisecond,
+				Kexec: func() bool { // loaded, but a forced reboot is the firmware's
+					if tc.kexecHang {
+						<-hang
+					}
+					return true
+				},
+				SyncWait: time.Millisecond,
 			}
 			if tc.force {
 				close(force)
