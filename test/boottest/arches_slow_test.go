@@ -292,11 +292,7 @@ func TestKexecRebootFallbackARM64UEFI(t *testing.T) {
 	t.Parallel()
 	img := buildTarget(t, targetARM64)
 	dir := t.TempDir()
-	disk := filepath.Join(dir, "kexec.img")
-	if err := copyDisk(img.Disk, disk); err != nil {
-		t.Fatal(err)
-	}
-	editESPEntries(t, disk, func(entry string) string { return addOptions(entry, "kestrel.kexec_reboot") })
+	disk := diskWithOptions(t, img.Disk, filepath.Join(dir, "kexec.img"), "kestrel.kexec_reboot")
 	m, _ := bootVM(t, vm.Config{Arch: targetARM64.Arch, Firmware: targetARM64.Firmware, Disk: disk, DiskSize: "3G", Dir: dir})
 	if err := m.Send("kestrel reboot\n"); err != nil {
 		t.Fatal(err)

@@ -93,11 +93,7 @@ const bootRuns = 3
 func BenchmarkBoot(b *testing.B) {
 	img := buildImage(b)
 	work := b.TempDir()
-	disk := filepath.Join(work, "debug.img")
-	if err := copyDisk(img.Disk, disk); err != nil {
-		b.Fatal(err)
-	}
-	editESPEntries(b, disk, func(entry string) string { return addOptions(entry, layout.CmdlineDebug) })
+	disk := diskWithOptions(b, img.Disk, filepath.Join(work, "debug.img"), layout.CmdlineDebug)
 	// The baseline booted the way Kestrel boots: the same disk (a copy),
 	// firmware, loader, entry and command line, with the baseline's
 	// initramfs in place of Kestrel's.
@@ -111,11 +107,7 @@ func BenchmarkBoot(b *testing.B) {
 	}
 	writeESPFile(b, chainDisk, bls.InitrdPath(layout.Slots[0]), blInitrd)
 	// The same disk with kexec reboots (kestrel.kexec_reboot).
-	kexecDisk := filepath.Join(work, "kexec.img")
-	if err := copyDisk(disk, kexecDisk); err != nil {
-		b.Fatal(err)
-	}
-	editESPEntries(b, kexecDisk, func(entry string) string { return addOptions(entry, "kestrel.kexec_reboot") })
+	kexecDisk := diskWithOptions(b, disk, filepath.Join(work, "kexec.img"), "kestrel.kexec_reboot")
 
 	var first, second []bootRecord
 	var baseline, chainBaseline, downtime, shutdown, powerOn, preKernel []float64

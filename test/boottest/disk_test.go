@@ -14,6 +14,17 @@ import (
 	"github.com/kestrel-os/kestrel/internal/layout"
 )
 
+// diskWithOptions copies image to dst (copyDisk) and adds words to the
+// kernel command line of every boot entry on the copy's ESP.
+func diskWithOptions(tb testing.TB, image, dst, words string) string {
+	tb.Helper()
+	if err := copyDisk(image, dst); err != nil {
+		tb.Fatal(err)
+	}
+	editESPEntries(tb, dst, func(entry string) string { return addOptions(entry, words) })
+	return dst
+}
+
 // copyDisk copies a disk image to dst, keeping it sparse.
 func copyDisk(image, dst string) error {
 	if out, err := exec.Command("cp", "--sparse=always", image, dst).CombinedOutput(); err != nil {

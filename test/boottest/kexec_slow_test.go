@@ -20,12 +20,7 @@ import (
 // marked good, all on the same machine.
 func TestUpgradeKexec(t *testing.T) {
 	t.Parallel()
-	img := buildImageWith(t, imageOpts{Name: "test-standin", K3s: "standin"})
-	rel := buildRelease(t, imageOpts{Name: "test-release-v2", K3s: "standin"}, upgradeVersion)
-	dir := t.TempDir()
-	t.Cleanup(func() { keepConsole(t, img, dir) })
-	n := &node{t: t, cfg: vm.Config{Disk: withESPConfig(t, img, dir, upgradeConfig+"  kexec_reboot: true\n"), DiskSize: "3G", Dir: dir}}
-	url := serve(t, rel.Dir)
+	n, rel, url := upgradeNode(t, upgradeConfig+"  kexec_reboot: true\n")
 
 	if r := n.boot(); r["slot"] != "a" || r["version"] != testVersion {
 		t.Fatalf("first boot: %v", r)

@@ -24,11 +24,7 @@ func TestKexecReboot(t *testing.T) {
 	t.Parallel()
 	img := buildImage(t)
 	dir := t.TempDir()
-	disk := filepath.Join(dir, "kexec.img")
-	if err := copyDisk(img.Disk, disk); err != nil {
-		t.Fatal(err)
-	}
-	editESPEntries(t, disk, func(entry string) string { return addOptions(entry, "kestrel.kexec_reboot") })
+	disk := diskWithOptions(t, img.Disk, filepath.Join(dir, "kexec.img"), "kestrel.kexec_reboot")
 	m, ready := bootVM(t, vm.Config{Disk: disk, DiskSize: "3G", Dir: dir})
 	if ready["slot"] != "a" {
 		t.Fatalf("ready line names slot %q, want a", ready["slot"])

@@ -131,6 +131,18 @@ func (n *node) partSum(part string) string {
 
 var upgradeDoneRE = regexp.MustCompile(`asking PID 1 to reboot`)
 
+// upgradeNode is a node on the stand-in image (v1) with config on its
+// ESP, not booted yet, and the v2 release served to it at url.
+func upgradeNode(t *testing.T, config string) (*node, testRelease, string) {
+	t.Helper()
+	img := buildImageWith(t, imageOpts{Name: "test-standin", K3s: "standin"})
+	rel := buildRelease(t, imageOpts{Name: "test-release-v2", K3s: "standin"}, upgradeVersion)
+	dir := t.TempDir()
+	t.Cleanup(func() { keepConsole(t, img, dir) })
+	n := &node{t: t, cfg: vm.Config{Disk: withESPConfig(t, img, dir, config), DiskSize: "3G", Dir: dir}}
+	return n, rel, serve(t, rel.Dir)
+}
+
 // TestUpgrade walks a node through the node-side upgrade on the stand-in
 // image: v1 -> v2 from a bundle over HTTP (v2 marked good, v1's slot
 // untouched), kestrel rollback back to v1, then v2 again in the Job's form
@@ -139,12 +151,7 @@ var upgradeDoneRE = regexp.MustCompile(`asking PID 1 to reboot`)
 // bad, and another upgrade to v2 is refused.
 func TestUpgrade(t *testing.T) {
 	t.Parallel()
-	img := buildImageWith(t, imageOpts{Name: "test-standin", K3s: "standin"})
-	rel := buildRelease(t, imageOpts{Name: "test-release-v2", K3s: "standin"}, upgradeVersion)
-	dir := t.TempDir()
-	t.Cleanup(func() { keepConsole(t, img, dir) })
-	n := &node{t: t, cfg: vm.Config{Disk: withESPConfig(t, img, dir, upgradeConfig), DiskSize: "3G", Dir: dir}}
-	url := serve(t, rel.Dir)
+	n, rel, url := upgradeNode(t, upgradeConfig)
 
 	// v1, fresh.
 	if r := n.boot(); r["slot"] != "a" || r["version"] != testVersion {
