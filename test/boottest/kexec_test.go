@@ -31,8 +31,16 @@ func TestKexecReboot(t *testing.T) {
 	}
 	entries := path.Join(layout.ESPMount, layout.ESPEntriesDir)
 	good := path.Join(entries, layout.ESPEntryNamePrefix+"a.conf")
-	if _, err := m.MustRun("mv "+good+" "+path.Join(entries, layout.ESPEntryNamePrefix+"a+3.conf"), cmdTimeout); err != nil {
+	// This boot's own trial marks slot a good once the whole root has
+	// been read through dm-verity, and would undo the rename below if it
+	// came first: wait for that read (its line in the kernel log) and
+	// for the marking, which follows it at once.
+	out, err := m.MustRun("for i in $(seq 90); do dmesg | grep -q 'root verified' && break; sleep 1; done; sleep 2; mv "+good+" "+path.Join(entries, layout.ESPEntryNamePrefix+"a+3.conf")+"; ls "+entries, cmdTimeout+time.Minute)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if got := strings.Fields(out); len(got) != 1 || got[0] != layout.ESPEntryNamePrefix+"a+3.conf" {
+		t.Fatalf("entries with slot a on trial: %q", got)
 	}
 
 	if err := m.Send("kestrel reboot\n"); err != nil {
@@ -60,7 +68,7 @@ func TestKexecReboot(t *testing.T) {
 	}
 	// The boot counted its try (+2-1) and, healthy (no k3s in this
 	// image), stage 2 marked the slot good again.
-	out, err := m.MustRun("for i in $(seq 60); do [ -e "+good+" ] && break; sleep 1; done; ls "+entries, cmdTimeout+time.Minute)
+	out, err = m.MustRun("for i in $(seq 60); do [ -e "+good+" ] && break; sleep 1; done; ls "+entries, cmdTimeout+time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
