@@ -32,7 +32,16 @@ foreign=(arm64 armhf)
 
 stamp="$top/.cache/deps.stamp"
 want=$(printf '%s\n' "${pkgs[@]}" "${foreign[@]}" | sort | sha256sum | cut -c1-16)
-have_foreign() { for a in "${foreign[@]}"; do dpkg --print-foreign-architectures | grep -qx "$a" || return 1; done; }
+# dpkg's output is read whole before grep -q looks at it: piped, grep
+# exits at the first match and dpkg, still writing, can die of SIGPIPE,
+# which pipefail turns into "not there" (seen under load: a needless
+# apt-get update in the middle of the test suite, which then failed on a
+# mirror that was syncing).
+have_foreign() {
+  local have
+  have=$(dpkg --print-foreign-architectures)
+  for a in "${foreign[@]}"; do grep -qx "$a" <<<"$have" || return 1; done
+}
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && have_foreign && [ -f /etc/apt/sources.list.d/kestrel-raspi-firmware.sources ] && dpkg -s "${pkgs[@]}" >/dev/null 2>&1; then
   exit 0
 fi
