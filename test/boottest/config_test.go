@@ -397,6 +397,9 @@ func TestConfigNoCloud(t *testing.T) {
 	}
 	c2.expect("cat /proc/sys/vm/swappiness", "99")
 	c2.contains("cat /etc/environment", `FROM_STATE="1"`)
+	// sshd may still be starting (it runs at the lowest CPU weight until
+	// the ready line): every other SSH check waits for it the same way.
+	e.waitSSH(t, "kestrel", e.keyB)
 	if out, err := e.ssh("kestrel", e.keyB, "id -un"); err != nil || strings.TrimSpace(out) != "kestrel" {
 		t.Errorf("ssh with the key of the last good config.yaml: %q, %v", out, err)
 	}
