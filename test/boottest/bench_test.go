@@ -178,11 +178,8 @@ func BenchmarkBoot(b *testing.B) {
 			b.Fatalf("kexec reboot: %v\n%s", err, tail(km.Console(), 30))
 		}
 		tStop = time.Now()
-		rk, err := nextBoot(km)
+		rk := waitBoot(b, km, len(km.Console()), "kexec reboot")
 		km.Kill()
-		if err != nil {
-			b.Fatalf("kexec reboot: %v", err)
-		}
 		kexecDown = append(kexecDown, time.Since(t0).Seconds())
 		kexecServicesDown = append(kexecServicesDown, time.Since(tStop).Seconds())
 		kexecPre = append(kexecPre, time.Since(t0).Seconds()-rk.ready)
@@ -250,37 +247,26 @@ func column(recs []bootRecord, f func(bootRecord) float64) []float64 {
 	return v
 }
 
-// benchBoot starts a machine and waits for its ready line.
 // stoppingRE is the shutdown's first line after any kexec load
 // (power.Shutdown): services, and the workloads with them, go down from
 // here.
 var stoppingRE = regexp.MustCompile(`reboot: stopping services`)
 
-// nextBoot waits for the next ready line on m, after a reboot that did
-// not end qemu (kexec), and returns that boot's record.
-func nextBoot(m *vm.VM) (bootRecord, error) {
-	from := len(m.Console())
-	line, err := m.Expect(readyRE, bootTimeout)
-	if err != nil {
-		return bootRecord{}, fmt.Errorf("%v\n%s", err, tail(m.Console(), 40))
-	}
-	f := vm.Fields(line[0])
-	var r bootRecord
-	for k, p := range map[string]*float64{"kernel": &r.kernel, "stage1": &r.stage1, "stage2": &r.stage2, "ready": &r.ready} {
-		if _, err := fmt.Sscan(f[k], p); err != nil {
-			return bootRecord{}, fmt.Errorf("ready line %q: %s: %v", line[0], k, err)
-		}
-	}
-	r.steps = parseSteps(m.Console()[from:])
-	return r, nil
-}
-
+// benchBoot starts a machine and waits for its ready line.
 func benchBoot(b *testing.B, cfg vm.Config, what string) (*vm.VM, bootRecord) {
 	b.Helper()
 	m, err := vm.Start(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
+	return m, waitBoot(b, m, 0, what)
+}
+
+// waitBoot waits for the next ready line on m and returns that boot's
+// record, its step marks read from the console after from (a reboot that
+// did not end qemu, kexec, follows the last boot on the same console).
+func waitBoot(b *testing.B, m *vm.VM, from int, what string) bootRecord {
+	b.Helper()
 	line, err := m.Expect(readyRE, bootTimeout)
 	if err != nil {
 		m.Kill()
@@ -288,12 +274,12 @@ func benchBoot(b *testing.B, cfg vm.Config, what string) (*vm.VM, bootRecord) {
 	}
 	f := vm.Fields(line[0])
 	r := bootRecord{kernel: num(b, f["kernel"]), stage1: num(b, f["stage1"]), stage2: num(b, f["stage2"]), ready: num(b, f["ready"]),
-		steps: parseSteps(m.Console())}
+		steps: parseSteps(m.Console()[from:])}
 	if len(r.steps) == 0 {
 		m.Kill()
 		b.Fatalf("%s: no step marks on the console (is %s on the command line?)\n%s", what, layout.CmdlineDebug, tail(m.Console(), 40))
 	}
-	return m, r
+	return r
 }
 
 // step is one kestrel.debug step mark: the step that ended at At (guest
