@@ -8,7 +8,7 @@
 // is hashing the kernel and initramfs twice (the load, then the kernel's
 // purgatory before it jumps): milliseconds where SHA-256 runs at
 // hardware speed, several seconds under TCG, where `make bench` has the
-// workloads down 8.4 s with kexec against 10.7 s through OVMF.
+// workloads down 8.4-9.2 s with kexec against 10.7-11.1 s through OVMF.
 //
 // Limits: the systemd-boot chain only (bootslot.BLS), and in practice
 // x86_64: Debian's arm64 kernel is built without kexec_file_load
