@@ -93,19 +93,7 @@ const bootRuns = 3
 func BenchmarkBoot(b *testing.B) {
 	img := buildImage(b)
 	work := b.TempDir()
-	disk := diskWithOptions(b, img.Disk, filepath.Join(work, "debug.img"), layout.CmdlineDebug)
-	// The baseline booted the way Kestrel boots: the same disk (a copy),
-	// firmware, loader, entry and command line, with the baseline's
-	// initramfs in place of Kestrel's.
-	chainDisk := filepath.Join(work, "baseline.img")
-	if err := copyDisk(disk, chainDisk); err != nil {
-		b.Fatal(err)
-	}
-	blInitrd, err := os.ReadFile(img.Baseline)
-	if err != nil {
-		b.Fatal(err)
-	}
-	writeESPFile(b, chainDisk, bls.InitrdPath(layout.Slots[0]), blInitrd)
+	disk, chainDisk := benchDisks(b, img, work)
 	// The same disk with kexec reboots (kestrel.kexec_reboot).
 	kexecDisk := diskWithOptions(b, disk, filepath.Join(work, "kexec.img"), "kestrel.kexec_reboot")
 
@@ -115,69 +103,33 @@ func BenchmarkBoot(b *testing.B) {
 	var kexecBoots []bootRecord
 	for i := range bootRuns {
 		dir := filepath.Join(work, fmt.Sprint(i))
-		m, r1 := benchBoot(b, vm.Config{Disk: disk, DiskSize: "3G", Dir: dir}, "first boot")
-		first = append(first, r1)
-		if _, err := m.MustRun("dmesg -n 1", cmdTimeout); err != nil {
-			b.Fatalf("console shell: %v\n%s", err, tail(m.Console(), 40))
-		}
-		t0 := time.Now()
-		m.Send("kestrel reboot\n")
-		if _, err := m.Expect(stoppingRE, cmdTimeout); err != nil {
-			b.Fatalf("reboot: %v\n%s", err, tail(m.Console(), 30))
-		}
-		tStop := time.Now()
-		if _, err := m.Wait(3 * time.Minute); err != nil { // -no-reboot: qemu exits on the reboot
-			b.Fatalf("reboot: %v\n%s", err, tail(m.Console(), 30))
-		}
-		down := time.Since(t0).Seconds()
-		t1 := time.Now()
-		m2, r2 := benchBoot(b, vm.Config{Disk: disk, DiskSize: "3G", Dir: dir}, "reboot")
-		up := time.Since(t1).Seconds()
-		downtime = append(downtime, time.Since(t0).Seconds())
-		servicesDown = append(servicesDown, time.Since(tStop).Seconds())
-		shutdown, powerOn = append(shutdown, down), append(powerOn, up)
+		r1, r2, rt := bootAndReboot(b, vm.Config{Disk: disk, DiskSize: "3G", Dir: dir})
+		first, second = append(first, r1), append(second, r2)
+		downtime = append(downtime, rt.shutdown+rt.powerOn)
+		servicesDown = append(servicesDown, rt.servicesDown)
+		shutdown, powerOn = append(shutdown, rt.shutdown), append(powerOn, rt.powerOn)
 		// The guest clock starts with the kernel and keeps pace with the
 		// host's under TCG, so what the wall clock has beyond the ready
 		// time is qemu's start, the firmware and the loader.
-		preKernel = append(preKernel, up-r2.ready)
-		m2.Kill()
-		second = append(second, r2)
+		preKernel = append(preKernel, rt.powerOn-r2.ready)
 
 		// The baseline gets the image's console and verbosity words, so
 		// the difference is Kestrel's stages, not how much the kernel
 		// printed.
-		base, err := vm.Start(vm.Config{Kernel: img.Kernel, Initrd: img.Baseline, Append: baselineCmdline(img), Dir: filepath.Join(dir, "baseline")})
-		if err != nil {
-			b.Fatal(err)
-		}
-		bl, err := base.Expect(regexp.MustCompile(`BASELINE-READY t=([0-9.]+)`), bootTimeout)
-		base.Kill()
-		if err != nil {
-			b.Fatalf("baseline boot: %v\n%s", err, tail(base.Console(), 40))
-		}
-		baseline = append(baseline, num(b, bl[1]))
-
-		chain, err := vm.Start(vm.Config{Disk: chainDisk, DiskSize: "3G", Dir: filepath.Join(dir, "baseline-chain")})
-		if err != nil {
-			b.Fatal(err)
-		}
-		bl, err = chain.Expect(regexp.MustCompile(`BASELINE-READY t=([0-9.]+)`), bootTimeout)
-		chain.Kill()
-		if err != nil {
-			b.Fatalf("baseline boot through the firmware and loader: %v\n%s", err, tail(chain.Console(), 40))
-		}
-		chainBaseline = append(chainBaseline, num(b, bl[1]))
+		baseline = append(baseline, baselineReady(b, vm.Config{Kernel: img.Kernel, Initrd: img.Baseline, Append: baselineCmdline(img), Dir: filepath.Join(dir, "baseline")}, "baseline boot"))
+		chainBaseline = append(chainBaseline, baselineReady(b, vm.Config{Disk: chainDisk, DiskSize: "3G", Dir: filepath.Join(dir, "baseline-chain")},
+			"baseline boot through the firmware and loader"))
 
 		km, _ := benchBoot(b, vm.Config{Disk: kexecDisk, DiskSize: "3G", Dir: filepath.Join(dir, "kexec")}, "first boot (kexec_reboot)")
 		if _, err := km.MustRun("dmesg -n 1", cmdTimeout); err != nil {
 			b.Fatalf("console shell: %v\n%s", err, tail(km.Console(), 40))
 		}
-		t0 = time.Now()
+		t0 := time.Now()
 		km.Send("kestrel reboot\n")
 		if _, err := km.Expect(stoppingRE, cmdTimeout); err != nil {
 			b.Fatalf("kexec reboot: %v\n%s", err, tail(km.Console(), 30))
 		}
-		tStop = time.Now()
+		tStop := time.Now()
 		rk := waitBoot(b, km, len(km.Console()), "kexec reboot")
 		km.Kill()
 		kexecDown = append(kexecDown, time.Since(t0).Seconds())
@@ -186,27 +138,8 @@ func BenchmarkBoot(b *testing.B) {
 		kexecBoots = append(kexecBoots, rk)
 	}
 
-	bl, direct := median(chainBaseline), median(baseline)
 	fmt.Printf("\nguest clock (CLOCK_BOOTTIME, seconds), TCG on a shared host: median of %d rounds [min-max]\n", bootRuns)
-	for _, boot := range []struct {
-		name string
-		recs []bootRecord
-	}{{"first boot", first}, {"reboot (second boot on the same disk)", second}} {
-		fmt.Printf("\n%s: step marks (kestrel.debug), time of the mark and the step's length\n", boot.name)
-		printSteps(boot.recs)
-		kernel, ready := column(boot.recs, func(r bootRecord) float64 { return r.kernel }), column(boot.recs, readyAt)
-		printRow("kernel -> stage 1", kernel)
-		printRow("stage 1", column(boot.recs, func(r bootRecord) float64 { return r.stage1 }))
-		printRow("stage 2 -> ready", column(boot.recs, func(r bootRecord) float64 { return r.stage2 }))
-		printRow("ready at", ready)
-		printRow("baseline ready at", chainBaseline)
-		printRow("  direct boot", baseline)
-		share := median(ready) - bl
-		fmt.Printf("  Kestrel's share %.3f s (ready minus baseline; of it, before stage 1 %.3f s); target <= %.1f s: ratio %.2f\n",
-			share, median(kernel)-bl, targetOverheadSec, share/targetOverheadSec)
-		fmt.Printf("  against the baseline booted directly (-kernel, no firmware or disk; the figure before 2026-12-05): %.3f s, ratio %.2f\n",
-			median(ready)-direct, (median(ready)-direct)/targetOverheadSec)
-	}
+	share, rebootShare := printShares(first, second, chainBaseline, baseline)
 	fmt.Printf("\nreboot downtime, host wall clock from `kestrel reboot` to the next ready line (firmware and loader included):\n")
 	printRow("downtime", downtime)
 	printRow("  from services stopping", servicesDown)
@@ -220,13 +153,151 @@ func BenchmarkBoot(b *testing.B) {
 	fmt.Printf("    (the shutdown, kexec_file_load and the kernel's purgatory, which hashes the loaded kernel and initramfs)\n")
 	printRow("  ready at", column(kexecBoots, readyAt))
 	b.ReportMetric(median(column(first, readyAt)), "ready-s")
-	b.ReportMetric(bl, "baseline-s")
-	b.ReportMetric(direct, "direct-baseline-s")
-	b.ReportMetric(median(column(first, readyAt))-bl, "share-s")
-	b.ReportMetric(median(column(second, readyAt))-bl, "reboot-share-s")
+	b.ReportMetric(median(chainBaseline), "baseline-s")
+	b.ReportMetric(median(baseline), "direct-baseline-s")
+	b.ReportMetric(share, "share-s")
+	b.ReportMetric(rebootShare, "reboot-share-s")
 	b.ReportMetric(median(downtime), "downtime-s")
 	b.ReportMetric(median(shutdown), "shutdown-s")
 	b.ReportMetric(median(kexecDown), "kexec-downtime-s")
+}
+
+// BenchmarkBootICount is BenchmarkBoot's first boot, reboot and baseline
+// (through the firmware and loader) with a guest clock that counts
+// instructions (vm.Config.ICount: 1 ns each, a 1 GHz CPU that does one
+// instruction a cycle). Under plain TCG a boot's times move by tenths of
+// a second with the host's load, and code that runs once (most of a
+// boot) is charged for qemu translating it, which hardware does not
+// have; here the same boot gives the same times to a few milliseconds,
+// and each step costs what it executes. It is no model of a real CPU
+// either (no caches; a hash loop and a cold branch cost the same per
+// instruction), so read its figures beside the TCG ones, not instead.
+func BenchmarkBootICount(b *testing.B) {
+	if accel := os.Getenv("ACCEL"); accel != "" && accel != "tcg" {
+		b.Skipf("instruction counting needs TCG (ACCEL=%s)", accel)
+	}
+	img := buildImage(b)
+	work := b.TempDir()
+	disk, chainDisk := benchDisks(b, img, work)
+	var first, second []bootRecord
+	var chainBaseline []float64
+	for i := range bootRuns {
+		dir := filepath.Join(work, fmt.Sprint(i))
+		r1, r2, _ := bootAndReboot(b, vm.Config{Disk: disk, DiskSize: "3G", Dir: dir, ICount: true})
+		first, second = append(first, r1), append(second, r2)
+		chainBaseline = append(chainBaseline, baselineReady(b, vm.Config{Disk: chainDisk, DiskSize: "3G", Dir: filepath.Join(dir, "baseline-chain"), ICount: true},
+			"baseline boot through the firmware and loader"))
+	}
+	fmt.Printf("\nguest clock counting instructions (qemu -icount shift=0: 1 ns each), seconds: median of %d rounds [min-max]\n", bootRuns)
+	share, rebootShare := printShares(first, second, chainBaseline, nil)
+	b.ReportMetric(median(column(first, readyAt)), "ready-s")
+	b.ReportMetric(median(chainBaseline), "baseline-s")
+	b.ReportMetric(share, "share-s")
+	b.ReportMetric(rebootShare, "reboot-share-s")
+}
+
+// benchDisks makes the bench's two disks in work from the image: the
+// image with kestrel.debug on its boot entries, and a copy of that whose
+// slot-a initramfs is the baseline's, so the baseline boots the way
+// Kestrel does (the same firmware, loader, entry and command line).
+func benchDisks(b *testing.B, img *Image, work string) (disk, chainDisk string) {
+	b.Helper()
+	disk = diskWithOptions(b, img.Disk, filepath.Join(work, "debug.img"), layout.CmdlineDebug)
+	chainDisk = filepath.Join(work, "baseline.img")
+	if err := copyDisk(disk, chainDisk); err != nil {
+		b.Fatal(err)
+	}
+	blInitrd, err := os.ReadFile(img.Baseline)
+	if err != nil {
+		b.Fatal(err)
+	}
+	writeESPFile(b, chainDisk, bls.InitrdPath(layout.Slots[0]), blInitrd)
+	return disk, chainDisk
+}
+
+// rebootTimes are a reboot's host wall times, in seconds: from typing
+// `kestrel reboot` until qemu exits (it runs with -no-reboot), from the
+// shutdown's "stopping services" line to the next ready line, and from
+// starting qemu again to that line.
+type rebootTimes struct {
+	shutdown, servicesDown, powerOn float64
+}
+
+// bootAndReboot boots cfg's disk on a fresh overlay, reboots it with
+// `kestrel reboot` (qemu started again on the same overlay: the state
+// partition grown, host keys made) and returns both boots' records.
+func bootAndReboot(b *testing.B, cfg vm.Config) (first, second bootRecord, rt rebootTimes) {
+	b.Helper()
+	m, first := benchBoot(b, cfg, "first boot")
+	if _, err := m.MustRun("dmesg -n 1", cmdTimeout); err != nil {
+		b.Fatalf("console shell: %v\n%s", err, tail(m.Console(), 40))
+	}
+	t0 := time.Now()
+	m.Send("kestrel reboot\n")
+	if _, err := m.Expect(stoppingRE, cmdTimeout); err != nil {
+		b.Fatalf("reboot: %v\n%s", err, tail(m.Console(), 30))
+	}
+	tStop := time.Now()
+	if _, err := m.Wait(3 * time.Minute); err != nil { // -no-reboot: qemu exits on the reboot
+		b.Fatalf("reboot: %v\n%s", err, tail(m.Console(), 30))
+	}
+	rt.shutdown = time.Since(t0).Seconds()
+	t1 := time.Now()
+	m2, second := benchBoot(b, cfg, "reboot")
+	rt.powerOn = time.Since(t1).Seconds()
+	rt.servicesDown = time.Since(tStop).Seconds()
+	m2.Kill()
+	return first, second, rt
+}
+
+// baselineReady boots the do-nothing init and returns its ready time.
+func baselineReady(b *testing.B, cfg vm.Config, what string) float64 {
+	b.Helper()
+	m, err := vm.Start(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bl, err := m.Expect(regexp.MustCompile(`BASELINE-READY t=([0-9.]+)`), bootTimeout)
+	m.Kill()
+	if err != nil {
+		b.Fatalf("%s: %v\n%s", what, err, tail(m.Console(), 40))
+	}
+	return num(b, bl[1])
+}
+
+// printShares prints the step marks of the first boots and the reboots
+// as tables, with Kestrel's share of each: ready minus the baseline's
+// ready through the same firmware and loader (medians), and, when direct
+// is given, against the baseline booted directly. It returns the two
+// shares.
+func printShares(first, second []bootRecord, chainBaseline, direct []float64) (share, rebootShare float64) {
+	bl := median(chainBaseline)
+	var shares []float64
+	for _, boot := range []struct {
+		name string
+		recs []bootRecord
+	}{{"first boot", first}, {"reboot (second boot on the same disk)", second}} {
+		fmt.Printf("\n%s: step marks (kestrel.debug), time of the mark and the step's length\n", boot.name)
+		printSteps(boot.recs)
+		kernel, ready := column(boot.recs, func(r bootRecord) float64 { return r.kernel }), column(boot.recs, readyAt)
+		printRow("kernel -> stage 1", kernel)
+		printRow("stage 1", column(boot.recs, func(r bootRecord) float64 { return r.stage1 }))
+		printRow("stage 2 -> ready", column(boot.recs, func(r bootRecord) float64 { return r.stage2 }))
+		printRow("ready at", ready)
+		printRow("baseline ready at", chainBaseline)
+		if direct != nil {
+			printRow("  direct boot", direct)
+		}
+		share := median(ready) - bl
+		shares = append(shares, share)
+		fmt.Printf("  Kestrel's share %.3f s (ready minus baseline; of it, before stage 1 %.3f s); target <= %.1f s: ratio %.2f\n",
+			share, median(kernel)-bl, targetOverheadSec, share/targetOverheadSec)
+		if direct != nil {
+			fmt.Printf("  against the baseline booted directly (-kernel, no firmware or disk; the figure before 2026-12-05): %.3f s, ratio %.2f\n",
+				median(ready)-median(direct), (median(ready)-median(direct))/targetOverheadSec)
+		}
+	}
+	return shares[0], shares[1]
 }
 
 // bootRecord is what one boot printed: the ready line's times and the

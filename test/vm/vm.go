@@ -104,6 +104,16 @@ type Config struct {
 	// emulates, SSSE3 to AVX2 on x86_64); "" is the arch's default
 	// (qemu64, cortex-a72, cortex-a15). KVM always runs the host's.
 	CPU string
+	// ICount makes the guest clock count instructions under TCG (qemu's
+	// -icount shift=0): each guest instruction takes 1 ns of guest time,
+	// as on a CPU that runs 10^9 a second, however fast the host is, how
+	// busy it is and how long qemu takes to translate code it has not run
+	// before; idle time (waiting for a timer or the disk) passes in real
+	// time. Boot times become repeatable to a few milliseconds, and code
+	// is charged for the instructions it runs rather than for its first
+	// translation. Not a model of a real CPU's speed: no caches, every
+	// instruction the same price. TCG only.
+	ICount bool
 	// Accel is qemu's accelerator, "tcg" or "kvm"; empty means the ACCEL
 	// environment variable, and tcg when that is empty too.
 	Accel string
@@ -190,7 +200,13 @@ func qemuArgs(cfg Config) ([]string, error) {
 		if cfg.CPU != "" {
 			args = append(args, "-cpu", cfg.CPU)
 		}
+		if cfg.ICount {
+			args = append(args, "-icount", "shift=0")
+		}
 	case "kvm":
+		if cfg.ICount {
+			return nil, fmt.Errorf("instruction counting (Config.ICount) needs TCG, not %s", cfg.Accel)
+		}
 		// The host's CPU as it is: emulating another model under KVM
 		// is not possible on arm64 and slower on x86_64.
 		args = append(args, "-accel", "kvm", "-cpu", "host")

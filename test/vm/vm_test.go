@@ -13,6 +13,7 @@ func TestAccel(t *testing.T) {
 		arch   Arch
 		accel  string
 		cpu    string
+		icount bool
 		want   string // joined words that must appear
 		absent string
 		err    string
@@ -26,8 +27,11 @@ func TestAccel(t *testing.T) {
 		{arch: ARM64, accel: "tcg", cpu: "max", want: "-accel tcg -cpu max", absent: "cortex-a72"},
 		{arch: AMD64, accel: "kvm", cpu: "max", want: "-accel kvm -cpu host", absent: "-cpu max"},
 		{arch: AMD64, accel: "hvf", err: `accelerator "hvf"`},
+		{arch: AMD64, accel: "tcg", icount: true, want: "-accel tcg -icount shift=0"},
+		{arch: ARM64, accel: "tcg", icount: true, want: "-icount shift=0 -M virt"},
+		{arch: AMD64, accel: "kvm", icount: true, err: "needs TCG"},
 	} {
-		args, err := qemuArgs(Config{Arch: tc.arch, Accel: tc.accel, CPU: tc.cpu, Kernel: "vmlinuz", Initrd: "initrd", Memory: 256})
+		args, err := qemuArgs(Config{Arch: tc.arch, Accel: tc.accel, CPU: tc.cpu, ICount: tc.icount, Kernel: "vmlinuz", Initrd: "initrd", Memory: 256})
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%s %s: error %v, want one containing %q", tc.arch, tc.accel, err, tc.err)
