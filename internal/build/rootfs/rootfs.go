@@ -186,11 +186,23 @@ type SquashOptions struct {
 	Time int64
 }
 
+// BlockSize is the squashfs block size, mksquashfs's default and the
+// kernel's default readahead (read_ahead_kb 128). Squashfs decompresses
+// a whole block to serve any page of it, and the kernel reads a file in
+// readahead windows of 128 KiB, and an executable's page faults in
+// windows around the fault: with 1 MiB blocks most windows decompressed
+// the same block again. Measured under qemu with instruction counting
+// (test/vm's ICount): a cold read of the 12 MiB kestrel binary through
+// dm-verity took 1.82 s with 1 MiB blocks, 0.60 s with 256 KiB and
+// 0.43 s with 128 KiB; the boot's ready line came 0.13 s sooner. The cost
+// is size: the zstd -19 rootfs grew from 8.8 to 9.5 MiB (256 KiB: 9.2).
+const BlockSize = "128K"
+
 // args returns mksquashfs's arguments after source and destination.
 func (o SquashOptions) args() []string {
 	t := strconv.FormatInt(o.Time, 10)
 	args := []string{"-noappend", "-all-root", "-no-progress", "-quiet",
-		"-mkfs-time", t, "-all-time", t, "-b", "1M", "-comp", o.Compression}
+		"-mkfs-time", t, "-all-time", t, "-b", BlockSize, "-comp", o.Compression}
 	switch o.Compression {
 	case "xz":
 		if o.BCJ != "" {
