@@ -121,15 +121,7 @@ func BenchmarkBoot(b *testing.B) {
 			"baseline boot through the firmware and loader"))
 
 		km, _ := benchBoot(b, vm.Config{Disk: kexecDisk, DiskSize: "3G", Dir: filepath.Join(dir, "kexec")}, "first boot (kexec_reboot)")
-		if _, err := km.MustRun("dmesg -n 1", cmdTimeout); err != nil {
-			b.Fatalf("console shell: %v\n%s", err, tail(km.Console(), 40))
-		}
-		t0 := time.Now()
-		km.Send("kestrel reboot\n")
-		if _, err := km.Expect(stoppingRE, cmdTimeout); err != nil {
-			b.Fatalf("kexec reboot: %v\n%s", err, tail(km.Console(), 30))
-		}
-		tStop := time.Now()
+		t0, tStop := sendReboot(b, km, "kexec reboot")
 		rk := waitBoot(b, km, len(km.Console()), "kexec reboot")
 		km.Kill()
 		kexecDown = append(kexecDown, time.Since(t0).Seconds())
@@ -229,15 +221,7 @@ type rebootTimes struct {
 func bootAndReboot(b *testing.B, cfg vm.Config) (first, second bootRecord, rt rebootTimes) {
 	b.Helper()
 	m, first := benchBoot(b, cfg, "first boot")
-	if _, err := m.MustRun("dmesg -n 1", cmdTimeout); err != nil {
-		b.Fatalf("console shell: %v\n%s", err, tail(m.Console(), 40))
-	}
-	t0 := time.Now()
-	m.Send("kestrel reboot\n")
-	if _, err := m.Expect(stoppingRE, cmdTimeout); err != nil {
-		b.Fatalf("reboot: %v\n%s", err, tail(m.Console(), 30))
-	}
-	tStop := time.Now()
+	t0, tStop := sendReboot(b, m, "reboot")
 	if _, err := m.Wait(3 * time.Minute); err != nil { // -no-reboot: qemu exits on the reboot
 		b.Fatalf("reboot: %v\n%s", err, tail(m.Console(), 30))
 	}
@@ -248,6 +232,23 @@ func bootAndReboot(b *testing.B, cfg vm.Config) (first, second bootRecord, rt re
 	rt.servicesDown = time.Since(tStop).Seconds()
 	m2.Kill()
 	return first, second, rt
+}
+
+// sendReboot types `kestrel reboot` on m's console (the kernel's console
+// messages quieted first) and waits for the shutdown's "stopping
+// services" line; it returns when it typed the command and when the line
+// came.
+func sendReboot(b *testing.B, m *vm.VM, what string) (typed, stopping time.Time) {
+	b.Helper()
+	if _, err := m.MustRun("dmesg -n 1", cmdTimeout); err != nil {
+		b.Fatalf("%s: console shell: %v\n%s", what, err, tail(m.Console(), 40))
+	}
+	typed = time.Now()
+	m.Send("kestrel reboot\n")
+	if _, err := m.Expect(stoppingRE, cmdTimeout); err != nil {
+		b.Fatalf("%s: %v\n%s", what, err, tail(m.Console(), 30))
+	}
+	return typed, time.Now()
 }
 
 // baselineReady boots the do-nothing init and returns its ready time.

@@ -112,7 +112,7 @@ type Config struct {
 	// time. Boot times become repeatable to a few milliseconds, and code
 	// is charged for the instructions it runs rather than for its first
 	// translation. Not a model of a real CPU's speed: no caches, every
-	// instruction the same price. TCG only.
+	// instruction the same price. TCG only, and not with a Board.
 	ICount bool
 	// Accel is qemu's accelerator, "tcg" or "kvm"; empty means the ACCEL
 	// environment variable, and tcg when that is empty too.
@@ -312,6 +312,9 @@ func raspiArgs(cfg Config) ([]string, error) {
 	}
 	if cfg.Watchdog || cfg.ExtraNICs > 0 || len(cfg.ExtraDrives) > 0 || len(cfg.HostFwd) > 0 {
 		return nil, fmt.Errorf("board %s: no PCI: no watchdog, extra NICs, drives or forwarded ports", cfg.Board)
+	}
+	if cfg.ICount {
+		return nil, fmt.Errorf("board %s: no instruction counting (Config.ICount) on the Raspberry Pi machines", cfg.Board)
 	}
 	disk, err := overlay(cfg)
 	if err != nil {

@@ -54,3 +54,12 @@ func TestAccel(t *testing.T) {
 		}
 	}
 }
+
+// TestICountNotOnBoard checks that a Raspberry Pi machine refuses
+// instruction counting rather than ignore it.
+func TestICountNotOnBoard(t *testing.T) {
+	_, err := qemuArgs(Config{Arch: ARM64, Board: Raspi3B, Accel: "tcg", Kernel: "vmlinuz", DTB: "pi.dtb", ICount: true, Dir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "instruction counting") {
+		t.Errorf("error %v, want one about instruction counting", err)
+	}
+}

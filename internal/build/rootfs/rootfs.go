@@ -194,8 +194,9 @@ type SquashOptions struct {
 // the same block again. Measured under qemu with instruction counting
 // (test/vm's ICount): a cold read of the 12 MiB kestrel binary through
 // dm-verity took 1.82 s with 1 MiB blocks, 0.60 s with 256 KiB and
-// 0.43 s with 128 KiB; the boot's ready line came 0.13 s sooner. The cost
-// is size: the zstd -19 rootfs grew from 8.8 to 9.5 MiB (256 KiB: 9.2).
+// 0.43 s with 128 KiB; the boot's ready line came 0.12 s sooner (medians
+// of 3). The cost is size: the zstd -19 rootfs grew from 8.8 to 9.5 MiB
+// (256 KiB: 9.2).
 const BlockSize = "128K"
 
 // args returns mksquashfs's arguments after source and destination.
