@@ -124,7 +124,7 @@ type Board struct {
 
 // Initramfs describes the stage-1 initramfs.
 type Initramfs struct {
-	// Compression is "zstd" (default), "gzip" or "none".
+	// Compression is "lz4" (default), "zstd", "gzip" or "none".
 	Compression string `yaml:"compression"`
 	// Modules are loaded by stage 1, in this order (dependencies first,
 	// added by the builder). Entries may be shell globs over module names
@@ -266,10 +266,10 @@ func (img *Image) Validate() error {
 	}
 	switch img.Initramfs.Compression {
 	case "":
-		img.Initramfs.Compression = "zstd"
-	case "zstd", "gzip", "none":
+		img.Initramfs.Compression = "lz4"
+	case "lz4", "zstd", "gzip", "none":
 	default:
-		errs = append(errs, fmt.Errorf("initramfs.compression %q: want zstd, gzip or none", img.Initramfs.Compression))
+		errs = append(errs, fmt.Errorf("initramfs.compression %q: want lz4, zstd, gzip or none", img.Initramfs.Compression))
 	}
 	switch img.Rootfs.Compression {
 	case "":

@@ -65,7 +65,7 @@ func TestLoadImage(t *testing.T) {
 			return strings.Replace(s, "  console: ttyS0,115200\n", "  console: ttyS0,115200\n  cmdline: [\"a b\"]\n", 1)
 		}, wantErr: "not one word"},
 		{name: "bad compression", edit: func(s string) string {
-			return strings.Replace(s, "initramfs:\n", "initramfs:\n  compression: lz4\n", 1)
+			return strings.Replace(s, "initramfs:\n", "initramfs:\n  compression: xz\n", 1)
 		}, wantErr: "initramfs.compression"},
 	}
 	for _, tt := range tests {
@@ -80,7 +80,7 @@ func TestLoadImage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if img.Initramfs.Compression != "zstd" || img.Rootfs.Compression != "xz" {
+			if img.Initramfs.Compression != "lz4" || img.Rootfs.Compression != "xz" {
 				t.Errorf("defaults not filled: %+v %+v", img.Initramfs, img.Rootfs)
 			}
 		})

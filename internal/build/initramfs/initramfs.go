@@ -1,7 +1,7 @@
 // Package initramfs writes Linux initramfs archives: newc cpio (u-root's
-// pkg/cpio) compressed with zstd or gzip, built in memory from host files
-// and synthetic entries, without needing root (device nodes are records,
-// not mknod calls).
+// pkg/cpio) compressed with lz4, zstd or gzip, built in memory from host
+// files and synthetic entries, without needing root (device nodes are
+// records, not mknod calls).
 //
 // Archives are deterministic: entries are written sorted by path, with one
 // fixed mtime, uid/gid 0, and inode numbers assigned in that order, so the
@@ -9,10 +9,11 @@
 //
 // Limits: hard links are not preserved (each is a separate copy), file
 // contents are held in memory until written (fine for an initramfs, not
-// for a rootfs), and only zstd and gzip are offered because those are what
-// the Debian kernels decompress that Go writes well, besides none (the
-// kernel copies the archive as it is: no decompression, but the boot
-// loader reads three times the bytes from the ESP).
+// for a rootfs), and only lz4, zstd and gzip are offered because those
+// are what the Debian kernels decompress that Go writes well, besides
+// none (the kernel copies the archive as it is: no decompression, but the
+// boot loader reads three times the bytes from the ESP). lz4 is written
+// in LZ4's legacy frame, the only one the kernel's unpacker reads.
 package initramfs
 
 import (
@@ -28,6 +29,7 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
@@ -161,13 +163,14 @@ func (a *Archive) WriteCPIO(w io.Writer) error {
 
 // Compression names the supported initramfs compressors.
 const (
+	LZ4  = "lz4"
 	Zstd = "zstd"
 	Gzip = "gzip"
 	None = "none"
 )
 
-// Write writes the archive compressed with compression (Zstd, Gzip or
-// None).
+// Write writes the archive compressed with compression (LZ4, Zstd, Gzip
+// or None).
 func (a *Archive) Write(w io.Writer, compression string) error {
 	var raw bytes.Buffer
 	if err := a.WriteCPIO(&raw); err != nil {
@@ -193,6 +196,23 @@ func (a *Archive) Write(w io.Writer, compression string) error {
 		if err := zw.Close(); err != nil {
 			return fmt.Errorf("initramfs: zstd: %w", err)
 		}
+	case LZ4:
+		// The kernel's initramfs unpacker (lib/decompress_unlz4.c) reads
+		// LZ4's legacy frame only: its magic, then chunks of at most 8 MiB
+		// of output, each always compressed; pierrec/lz4 writes exactly
+		// that with LegacyOption. Level9 is its best ratio (about 5 %
+		// larger than the lz4 tool's -9); decompression speed does not
+		// depend on the level.
+		lw := lz4.NewWriter(w)
+		if err := lw.Apply(lz4.LegacyOption(true), lz4.CompressionLevelOption(lz4.Level9), lz4.ConcurrencyOption(1)); err != nil {
+			return fmt.Errorf("initramfs: lz4: %w", err)
+		}
+		if _, err := raw.WriteTo(lw); err != nil {
+			return fmt.Errorf("initramfs: lz4: %w", err)
+		}
+		if err := lw.Close(); err != nil {
+			return fmt.Errorf("initramfs: lz4: %w", err)
+		}
 	case Gzip:
 		gw, err := gzip.NewWriterLevel(w, gzip.BestCompression)
 		if err != nil {
@@ -205,7 +225,7 @@ func (a *Archive) Write(w io.Writer, compression string) error {
 			return fmt.Errorf("initramfs: gzip: %w", err)
 		}
 	default:
-		return fmt.Errorf("initramfs: unknown compression %q (want zstd, gzip or none)", compression)
+		return fmt.Errorf("initramfs: unknown compression %q (want lz4, zstd, gzip or none)", compression)
 	}
 	return nil
 }

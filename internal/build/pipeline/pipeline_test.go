@@ -20,6 +20,7 @@ import (
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/kestrel-os/kestrel/internal/bls"
@@ -333,7 +334,7 @@ func TestImage(t *testing.T) {
 }
 
 // bootUEFI boots a copy of the image under OVMF and expects the baseline
-// init's marker: firmware -> systemd-boot -> BLS entry -> kernel -> zstd
+// init's marker: firmware -> systemd-boot -> BLS entry -> kernel -> lz4
 // initramfs -> /init all work.
 func bootUEFI(t *testing.T, img string) {
 	const code, vars = "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
@@ -386,21 +387,30 @@ func TestBaseline(t *testing.T) {
 	}
 }
 
-// readInitrd returns the contents of every entry of a zstd initramfs
-// (device nodes and directories map to empty contents).
+// readInitrd returns the contents of every entry of an lz4 (legacy
+// frame) or zstd initramfs, told apart by their magic (device nodes and
+// directories map to empty contents).
 func readInitrd(t *testing.T, path string) map[string][]byte {
 	t.Helper()
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	zr, err := zstd.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
+	var r io.Reader
+	switch {
+	case bytes.HasPrefix(data, []byte{0x02, 0x21, 0x4c, 0x18}):
+		r = lz4.NewReader(bytes.NewReader(data))
+	case bytes.HasPrefix(data, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		t.Fatalf("%s: neither lz4's legacy frame nor zstd (starts % x)", path, data[:4])
 	}
-	defer zr.Close()
-	raw, err := io.ReadAll(zr)
+	raw, err := io.ReadAll(r)
 	if err != nil {
 		t.Fatal(err)
 	}
