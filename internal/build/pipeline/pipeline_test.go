@@ -19,7 +19,6 @@ import (
 
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/partition/gpt"
-	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 	"github.com/u-root/u-root/pkg/cpio"
 
@@ -387,30 +386,19 @@ func TestBaseline(t *testing.T) {
 	}
 }
 
-// readInitrd returns the contents of every entry of an lz4 (legacy
-// frame) or zstd initramfs, told apart by their magic (device nodes and
-// directories map to empty contents).
+// readInitrd returns the contents of every entry of an initramfs in
+// LZ4's legacy frame, what amd64.yaml asks for and the only lz4 frame the
+// kernel unpacks (device nodes and directories map to empty contents).
 func readInitrd(t *testing.T, path string) map[string][]byte {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r io.Reader
-	switch {
-	case bytes.HasPrefix(data, []byte{0x02, 0x21, 0x4c, 0x18}):
-		r = lz4.NewReader(bytes.NewReader(data))
-	case bytes.HasPrefix(data, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer zr.Close()
-		r = zr
-	default:
-		t.Fatalf("%s: neither lz4's legacy frame nor zstd (starts % x)", path, data[:4])
+	if !bytes.HasPrefix(data, []byte{0x02, 0x21, 0x4c, 0x18}) {
+		t.Fatalf("%s starts % x, want LZ4's legacy frame (02 21 4c 18)", path, data[:min(4, len(data))])
 	}
-	raw, err := io.ReadAll(r)
+	raw, err := io.ReadAll(lz4.NewReader(bytes.NewReader(data)))
 	if err != nil {
 		t.Fatal(err)
 	}
