@@ -25,11 +25,6 @@ func TestProgramBoundaries(t *testing.T) {
 		{"internal/upgrade", []string{"internal/node", "internal/build"}},
 		{"internal/", []string{"internal/node", "internal/build", "internal/upgrade", "test/"}}, // shared: none of the trees
 		{"cmd/kestrel", []string{"internal/build", "internal/upgrade"}},
-		// The initramfs's /init: stage 1 only, so the kernel unpacks
-		// little before it starts. Stage 2, sshd, k3s, the network and
-		// the config code (run by executing the rootfs's kestrel) stay
-		// out; TestStage1NoNetwork keeps net/http out too.
-		{"cmd/kestrel-stage1", stage1Forbidden},
 		{"cmd/kestrel-build", []string{"internal/node", "internal/upgrade", kmodule}},
 		{"cmd/upgrade-controller", []string{"internal/node", "internal/build", kmodule}},
 		// The real-inputs corpus is other people's files, for tests only:
@@ -56,30 +51,6 @@ func TestProgramBoundaries(t *testing.T) {
 					}
 				}
 			}
-		}
-	}
-}
-
-// stage1Forbidden is what cmd/kestrel-stage1 must not link.
-var stage1Forbidden = []string{"internal/node/init/stage2", "internal/node/init/supervisor", "internal/node/access",
-	"internal/node/k3s", "internal/k3s", "internal/node/net", "internal/node/provision", "internal/node/update",
-	"internal/config", "internal/build", "internal/upgrade"}
-
-// TestStage1NoNetwork: the initramfs's /init links no network client or
-// server from the standard library (listDeps leaves the standard library
-// out, so TestProgramBoundaries cannot see it).
-func TestStage1NoNetwork(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", module+"cmd/kestrel-stage1").Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	deps := strings.Fields(string(out))
-	if len(deps) == 0 {
-		t.Fatal("go list found no dependencies of cmd/kestrel-stage1")
-	}
-	for _, d := range deps {
-		if d == "net/http" || d == "crypto/tls" || d == "net/rpc" {
-			t.Errorf("cmd/kestrel-stage1 links %s", d)
 		}
 	}
 }

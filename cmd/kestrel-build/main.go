@@ -76,7 +76,6 @@ func run(command string, args []string, stderr io.Writer) error {
 	version := fs.String("version", "", "release version (default: kestrel: in the versions file)")
 	cache := fs.String("cache", ".cache", "cache directory (downloaded packages, build state)")
 	kestrel := fs.String("kestrel", "./cmd/kestrel", "Go package of the on-device binary, or a prebuilt binary")
-	stage1 := fs.String("stage1", "./cmd/kestrel-stage1", "Go package of the initramfs's /init, or a prebuilt binary (empty: the kestrel binary)")
 	baseline := fs.String("baseline-init", "./cmd/kestrel-baseline-init", "Go package of the baseline /init, or a prebuilt binary")
 	overlay := fs.String("overlay", "overlay", "rootfs overlay directory")
 	manifests := fs.String("manifests", "manifests/upgrade-controller", "upgrade controller manifests shipped in the rootfs (empty: none)")
@@ -102,7 +101,7 @@ func run(command string, args []string, stderr io.Writer) error {
 	}
 	o := pipeline.Options{
 		Image: img, Versions: v, Version: *version, OutDir: *out, CacheDir: *cache,
-		Kestrel: *kestrel, Stage1: *stage1, BaselineInit: *baseline, Overlay: *overlay, Manifests: *manifests, CABundle: *ca,
+		Kestrel: *kestrel, BaselineInit: *baseline, Overlay: *overlay, Manifests: *manifests, CABundle: *ca,
 		HostBusybox: *hostBusybox, K3s: *k3s, NodeBins: *nodeBins, VersionsFile: *versions, Time: epoch, Log: plog,
 		SignKey: *signKey, TrustedKeys: splitList(*trusted), ISO: command == "iso",
 	}

@@ -1,7 +1,7 @@
-// Command kestrel is the rootfs's on-device binary: /sbin/init (stage 2,
-// PID 1) and the operator CLI (/usr/bin/kestrel). The initramfs's /init is
-// cmd/kestrel-stage1, which runs `kestrel initramfs-phase` from the new
-// root; as /init, this binary still runs stage 1 itself. It only
+// Command kestrel is the on-device binary: the initramfs's /init (stage
+// 1, then stage 2 as PID 1, exec'd again from memory after switch_root:
+// stage1.SwitchRoot), the rootfs's /sbin/init (stage 2 when that exec
+// cannot be done) and the operator CLI (/usr/bin/kestrel). It only
 // dispatches; the work is in internal/node.
 //
 //	PID 1, argv[0] == /init  -> stage 1
@@ -12,8 +12,10 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -24,6 +26,20 @@ import (
 	"github.com/kestrel-os/kestrel/internal/node/init/rescue"
 	"github.com/kestrel-os/kestrel/internal/node/init/stage2"
 )
+
+// init names stage 2's PID 1 after its argv[0], "init", as a boot from
+// the root's /sbin/init would: stage1.SwitchRoot execs it through
+// /proc/self/exe, so the kernel named it "exe", which is what ps, top
+// and pidof would show. The name is per thread, and package
+// initialisation is when Go runs on the main thread, whose name the
+// process shows.
+func init() {
+	if os.Getpid() == 1 && os.Args[0] != layout.Init {
+		if name, err := unix.BytePtrFromString(filepath.Base(os.Args[0])); err == nil {
+			unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0)
+		}
+	}
+}
 
 func main() {
 	if os.Getpid() == 1 {
@@ -37,9 +53,7 @@ func main() {
 	os.Exit(runCLI(os.Args[1:]))
 }
 
-// runStage1 is stage 1 when this binary is /init (images built before
-// cmd/kestrel-stage1 took that place, and any other initramfs built with
-// it): the same stage 1, with the initramfs phase run in-process.
+// runStage1 is stage 1, with the config's initramfs phase run in-process.
 func runStage1() {
 	defer rescue.Guard()
 	err := stage1.Run(stage1.DeviceEnv(stage1Hooks()))

@@ -77,9 +77,12 @@ const (
 
 // Paths inside the initramfs and the rootfs.
 const (
-	// Init is the stage-1 entry point in the initramfs (the kestrel binary).
+	// Init is the stage-1 entry point in the initramfs (the kestrel
+	// binary), which also runs stage 2 (stage1.SwitchRoot).
 	Init = "/init"
-	// SbinInit is the stage-2 entry point in the rootfs (the kestrel binary).
+	// SbinInit is the stage-2 entry point in the rootfs (the kestrel
+	// binary): stage 2's argv[0], and what runs when the initramfs's
+	// binary cannot be exec'd again.
 	SbinInit = "/sbin/init"
 	// KestrelBin is where the kestrel binary lives in the rootfs; the CLI
 	// (`kestrel status`, `kestrel poweroff`, ...) is this path.

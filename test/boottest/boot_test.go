@@ -100,6 +100,12 @@ func TestBootSlice(t *testing.T) {
 		t.Errorf("%s holds %q, want the tests' key %s.pub", layout.ReleaseKeysDir, keys, release.KeyID(pub))
 	}
 
+	// Stage 2 runs the initramfs's kestrel, exec'd again from memory
+	// (stage1.SwitchRoot), named init as a boot from /sbin/init would be.
+	if exe, comm := run("readlink /proc/1/exe"), run("cat /proc/1/comm"); exe != layout.Init || comm != "init" {
+		t.Errorf("PID 1 runs %q named %q, want the initramfs's %s named init", exe, comm, layout.Init)
+	}
+
 	// qemu64 has neither SSSE3 nor SSE4.2: the kernel's generic code, and
 	// no module loaded for features the CPU lacks (TestVerityRoot boots a
 	// CPU that has them).

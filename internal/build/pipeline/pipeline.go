@@ -84,11 +84,6 @@ type Options struct {
 	// exists). Same for BaselineInit.
 	Kestrel      string
 	BaselineInit string
-	// Stage1 is the initramfs's /init, a Go package or a prebuilt binary
-	// like Kestrel ("./cmd/kestrel-stage1": stage 1 alone, a quarter of
-	// the kestrel binary, which the kernel unpacks before stage 1
-	// starts). Empty: the kestrel binary is /init too.
-	Stage1 string
 	// Overlay is the rootfs overlay directory.
 	Overlay string
 	// Manifests is the upgrade controller's manifest directory, shipped
@@ -259,14 +254,8 @@ func Image(o Options) (*Manifest, error) {
 	if err := rootfs.CopyFile(filepath.Join(in.kernelRoot, "boot", "vmlinuz-"+in.release), kernelOut, 0o644); err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
-	initBin := kestrelBin
-	if o.Stage1 != "" {
-		if initBin, err = o.binary(o.Stage1, filepath.Join(work, "stage1")); err != nil {
-			return nil, err
-		}
-	}
 	step := o.Log.Step("initramfs")
-	if err := o.writeInitramfs(initrdOut, work, initBin, keys, in, tree, initSel); err != nil {
+	if err := o.writeInitramfs(initrdOut, work, kestrelBin, keys, in, tree, initSel); err != nil {
 		return nil, err
 	}
 	step.Done(fmt.Sprintf("%d modules, %s", len(initSel.Modules), fileSize(initrdOut)))
@@ -554,8 +543,10 @@ func (o Options) cmdline() []string {
 // initramfsDirs are the mount points stage 1 uses inside the initramfs.
 var initramfsDirs = []string{"/proc", "/sys", "/dev", "/run", "/tmp", layout.NewRoot}
 
-// writeInitramfs writes the stage-1 initramfs to out, with initBin as
-// /init; work is scratch space.
+// writeInitramfs writes the stage-1 initramfs to out, with initBin (the
+// kestrel binary) as /init: it runs stage 1 and, exec'd again from memory
+// after switch_root, stage 2 (stage1.SwitchRoot says why); work is
+// scratch space.
 func (o Options) writeInitramfs(out, work, initBin string, keys map[string][]byte, in inputs, tree *modtree.Tree, sel modtree.Selection) error {
 	a := initramfs.New(o.Time)
 	if err := a.AddHostFile(layout.Init, initBin); err != nil {

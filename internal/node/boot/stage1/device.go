@@ -15,8 +15,7 @@ import (
 
 // DeviceEnv is the Env of stage 1 running as /init on a device: the real
 // /proc, /sys and /dev, CLOCK_BOOTTIME, mount(2) and switch_root, and
-// the given hooks. Both programs that can be /init (cmd/kestrel-stage1,
-// and cmd/kestrel in older initramfs images) take it from here.
+// the given hooks (cmd/kestrel, the initramfs's /init).
 func DeviceEnv(hooks Hooks) Env {
 	return Env{
 		Console: os.Stdout, Proc: "/proc", Sys: "/sys", Dev: "/dev", Root: "/",

@@ -29,12 +29,13 @@ const maxPhaseFile = 1 << 20
 //
 // The phase acts on init_cmd, kestrel.modules and kestrel.sysctl (k3OS's
 // k3os.modules and k3os.sysctls) and nothing else (phases.ApplyInitramfs).
-// Running it to find that out costs a cold start of the rootfs's kestrel
-// binary and a parse of every config source: 0.14 s of a reboot in qemu
-// under TCG, measured against a build that did not run it. Stage 1 cannot
-// parse the YAML (the config code would make /init three times larger,
-// see ExecHook), so it reads the text: a source in which none of the words
-// init_cmd, modules and sysctl appears cannot set those keys.
+// Running it to find that out cost 0.14 s of a reboot in qemu under TCG
+// when /init was a stage-1-only program that ran the phase by starting
+// the rootfs's kestrel binary cold. /init is the kestrel binary now and
+// runs the phase in-process; what skipping it still saves is a parse of
+// every config source and a NoCloud probe of every disk (not measured
+// since). PhaseIdle reads the text instead: a source in which none of the
+// words init_cmd, modules and sysctl appears cannot set those keys.
 //
 // It answers "may have work" whenever it cannot tell, so it never skips a
 // phase that had work (it may run one that has none):
