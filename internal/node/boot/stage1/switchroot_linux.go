@@ -14,20 +14,19 @@ func isBusy(err error) bool { return errors.Is(err, unix.EBUSY) }
 // that reaches it from inside the chroot as well.
 const selfExe = "/proc/self/exe"
 
-// SwitchRoot moves newRoot onto /, chroots into it and execs init with
-// the current environment. It is the classic switch_root: the initramfs
-// stays mounted underneath, unreachable.
+// SwitchRoot moves newRoot onto /, chroots into it and execs init with the
+// current environment. It is the classic switch_root: the initramfs stays
+// mounted underneath, unreachable.
 //
-// The program exec'd is the one running, the initramfs's /init (the
-// kestrel binary, the same build as the root's init), with argv[0] =
-// init, so it starts as stage 2: its pages are in memory already, while
-// the root's copy would be paged in through dm-verity and squashfs, which
-// hash and decompress all of it. That took 0.43 s of a boot counting
-// instructions (README, "Boot speed"). The initramfs comes from the same
-// ESP as the command line that holds the root hash, and the signed
-// release covers both, so the binary is as trusted as the root.
-// Only when that exec fails (no /proc in the new root) is the root's init
-// exec'd.
+// The program exec'd is the one running, the initramfs's /init (the kestrel
+// binary, the same build as the root's init), with argv[0] = init, so it
+// starts as stage 2: its pages are in memory already, while the root's copy
+// would be paged in through dm-verity and squashfs, which hash and
+// decompress all of it: 0.45 s of Kestrel's share of a boot, counting
+// instructions (README, "Boot time"). The initramfs comes from the same ESP
+// as the command line that holds the root hash, and the signed release
+// covers both, so the binary is as trusted as the root. Only when that exec
+// fails (no /proc in the new root) is the root's init exec'd.
 func SwitchRoot(newRoot, init string) error {
 	if err := unix.Chdir(newRoot); err != nil {
 		return fmt.Errorf("chdir %s: %w", newRoot, err)

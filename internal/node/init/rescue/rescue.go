@@ -1,5 +1,5 @@
-// Package rescue is where PID 1 ends up when it cannot go on, in stage 1
-// and in stage 2 (both cmd/kestrel): a shell on the console instead of a kernel
+// Package rescue is where PID 1 ends up when it cannot go on, in stage 1 and
+// in stage 2 (both cmd/kestrel): a shell on the console instead of a kernel
 // panic, and a reboot once nobody has typed on the console for the rescue
 // timeout (console.RescueTimer; at the timeout regardless when the boot is
 // on trial), so that an unattended node reaches the reboot A/B fallback
