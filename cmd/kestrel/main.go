@@ -27,17 +27,18 @@ import (
 	"github.com/kestrel-os/kestrel/internal/node/init/stage2"
 )
 
-// init names stage 2's PID 1 after its argv[0], "init", as a boot from
-// the root's /sbin/init would: stage1.SwitchRoot execs it through
-// /proc/self/exe, so the kernel named it "exe", which is what ps, top
-// and pidof would show. The name is per thread, and package
-// initialisation is when Go runs on the main thread, whose name the
-// process shows.
+// init names a process exec'd through layout.SelfExe (stage 2's PID 1,
+// sshd) after its argv[0], "init" or "kestrel", as an exec of that path
+// would have: the kernel named it "exe", which is what ps, top and pidof
+// would show. The name is per thread, and package initialisation is when
+// Go runs on the main thread, whose name the process shows.
 func init() {
-	if os.Getpid() == 1 && os.Args[0] != layout.Init {
-		if name, err := unix.BytePtrFromString(filepath.Base(os.Args[0])); err == nil {
-			unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0)
-		}
+	comm, err := os.ReadFile("/proc/self/comm")
+	if err != nil || string(comm) != filepath.Base(layout.SelfExe)+"\n" {
+		return
+	}
+	if name, err := unix.BytePtrFromString(filepath.Base(os.Args[0])); err == nil {
+		unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0)
 	}
 }
 

@@ -1,6 +1,13 @@
 package main
 
-import "testing"
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/kestrel-os/kestrel/internal/layout"
+)
 
 func TestCommandTable(t *testing.T) {
 	for _, name := range []string{"status", "version", "poweroff", "reboot", "halt"} {
@@ -22,5 +29,26 @@ func TestCommandTable(t *testing.T) {
 	}
 	if code := runCLI([]string{"poweroff", "now"}); code != 2 {
 		t.Errorf("poweroff with an argument: exit %d, want 2", code)
+	}
+}
+
+// TestCommAfterSelfExec runs this test binary again through
+// layout.SelfExe, with argv[0] /usr/bin/kestrel as sshd's spec has it:
+// init renames the process from "exe" to "kestrel".
+func TestCommAfterSelfExec(t *testing.T) {
+	if os.Getenv("KESTREL_TEST_PRINT_COMM") != "" {
+		b, _ := os.ReadFile("/proc/self/comm")
+		fmt.Print(string(b))
+		os.Exit(0)
+	}
+	cmd := exec.Command(layout.SelfExe, "-test.run=^TestCommAfterSelfExec$")
+	cmd.Args[0] = layout.KestrelBin
+	cmd.Env = append(os.Environ(), "KESTREL_TEST_PRINT_COMM=1")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if got := string(out); got != "kestrel\n" {
+		t.Errorf("exec'd through %s as %s, the process is named %q, want \"kestrel\\n\"", layout.SelfExe, layout.KestrelBin, got)
 	}
 }

@@ -101,11 +101,14 @@ func sshdHooks(spec func() supervisor.Spec) (boot, networkUp stage2.Hook) {
 	return boot, networkUp
 }
 
-// sshdSpec is how the SSH server runs for the merged config.
+// sshdSpec is how the SSH server runs for the merged config: from PID 1's
+// own binary (layout.SelfExe, argv[0] still layout.KestrelBin), the same
+// build, which stage 1 left in memory, so that sshd does not first page
+// the root's copy in through dm-verity and squashfs.
 func sshdSpec(cfg *phases.Runner) supervisor.Spec {
 	args := []string{"sshd", "--host-keys", sshHostKeys}
 	if phases.PasswordAuth(cfg.Config()) {
 		args = append(args, "--password-auth")
 	}
-	return supervisor.Spec{Name: "sshd", Path: layout.KestrelBin, Args: args, Env: cfg.Environ()}
+	return supervisor.Spec{Name: "sshd", Path: layout.KestrelBin, Exe: layout.SelfExe, Args: args, Env: cfg.Environ()}
 }

@@ -84,6 +84,10 @@ const (
 	// binary): stage 2's argv[0], and what runs when the initramfs's
 	// binary cannot be exec'd again.
 	SbinInit = "/sbin/init"
+	// SelfExe is the running program's own file, a magic link in /proc
+	// that reaches it from inside a chroot as well: PID 1 execs its own
+	// binary, the initramfs's, through it (stage1.SwitchRoot, sshd).
+	SelfExe = "/proc/self/exe"
 	// KestrelBin is where the kestrel binary lives in the rootfs; the CLI
 	// (`kestrel status`, `kestrel poweroff`, ...) is this path.
 	KestrelBin = "/usr/bin/kestrel"

@@ -153,6 +153,9 @@ func TestBootSlice(t *testing.T) {
 	// weight after it.
 	if procs, weight := run("cat /sys/fs/cgroup/sshd/cgroup.procs"), strings.TrimSpace(run("cat /sys/fs/cgroup/sshd/cpu.weight")); procs == "" || weight != "100" {
 		t.Errorf("sshd's cgroup after ready: processes %q, cpu.weight %q; want sshd there at weight 100", procs, weight)
+	} else if pid := strings.Fields(procs)[0]; run("readlink /proc/"+pid+"/exe") != layout.Init || run("cat /proc/"+pid+"/comm") != "kestrel" {
+		// sshd runs PID 1's binary, in memory since stage 1 (sshdSpec).
+		t.Errorf("sshd (pid %s) runs %q named %q, want the initramfs's %s named kestrel", pid, run("readlink /proc/"+pid+"/exe"), run("cat /proc/"+pid+"/comm"), layout.Init)
 	}
 
 	// The state partition ends where the disk's usable area ends (the GPT

@@ -6,13 +6,11 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kestrel-os/kestrel/internal/layout"
 )
 
 func isBusy(err error) bool { return errors.Is(err, unix.EBUSY) }
-
-// selfExe names the running program's own file: a magic link in /proc
-// that reaches it from inside the chroot as well.
-const selfExe = "/proc/self/exe"
 
 // SwitchRoot moves newRoot onto /, chroots into it and execs init with the
 // current environment. It is the classic switch_root: the initramfs stays
@@ -40,7 +38,7 @@ func SwitchRoot(newRoot, init string) error {
 	if err := unix.Chdir("/"); err != nil {
 		return fmt.Errorf("chdir /: %w", err)
 	}
-	self := unix.Exec(selfExe, []string{init}, os.Environ())
+	self := unix.Exec(layout.SelfExe, []string{init}, os.Environ())
 	if err := unix.Exec(init, []string{init}, os.Environ()); err != nil {
 		return fmt.Errorf("exec %s (itself: %v): %w", init, self, err)
 	}

@@ -33,7 +33,10 @@ import (
 // Spec describes a service.
 type Spec struct {
 	Name string
-	Path string
+	Path string // the program, and its argv[0]
+	// Exe, if set, is the file exec'd instead of Path, which stays
+	// argv[0] (PID 1 runs its own binary as /proc/self/exe this way).
+	Exe  string
 	Args []string
 	Env  []string // nil: a minimal PATH/HOME environment
 	Dir  string   // "" is "/"
@@ -410,6 +413,9 @@ func (s *Supervisor) start(svc *service) (*exec.Cmd, <-chan reaper.Exit, error) 
 	// be started twice, so the retry below takes a fresh one.
 	newCmd := func() *exec.Cmd {
 		cmd := exec.Command(sp.Path, sp.Args...)
+		if sp.Exe != "" {
+			cmd.Path = sp.Exe
+		}
 		cmd.Env = sp.Env
 		if cmd.Env == nil {
 			cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}

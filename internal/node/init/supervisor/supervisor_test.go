@@ -104,6 +104,29 @@ func TestStableRunResetsBackoff(t *testing.T) {
 	s.StopAll()
 }
 
+// TestExe runs a service from another file than its Path, which stays
+// its argv[0].
+func TestExe(t *testing.T) {
+	s := newTest(t, Config{StableAfter: time.Hour})
+	if err := s.Start(Spec{Name: "named", Path: "/usr/bin/named-otherwise", Exe: "/bin/sh", Args: []string{"-c", `tr '\0' ' ' </proc/$$/cmdline; echo; readlink /proc/$$/exe; sleep 60`}}); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(s.cfg.LogDir, "named.log")
+	exe, err := filepath.EvalSymlinks("/bin/sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the service's output", func() bool {
+		b, _ := os.ReadFile(log)
+		return strings.Contains(string(b), "\n"+exe+"\n")
+	})
+	s.StopAll()
+	b, _ := os.ReadFile(log)
+	if !strings.Contains(string(b), "/usr/bin/named-otherwise -c ") || !strings.Contains(string(b), "\n"+exe+"\n") {
+		t.Errorf("log does not show argv[0] /usr/bin/named-otherwise and the program %s:\n%s", exe, b)
+	}
+}
+
 func TestMissingBinary(t *testing.T) {
 	s := newTest(t, Config{MinBackoff: 10 * time.Millisecond})
 	s.Start(Spec{Name: "ghost", Path: "/nonexistent/bin"})
