@@ -24,7 +24,8 @@ func isBusy(err error) bool { return errors.Is(err, unix.EBUSY) }
 // instructions (README, "Boot time"). The initramfs comes from the same ESP
 // as the command line that holds the root hash, and the signed release
 // covers both, so the binary is as trusted as the root. Only when that exec
-// fails (no /proc in the new root) is the root's init exec'd.
+// fails (no /proc in the new root) is the root's init exec'd, with a
+// warning on the console.
 func SwitchRoot(newRoot, init string) error {
 	if err := unix.Chdir(newRoot); err != nil {
 		return fmt.Errorf("chdir %s: %w", newRoot, err)
@@ -39,6 +40,8 @@ func SwitchRoot(newRoot, init string) error {
 		return fmt.Errorf("chdir /: %w", err)
 	}
 	self := unix.Exec(layout.SelfExe, []string{init}, os.Environ())
+	// Still a boot, a slower one: say why on the console.
+	fmt.Fprintf(os.Stdout, "kestrel: warning: exec %s as %s: %v; running the root's %s\n", layout.SelfExe, init, self, init)
 	if err := unix.Exec(init, []string{init}, os.Environ()); err != nil {
 		return fmt.Errorf("exec %s (itself: %v): %w", init, self, err)
 	}
